@@ -1,0 +1,84 @@
+"""UV-map containers shared by every stage (DESIGN.md §3).
+
+All maps are float32 tensors ``[C, R, R]`` on one square chart: u to the right, v down,
+texel (i, j) = row i, column j has its centre at u = (j + 0.5) / R, v = (i + 0.5) / R.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+
+
+def _map_fields(obj) -> dict[str, torch.Tensor]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj) if isinstance(getattr(obj, f.name), torch.Tensor)}
+
+
+class _Maps:
+    @property
+    def resolution(self) -> int:
+        return int(self.valid.shape[-1])
+
+    def to(self, device) -> "_Maps":
+        return replace(self, **{k: v.to(device) for k, v in _map_fields(self).items()})
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        return _map_fields(self)
+
+
+@dataclass
+class PartialUV(_Maps):
+    """What one portrait shows of the head, unwrapped into the chart."""
+
+    rgb: torch.Tensor  # [3, R, R] sRGB 0..1, zero where unseen
+    visibility: torch.Tensor  # [1, R, R] 0..1, soft at grazing angles
+    normal: torch.Tensor  # [3, R, R] unit, head frame, zero where unseen
+    xyz: torch.Tensor  # [3, R, R] metres, head frame, zero where unseen
+    valid: torch.Tensor  # [1, R, R] 1 inside the chart
+
+
+@dataclass
+class CompleteUV(_Maps):
+    """A complete head: texture and geometry (xyz position map) over every valid texel."""
+
+    texture: torch.Tensor  # [3, R, R] sRGB 0..1
+    geometry: torch.Tensor  # [3, R, R] metres, head frame, neutral expression
+    valid: torch.Tensor  # [1, R, R]
+
+    def normals(self) -> torch.Tensor:
+        """Unit surface normals derived from the geometry map. Returns ``[3, R, R]``."""
+        return geometry_normals(self.geometry, self.valid)
+
+
+def geometry_tangents(geometry: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Central-difference tangents of a position map along u and v.
+
+    geometry: ``[3, R, R]``; valid: ``[1, R, R]``. Returns (du, dv), each ``[3, R, R]`` in metres per texel,
+    one-sided at chart borders (a neighbour outside the chart is replaced by the texel itself).
+    """
+    g = geometry * valid
+    m = valid
+    pad_g = F.pad(g[None], (1, 1, 1, 1), mode="replicate")[0]
+    pad_m = F.pad(m[None], (1, 1, 1, 1))[0]
+    right, left = pad_g[:, 1:-1, 2:], pad_g[:, 1:-1, :-2]
+    down, up = pad_g[:, 2:, 1:-1], pad_g[:, :-2, 1:-1]
+    mr, ml = pad_m[:, 1:-1, 2:], pad_m[:, 1:-1, :-2]
+    md, mu = pad_m[:, 2:, 1:-1], pad_m[:, :-2, 1:-1]
+    right = torch.where(mr > 0, right, g)
+    left = torch.where(ml > 0, left, g)
+    down = torch.where(md > 0, down, g)
+    up = torch.where(mu > 0, up, g)
+    du = (right - left) / (mr + ml).clamp(min=1)
+    dv = (down - up) / (md + mu).clamp(min=1)
+    return du, dv
+
+
+def geometry_normals(geometry: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Outward unit normals of a position map (u right, v down on a chart seen from outside).
+
+    geometry: ``[3, R, R]``; valid: ``[1, R, R]``. Returns ``[3, R, R]``, zero outside the chart.
+    """
+    du, dv = geometry_tangents(geometry, valid)
+    n = torch.cross(dv, du, dim=0)
+    return F.normalize(n, dim=0, eps=1e-12) * valid

@@ -1,0 +1,89 @@
+"""FiCAPipeline: unwrap -> complete -> refine -> prior, each stage embedded or learned (DESIGN.md §1, §6)."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fica.avatar import Avatar
+from fica.complete.base import Completer
+from fica.maps import CompleteUV, PartialUV
+from fica.prior.base import Prior
+from fica.refine.base import Refiner
+from fica.unwrap.base import Unwrapped, Unwrapper
+
+STAGES = ("unwrap", "complete", "refine", "prior")
+
+
+@dataclass
+class FiCAOutput:
+    unwrapped: Unwrapped
+    complete: CompleteUV
+    refined: CompleteUV
+    avatar: Avatar
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    implementations: dict[str, str] = field(default_factory=dict)  # stage -> which implementation ran
+
+    @property
+    def partial(self) -> PartialUV:
+        return self.unwrapped.partial
+
+
+class FiCAPipeline:
+    def __init__(self, unwrapper: Unwrapper, completer: Completer, refiner: Refiner, prior: Prior,
+                 device: str | torch.device = "cpu"):
+        self.unwrapper, self.completer, self.refiner, self.prior = unwrapper, completer, refiner, prior
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path | None = None, *, uv_resolution: int = 256,
+                        device: str | torch.device = "cpu", token: str | None = None,
+                        revision: str | None = None) -> "FiCAPipeline":
+        """The embedded pipeline (``source=None``), or learned stages from a Hub repo id or a local folder.
+
+        A source that holds only some components keeps the rest embedded; ``implementations`` says which ran.
+        """
+        from fica.hub import load_stages
+
+        stages = load_stages(source, uv_resolution=uv_resolution, device=device, token=token, revision=revision)
+        return cls(*(stages[s] for s in STAGES), device=device)
+
+    @property
+    def implementations(self) -> dict[str, str]:
+        return {s: getattr(self, a).implementation
+                for s, a in zip(STAGES, ("unwrapper", "completer", "refiner", "prior"))}
+
+    @torch.no_grad()
+    def __call__(self, image, generator: torch.Generator | None = None, progress=None) -> FiCAOutput:
+        """Build an avatar from ``image``: a path, PIL image, or ``[H, W, 3]`` array (uint8 or float 0..1).
+
+        ``progress(fraction, description)`` is called before each stage when given.
+        """
+        from fica.io.image import load_portrait
+
+        portrait = torch.as_tensor(load_portrait(image), device=self.device)  # [H, W, 3]
+        timings: dict[str, float] = {}
+
+        @contextmanager
+        def stage(name: str):
+            if progress is not None:
+                progress(STAGES.index(name) / len(STAGES), f"{name} ({self.implementations[name]})")
+            start = time.perf_counter()
+            yield
+            timings[name] = round(time.perf_counter() - start, 4)
+
+        with stage("unwrap"):
+            unwrapped = self.unwrapper(portrait)
+        with stage("complete"):
+            complete = self.completer(unwrapped, portrait, generator)
+        with stage("refine"):
+            refined = self.refiner(complete, unwrapped, portrait)
+        with stage("prior"):
+            identity = self.prior.encode(refined)
+            avatar = Avatar(self.prior, identity, unwrapped.camera, unwrapped.expression)
+        timings["total"] = round(sum(timings.values()), 4)
+        return FiCAOutput(unwrapped, complete, refined, avatar, timings, self.implementations)
