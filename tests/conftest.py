@@ -1,0 +1,52 @@
+"""Shared test fixtures: the example portraits in examples/ (see examples/README.md)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+PHOTOS = ("astronaut.jpg", "grace_hopper.jpg")
+STYLIZED = ("astronaut_stylized.jpg", "grace_hopper_smooth.jpg", "astronaut_posterized.png", "grace_hopper_grey.jpg")
+NO_FACE = "no_face_coffee.jpg"
+TWO_FACES = "two_faces.jpg"
+
+
+@lru_cache(maxsize=16)
+def _load(name: str) -> torch.Tensor:
+    rgb = np.asarray(Image.open(EXAMPLES_DIR / name).convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(rgb)
+
+
+@pytest.fixture(scope="session")
+def examples_dir() -> Path:
+    """The examples/ folder."""
+    return EXAMPLES_DIR
+
+
+@pytest.fixture(scope="session")
+def example_image():
+    """``example_image(name) -> [H, W, 3]`` float32 0..1 tensor of examples/<name> (cached; clone before editing)."""
+    return _load
+
+
+@pytest.fixture(scope="session")
+def portrait() -> torch.Tensor:
+    """The astronaut portrait, ``[512, 512, 3]`` float32 0..1."""
+    return _load("astronaut.jpg")
+
+
+@pytest.fixture(params=PHOTOS)
+def photo_name(request) -> str:
+    """Each real photograph in examples/."""
+    return request.param
+
+
+@pytest.fixture(params=PHOTOS + STYLIZED)
+def face_image_name(request) -> str:
+    """Each example that shows exactly one face (photos and their stylized variants)."""
+    return request.param
