@@ -20,12 +20,13 @@ DOMAINS = ("texture", "geometry")
 class UVDiT(ModelMixin, ConfigMixin):
     """``forward(latent [B, C, h, w], condition [B, C_cond, h, w], timestep [B] (0..1000), domain [B] long,
     image_embeds [B, E] or None) -> velocity [B, C, h, w]``. ``image_embeds=None`` is the unconditional branch
-    of classifier-free guidance (zeros, as the embedding is dropped in training)."""
+    of classifier-free guidance (zeros, as the embedding is dropped in training). Geometry maps enter the VAE
+    as xyz / ``geometry_scale_m``, textures as 2·rgb − 1."""
 
     @register_to_config
     def __init__(self, sample_size: int = 64, patch_size: int = 2, latent_channels: int = 4,
                  condition_channels: int = 12, hidden_size: int = 1024, num_layers: int = 24, num_heads: int = 16,
-                 image_embed_dim: int = 768, num_domains: int = len(DOMAINS)):
+                 image_embed_dim: int = 768, num_domains: int = len(DOMAINS), geometry_scale_m: float = 0.2):
         super().__init__()
         self.patch_embed = PatchEmbed(height=sample_size, width=sample_size, patch_size=patch_size,
                                       in_channels=latent_channels + condition_channels, embed_dim=hidden_size)

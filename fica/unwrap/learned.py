@@ -1,0 +1,162 @@
+"""Learned unwrap stage: the dense ViT predictor (the paper's fine-tuned Sapiens) replaces the landmark fit.
+
+portrait -> letterboxed to the network's input -> per-pixel uv, xyz, normal, mask (DenseMaps) -> partial UV maps
+(``fica.unwrap.uv_unwrap.unwrap_from_dense``); the camera comes from the xyz <-> pixel correspondences (linear
+PnP at a fixed field of view), and the head model's identity basis is fitted to the predicted xyz so the template
+geometry is complete where the portrait does not see it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fica.drive.expression import Expression
+from fica.render.camera import DEFAULT_FOV_DEG, Camera, intrinsics
+from fica.unwrap.base import DenseMaps, Unwrapped, Unwrapper
+
+COMPONENT = "dense_predictor"
+MAX_CORRESPONDENCES = 4000  # pixels used by the camera solve and the identity fit
+IDENTITY_RIDGE = 1e-3  # Tikhonov weight on identity coefficients, in m² per unit coefficient²
+
+
+def letterbox(image: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Fit ``image [3, H, W]`` into ``size = (h, w)`` keeping its aspect, centred on black.
+
+    Returns ``[1, 3, h, w]`` and the box ``(top, left, height, width)`` the image occupies.
+    """
+    h, w = size
+    H, W = image.shape[-2:]
+    scale = min(h / H, w / W)
+    nh, nw = max(1, round(H * scale)), max(1, round(W * scale))
+    resized = F.interpolate(image[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (h - nh) // 2, (w - nw) // 2
+    return F.pad(resized, (left, w - nw - left, top, h - nh - top)), (top, left, nh, nw)
+
+
+def unletterbox(maps: torch.Tensor, box: tuple[int, int, int, int], size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of ``letterbox`` for maps ``[B, C, h, w]`` -> ``[B, C, H, W]``."""
+    top, left, nh, nw = box
+    return F.interpolate(maps[..., top:top + nh, left:left + nw], size=size, mode="bilinear", align_corners=False)
+
+
+def solve_camera(points_m: torch.Tensor, pixels: torch.Tensor, width: int, height: int,
+                 fov_deg: float = DEFAULT_FOV_DEG) -> Camera:
+    """Camera from head-frame points ``[N, 3]`` seen at ``pixels [N, 2]`` (centres at +0.5), N ≥ 6.
+
+    Linear PnP (DLT with known intrinsics) on normalised data, then the nearest rotation and the translation
+    re-solved by least squares with the rotation fixed.
+    """
+    K = intrinsics(fov_deg, width, height).double()
+    X = points_m.double()
+    ray = torch.cat([pixels.double(), torch.ones_like(pixels[:, :1]).double()], 1) @ torch.linalg.inv(K).T
+    x, y = ray[:, 0:1], ray[:, 1:2]
+    centre, spread = X.mean(0), (X - X.mean(0)).norm(dim=1).mean().clamp(min=1e-9)
+    Xn = torch.cat([(X - centre) / spread, torch.ones_like(x)], 1)  # [N, 4]
+    zeros = torch.zeros_like(Xn)
+    A = torch.cat([torch.cat([Xn, zeros, -x * Xn], 1), torch.cat([zeros, Xn, -y * Xn], 1)])  # [2N, 12]
+    P = torch.linalg.svd(A, full_matrices=False).Vh[-1].view(3, 4)
+    if torch.det(P[:, :3]) < 0:
+        P = -P
+    U, S, Vh = torch.linalg.svd(P[:, :3])
+    R = U @ Vh
+    # With R fixed, x̂ × (R X + t) = 0 is linear in t.
+    RX = X @ R.T
+    rows_x = torch.stack([torch.ones_like(x[:, 0]), torch.zeros_like(x[:, 0]), -x[:, 0]], 1)
+    rows_y = torch.stack([torch.zeros_like(y[:, 0]), torch.ones_like(y[:, 0]), -y[:, 0]], 1)
+    B = torch.cat([rows_x, rows_y])
+    rhs = torch.cat([x[:, 0] * RX[:, 2] - RX[:, 0], y[:, 0] * RX[:, 2] - RX[:, 1]])
+    t = torch.linalg.lstsq(B, rhs[:, None]).solution[:, 0]
+    viewmat = torch.eye(4, dtype=torch.float64)
+    viewmat[:3, :3], viewmat[:3, 3] = R, t
+    return Camera(viewmat.float(), K.float(), width, height)
+
+
+def sample_maps(maps: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of chart maps ``[C, R, R]`` at chart coordinates ``uv [N, 2]`` -> ``[N, C]``."""
+    grid = (uv * 2 - 1).view(1, 1, -1, 2).to(maps)
+    return F.grid_sample(maps[None], grid, mode="bilinear", align_corners=False)[0, :, 0].T
+
+
+def fit_identity(dense: DenseMaps, head, ridge: float = IDENTITY_RIDGE) -> torch.Tensor:
+    """Identity coefficients ``[K]`` whose neutral head best matches the predicted xyz at the predicted uv
+    (regularised least squares over the masked pixels)."""
+    layout = head.uv_layout(256)
+    keep = (dense.mask > 0.5).reshape(-1)
+    uv, xyz = dense.uv.reshape(-1, 2)[keep].cpu(), dense.xyz.reshape(-1, 3)[keep].cpu()
+    if len(uv) > MAX_CORRESPONDENCES:
+        pick = torch.linspace(0, len(uv) - 1, MAX_CORRESPONDENCES).long()
+        uv, xyz = uv[pick], xyz[pick]
+    K = head.identity_basis.shape[0]
+    if len(uv) == 0 or K == 0:
+        return torch.zeros(K)
+    neutral = layout.vertices_to_map(head.vertices)
+    basis = torch.cat([layout.vertices_to_map(b) for b in head.identity_basis])  # [3K, R, R]
+    inside = sample_maps(layout.valid, uv)[:, 0] > 0.99
+    base = sample_maps(neutral, uv)[inside]  # [N, 3]
+    A = sample_maps(basis, uv)[inside].view(-1, K, 3).permute(0, 2, 1).reshape(-1, K)  # [3N, K]
+    b = (xyz[inside] - base).reshape(-1, 1)
+    lhs = A.T @ A / max(len(base), 1) + ridge * torch.eye(K)
+    return torch.linalg.solve(lhs.double(), (A.T @ b / max(len(base), 1)).double())[:, 0].float()
+
+
+class LearnedUnwrapper(Unwrapper):
+    def __init__(self, model, *, uv_resolution: int = 256, implementation: str = "learned",
+                 device: str | torch.device = "cpu", head=None):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.uv_resolution = uv_resolution
+        self.implementation = implementation
+        self._head = head
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, *, source: str, uv_resolution: int = 256,
+                        device: str | torch.device = "cpu") -> "LearnedUnwrapper":
+        from fica.models.dense_vit import DenseViT
+
+        model = DenseViT.from_pretrained(Path(folder) / COMPONENT)
+        return cls(model, uv_resolution=uv_resolution, implementation=f"learned: {source}/{COMPONENT}",
+                   device=device)
+
+    @property
+    def head(self):
+        if self._head is None:
+            from fica.head.model import default_head
+
+            self._head = default_head()
+        return self._head
+
+    @torch.no_grad()
+    def dense(self, image: torch.Tensor) -> DenseMaps:
+        """DenseMaps at the portrait's size from ``image [H, W, 3]`` 0..1."""
+        H, W = image.shape[:2]
+        x, box = letterbox(image.to(self.device).permute(2, 0, 1).float(), self.model.image_size)
+        raw = unletterbox(self.model(x), box, (H, W))
+        out = self.model.activate(raw)
+        on = (out["mask"][0, 0] > 0.5).float()
+        hwc = lambda t: (t[0] * on).permute(1, 2, 0).cpu()  # noqa: E731
+        return DenseMaps(uv=hwc(out["uv"]), xyz=hwc(out["xyz"]), normal=hwc(out["normal"]),
+                         mask=out["mask"][0, 0].cpu())
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor) -> Unwrapped:
+        from fica.errors import NoFaceFound
+        from fica.unwrap.uv_unwrap import unwrap_from_dense
+
+        image = image.float().cpu()
+        H, W = image.shape[:2]
+        dense = self.dense(image)
+        on = (dense.mask > 0.5).nonzero()  # [N, 2] (row, column)
+        if len(on) < 6:
+            raise NoFaceFound("The dense predictor found no head surface in the portrait.")
+        pick = torch.linspace(0, len(on) - 1, min(len(on), MAX_CORRESPONDENCES)).long()
+        rows, cols = on[pick, 0], on[pick, 1]
+        pixels = torch.stack([cols, rows], 1).float() + 0.5
+        camera = solve_camera(dense.xyz[rows, cols], pixels, W, H)
+        identity = fit_identity(dense, self.head)
+        layout = self.head.uv_layout(self.uv_resolution)
+        fitted_geometry = layout.vertices_to_map(self.head.deform(identity=identity))
+        partial = unwrap_from_dense(image, dense, self.uv_resolution)
+        return Unwrapped(partial=partial, dense=dense, camera=camera, expression=Expression.neutral(),
+                         fitted_geometry=fitted_geometry)
