@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from fica.render.camera import orbit_camera
 from fica.render.mesh import rasterize_mesh, shade
@@ -22,7 +23,7 @@ def _detect(image: np.ndarray) -> np.ndarray:
 
 def embed_landmarks(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Return landmark_face ``[478]`` int32 and landmark_bary ``[478, 3]`` float32 for the head asset arrays."""
-    from fica.head.model import HeadModel
+    from fica.head.model import REGIONS, HeadModel
 
     head = HeadModel(arrays)
     vertices, faces = head.vertices, head.faces
@@ -47,7 +48,15 @@ def embed_landmarks(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarr
     if (weight.sum(0) == 0).any():
         raise RuntimeError(f"{int((weight.sum(0) == 0).sum())} landmarks fell off the head in every view")
     mean = (torch.stack([p for p, _ in points]) * weight[..., None]).sum(0) / weight.sum(0)[:, None]
-    return _closest_surface_points(vertices, faces, mean)
+    # MediaPipe's topology is left/right symmetric and so is the head: average each landmark with its mirror twin.
+    mirrored = mean * torch.tensor([-1.0, 1.0, 1.0])
+    _, twin = linear_sum_assignment(torch.cdist(mirrored, mean).numpy())  # a one-to-one pairing
+    symmetric = 0.5 * (mean + mirrored[twin])
+    # Snap onto the skin: lid and lip landmarks must follow the eyelids and lips, not the eyeballs or mouth cavity.
+    skin = ~torch.isin(head.face_region, torch.tensor([REGIONS.index("eyes"), REGIONS.index("mouth")]))
+    skin_faces = skin.nonzero().squeeze(1)
+    face, bary = _closest_surface_points(vertices, faces[skin_faces], symmetric)
+    return skin_faces[face].numpy().astype(np.int32), bary
 
 
 def _closest_surface_points(vertices: torch.Tensor, faces: torch.Tensor, points: torch.Tensor):
@@ -68,7 +77,7 @@ def _closest_surface_points(vertices: torch.Tensor, faces: torch.Tensor, points:
         best_dist = torch.where(better, d, best_dist)
         best_face = torch.where(better, f, best_face)
         best_bary = torch.where(better[:, None], bary, best_bary)
-    return best_face.numpy().astype(np.int32), best_bary.numpy().astype(np.float32)
+    return best_face, best_bary.numpy().astype(np.float32)
 
 
 def _project_to_triangle(p, a, b, c):
