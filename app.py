@@ -1,0 +1,136 @@
+"""FiCA demo: one portrait in; UV maps, a rotatable 3D Gaussian avatar and expression videos out.
+
+Run ``python app.py`` (``--share`` for a public link, ``--host``/``--port`` for servers). ``FICA_MODEL`` names a
+Hub repo or folder with learned weights (``HF_TOKEN`` for private ones); without it everything runs embedded.
+The UI only: all the work is ``fica.app_support.generate``.
+
+API (``api_name="/generate"``), inputs in order: portrait, uv_resolution, expressions, driving_video, seed.
+Outputs in order (stable): uv_maps (gallery of 7 labelled PNGs), avatar_3d (.ply framed for the viewer),
+expression_videos (gallery of mp4s, one per preset), driving_video (mp4 or None), downloads (files), report (text).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import gradio as gr
+import spaces
+
+from fica.app_support import (DEFAULT_EXPRESSIONS, UV_RESOLUTIONS, GenerateOptions, generate, load_pipeline,
+                              report_line)
+from fica.drive.presets import PRESETS
+from fica.errors import FiCAError, UnsupportedInput
+
+log = logging.getLogger("fica.app")
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+EXAMPLES = ("astronaut.jpg", "grace_hopper.jpg", "astronaut_stylized.jpg", "grace_hopper_smooth.jpg",
+            "astronaut_posterized.png", "grace_hopper_grey.jpg")
+MAX_FILE_SIZE = os.environ.get("FICA_MAX_FILE_SIZE", "25mb")
+CONCURRENCY = int(os.environ.get("FICA_CONCURRENCY", "2"))
+# "lazy": an example's outputs are computed on its first click and served from the cache afterwards;
+# "eager": all at start-up; "0": never cached (tests).
+CACHE_EXAMPLES = os.environ.get("FICA_CACHE_EXAMPLES", "lazy")
+
+
+@spaces.GPU(duration=120)
+def run_generate(portrait, uv_resolution, expressions, driving_video, seed, progress=gr.Progress()):
+    """The /generate endpoint. Returns the outputs in the documented order."""
+    if portrait is None:
+        raise gr.Error("Upload a portrait first, or pick one of the examples.", print_exception=False)
+    options = GenerateOptions(uv_resolution=int(uv_resolution), expressions=tuple(expressions or ()),
+                              driving=driving_video or None, seed=int(seed or 0))
+    try:
+        result = generate(portrait, options, progress=lambda fraction, desc: progress(fraction, desc=desc))
+    except FiCAError as err:
+        raise gr.Error(str(err), print_exception=False) from None
+    except Exception:
+        log.exception("generate failed")
+        raise gr.Error("Something went wrong while building the avatar; please try another portrait.") from None
+    if result.report["note"]:
+        gr.Warning(result.report["note"])
+    return ([(str(p), label) for p, label in result.uv_maps], str(result.viewer_ply),
+            [(str(p), name) for p, name in result.videos],
+            gr.Video(str(result.driving_video) if result.driving_video else None,
+                     visible=result.driving_video is not None),
+            [str(p) for p in result.downloads], result.summary())
+
+
+def run_example(portrait):
+    """Examples run with the default options (what their cached outputs show)."""
+    return run_generate(portrait, 256, list(DEFAULT_EXPRESSIONS), None, 0)
+
+
+def _readable_portrait_errors(component: gr.Image) -> gr.Image:
+    """Gradio opens an uploaded image with PIL before our code sees it; turn its failure on an unreadable file
+    into the same clear message the library gives."""
+    preprocess = component.preprocess
+
+    def checked(payload):
+        try:
+            return preprocess(payload)
+        except (OSError, ValueError) as err:
+            raise gr.Error(str(UnsupportedInput("The portrait is not a readable image file (PNG, JPEG or WebP).")),
+                           print_exception=False) from err
+
+    component.preprocess = checked
+    return component
+
+
+def build_demo() -> gr.Blocks:
+    _, note = load_pipeline()  # build the default pipeline now, so the first visitor does not wait for it
+    with gr.Blocks(title="FiCA: instant Gaussian avatar from one portrait", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown("# FiCA: a drivable 3D Gaussian head from one portrait\n"
+                    "Upload a portrait (or pick an example) and press **Generate**: the portrait is unwrapped into "
+                    "partial UV maps, completed, refined, and turned into 3D Gaussians you can rotate and drive "
+                    "with expressions.")
+        if note:
+            gr.Markdown(f"**Note:** {note}", elem_id="weights-note")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                portrait = _readable_portrait_errors(gr.Image(
+                    label="Portrait", type="filepath", image_mode=None, sources=["upload", "clipboard", "webcam"],
+                    height=360, elem_id="portrait"))
+                generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+                with gr.Accordion("Options", open=False):
+                    uv_resolution = gr.Radio(list(UV_RESOLUTIONS), value=256, label="UV resolution (quality)")
+                    expressions = gr.CheckboxGroup(list(PRESETS), value=list(DEFAULT_EXPRESSIONS),
+                                                   label="Expression videos")
+                    driving_video = gr.Video(label="Driving video (optional)", sources=["upload"])
+                    seed = gr.Number(value=0, precision=0, label="Seed (used by learned completion)")
+            with gr.Column(scale=2):
+                with gr.Row():
+                    avatar_3d = gr.Model3D(label="Avatar (3D Gaussians)", height=420,
+                                           elem_id="avatar-3d")
+                    expression_videos = gr.Gallery(label="Expressions", columns=2, height=420,
+                                                   elem_id="expression-videos")
+                uv_maps = gr.Gallery(label="UV maps", columns=4, object_fit="contain", elem_id="uv-maps")
+                driving_result = gr.Video(label="Driving video | avatar", visible=False, elem_id="driving-result")
+                downloads = gr.File(label="Downloads", file_count="multiple", height=240, elem_id="downloads")
+                report = gr.Textbox(label="Report", lines=2, interactive=False, elem_id="report")
+        outputs = [uv_maps, avatar_3d, expression_videos, driving_result, downloads, report]
+        gr.Examples([[str(EXAMPLES_DIR / name)] for name in EXAMPLES], inputs=[portrait], outputs=outputs,
+                    fn=run_example, cache_examples=CACHE_EXAMPLES != "0",
+                    cache_mode="lazy" if CACHE_EXAMPLES == "lazy" else "eager")
+        generate_btn.click(run_generate, inputs=[portrait, uv_resolution, expressions, driving_video, seed],
+                           outputs=outputs, api_name="generate")
+    return demo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default=None, help="address to serve on (default: GRADIO_SERVER_NAME or "
+                                                     "127.0.0.1; 0.0.0.0 for every interface)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: GRADIO_SERVER_PORT or 7860)")
+    parser.add_argument("--share", action="store_true", default=os.environ.get("FICA_SHARE", "") == "1",
+                        help="also open a public gradio.live link (or set FICA_SHARE=1)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    demo = build_demo()
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=32)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE)
+
+
+if __name__ == "__main__":
+    main()

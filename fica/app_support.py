@@ -1,0 +1,253 @@
+"""What the app needs from the library, without Gradio: one call from a portrait to every artifact on disk.
+
+``generate(portrait, options)`` runs the pipeline, writes everything into a fresh per-request folder through
+``fica.export.export_all`` and returns a ``GenerateResult`` that names each file. The app only lays those files
+out; scripts and tests can call the same function.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from fica.errors import UnsupportedInput, WeightsUnavailable
+from fica.prior.gaussians import GaussianSet
+
+# The UV maps the export writes under ``uv/``, in the order the app shows them, with their labels.
+UV_MAPS: tuple[tuple[str, str], ...] = (
+    ("partial_rgb", "partial RGB"),
+    ("visibility", "visibility"),
+    ("partial_normal", "partial normal"),
+    ("partial_xyz", "partial xyz"),
+    ("texture", "completed texture"),
+    ("geometry", "geometry"),
+    ("refined_texture", "refined texture"),
+)
+UV_RESOLUTIONS = (128, 256, 512)
+DEFAULT_EXPRESSIONS = ("smile", "talk", "turn")
+OUTPUT_ROOT = Path(tempfile.gettempdir()) / "fica-app"
+OUTPUT_MAX_AGE_S = 3600.0
+
+# Gradio 6's Model3D draws .ply/.splat files with gsplat.js and ignores ``camera_position``: its orbit camera
+# always starts at alpha = beta = 0.5 rad and radius 5 around the origin, with fx = fy = 1132 px and world +y
+# pointing down the screen (the OpenCV convention).
+GRADIO_ORBIT_ALPHA_RAD = 0.5
+GRADIO_ORBIT_BETA_RAD = 0.5
+GRADIO_ORBIT_RADIUS = 5.0
+GRADIO_FOCAL_PX = 1132.0
+
+
+@dataclass
+class GenerateOptions:
+    uv_resolution: int = 256
+    expressions: tuple[str, ...] = DEFAULT_EXPRESSIONS  # names from fica.drive.presets.PRESETS
+    driving: str | Path | None = None  # a driving video; its clip is rendered beside the avatar
+    seed: int = 0
+
+
+@dataclass
+class GenerateResult:
+    """Every artifact of one request, all inside ``out_dir``."""
+
+    out_dir: Path
+    uv_maps: list[tuple[Path, str]]  # (png, label) in UV_MAPS order
+    ply: Path  # head frame, metres (DESIGN.md §3)
+    splat: Path
+    viewer_ply: Path  # the same Gaussians framed for Gradio's Model3D (see to_gradio_viewer)
+    videos: list[tuple[Path, str]]  # (mp4, preset name) per expression preset
+    driving_video: Path | None  # driving video | avatar, side by side
+    uv_zip: Path
+    report: dict = field(default_factory=dict)
+
+    @property
+    def downloads(self) -> list[Path]:
+        files = [self.ply, self.splat, *(p for p, _ in self.videos), self.uv_zip]
+        return files + ([self.driving_video] if self.driving_video else [])
+
+    def summary(self) -> str:
+        """One line: time and implementation per stage, Gaussian count, export time."""
+        return report_line(self.report)
+
+
+def report_line(report: dict) -> str:
+    stages = " · ".join(f"{name} {report['timings'][name]:.2f} s ({impl})"
+                        for name, impl in report["implementations"].items())
+    return (f"{stages} · avatar in {report['timings']['total']:.2f} s · {report['gaussians']:,} Gaussians · "
+            f"UV {report['uv_resolution']}² · videos and files in {report['export_s']:.1f} s")
+
+
+# ---------------------------------------------------------------------------------------------- pipelines
+
+_pipelines: dict[tuple, tuple] = {}
+_pipelines_lock = threading.Lock()
+
+
+def load_pipeline(source: str | None = None, uv_resolution: int = 256, device: str | None = None):
+    """The pipeline for ``source`` (default: ``FICA_MODEL``, else embedded), built once per resolution.
+
+    Returns ``(pipeline, note)``: when the weights cannot be had (offline, private, missing) the embedded
+    pipeline runs instead and ``note`` says why, for the UI to show; otherwise ``note`` is ''.
+    """
+    from fica.hub import resolve_source
+    from fica.pipeline import FiCAPipeline
+
+    source = resolve_source(source)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    key = (source, int(uv_resolution), device)
+    with _pipelines_lock:
+        if key not in _pipelines:
+            note = ""
+            try:
+                pipe = FiCAPipeline.from_pretrained(source, uv_resolution=int(uv_resolution), device=device)
+            except WeightsUnavailable as err:
+                note = f"{err} Running the embedded (offline) pipeline instead."
+                pipe = FiCAPipeline.from_pretrained(None, uv_resolution=int(uv_resolution), device=device)
+            _pipelines[key] = (pipe, note)
+        return _pipelines[key]
+
+
+# ---------------------------------------------------------------------------------------------- output folders
+
+def new_output_dir(root: str | Path = OUTPUT_ROOT, max_age_s: float = OUTPUT_MAX_AGE_S) -> Path:
+    """A fresh private folder for one request under ``root``; folders older than ``max_age_s`` are removed."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in root.glob("req-*"):
+        try:
+            if now - old.stat().st_mtime > max_age_s:
+                shutil.rmtree(old, ignore_errors=True)
+        except FileNotFoundError:  # another request removed it first
+            pass
+    return Path(tempfile.mkdtemp(prefix="req-", dir=root))
+
+
+# ---------------------------------------------------------------------------------------------- Model3D framing
+
+def _quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product of (w, x, y, z) quaternions ``[..., 4]``."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                        aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+
+
+def _axis_quat(axis: int, angle_rad: float) -> torch.Tensor:
+    q = torch.zeros(4)
+    q[0], q[1 + axis] = math.cos(angle_rad / 2), math.sin(angle_rad / 2)
+    return q
+
+
+def _quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
+    w, x, y, z = q.tolist()
+    return torch.tensor([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                         [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                         [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+def gradio_viewer_rotation() -> torch.Tensor:
+    """Unit quaternion ``[4]`` (w, x, y, z) turning the head frame into Gradio's splat-viewer world so that the
+    viewer's start camera sees the head as the frontal ``orbit_camera()`` does (face toward it, upright).
+
+    The viewer's start camera has camera-to-world rotation Ry(-alpha) Rx(-beta); the frontal camera's
+    world-to-camera rotation is a half turn about x. Their product maps head-frame directions into the viewer.
+    """
+    camera_to_world = _quat_mul(_axis_quat(1, -GRADIO_ORBIT_ALPHA_RAD), _axis_quat(0, -GRADIO_ORBIT_BETA_RAD))
+    return _quat_mul(camera_to_world, _axis_quat(0, math.pi))
+
+
+def to_gradio_viewer(gaussians: GaussianSet, screen_height_px: float = 260.0) -> GaussianSet:
+    """The Gaussians moved into Gradio's Model3D splat viewer frame: the head's centre at the orbit target,
+    facing the start camera, scaled to about ``screen_height_px`` tall on first load. Colours and opacities
+    are unchanged; only the exported *view* copy uses this (the downloadable .ply stays in metres)."""
+    means = gaussians.means.float()
+    lo, hi = torch.quantile(means, 0.01, dim=0), torch.quantile(means, 0.99, dim=0)
+    centre = (lo + hi) / 2
+    scale = screen_height_px * GRADIO_ORBIT_RADIUS / GRADIO_FOCAL_PX / float(hi[1] - lo[1])
+    q = gradio_viewer_rotation()
+    rotation = _quat_to_matrix(q)
+    return GaussianSet(means=scale * (means - centre) @ rotation.T,
+                       quats=_quat_mul(q.expand_as(gaussians.quats), gaussians.quats.float()),
+                       scales=gaussians.scales.float() * scale,
+                       opacities=gaussians.opacities, colors=gaussians.colors)
+
+
+# ---------------------------------------------------------------------------------------------- generate
+
+def _check_driving(path: str | Path | None) -> None:
+    """Fail early, before any pipeline work, on a driving video that cannot be read."""
+    if path is None:
+        return
+    from fica.io.video import read_video
+
+    frames, _ = read_video(path, max_frames=1)
+    if not frames:
+        raise UnsupportedInput("The driving video has no frames.")
+
+
+def _zip_uv_maps(uv_maps: list[tuple[Path, str]], path: Path) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for png, _ in uv_maps:
+            zf.write(png, arcname=f"uv/{png.name}")
+    return path
+
+
+def generate(portrait, options: GenerateOptions | None = None, *, source: str | None = None,
+             progress: Callable[[float, str], None] | None = None,
+             root: str | Path = OUTPUT_ROOT) -> GenerateResult:
+    """Portrait (path, PIL image or ``[H, W, 3]`` array) -> every artifact, written to a new folder under ``root``.
+
+    ``progress(fraction, description)`` is called per pipeline stage and per exported video. Raises the
+    ``fica.errors.FiCAError`` subclasses for anything the input causes; on any failure the request's folder is
+    removed, so nothing half-written is left behind.
+    """
+    from fica.drive.presets import PRESETS
+    from fica.export import export_all
+
+    options = options or GenerateOptions()
+    if options.uv_resolution not in UV_RESOLUTIONS:
+        raise UnsupportedInput(f"UV resolution must be one of {', '.join(map(str, UV_RESOLUTIONS))}.")
+    unknown = [name for name in options.expressions if name not in PRESETS]
+    if unknown:
+        raise UnsupportedInput(f"Unknown expression preset(s): {', '.join(unknown)}; "
+                               f"choose from {', '.join(PRESETS)}.")
+    report_progress = progress or (lambda fraction, description: None)
+    _check_driving(options.driving)
+    pipe, note = load_pipeline(source, options.uv_resolution)
+    out_dir = new_output_dir(root)
+    try:
+        generator = torch.Generator().manual_seed(int(options.seed))
+        output = pipe(portrait, generator=generator, progress=lambda f, d: report_progress(0.3 * f, d))
+        report_progress(0.3, "exporting the avatar and rendering the videos")
+        start = time.perf_counter()
+        export_all(output, out_dir, views=(), expressions=list(options.expressions), driving=options.driving)
+        export_s = time.perf_counter() - start
+        gaussians = output.avatar.gaussians()
+        from fica.io.splat_files import save_ply
+
+        viewer_ply = save_ply(to_gradio_viewer(gaussians), out_dir / "viewer" / "avatar_view.ply")
+        uv_maps = [(out_dir / "uv" / f"{name}.png", label) for name, label in UV_MAPS]
+        videos = [(out_dir / "expressions" / f"{name}.mp4", name) for name in options.expressions]
+        driving = sorted(out_dir.glob("driving*.mp4"))
+        report = {"timings": dict(output.timings), "implementations": dict(output.implementations),
+                  "gaussians": len(gaussians), "uv_resolution": options.uv_resolution,
+                  "export_s": round(export_s, 3), "note": note}
+        result = GenerateResult(out_dir, uv_maps, out_dir / "avatar.ply", out_dir / "avatar.splat", viewer_ply,
+                                videos, driving[0] if driving else None,
+                                _zip_uv_maps(uv_maps, out_dir / "uv_maps.zip"), report)
+        missing = [str(p) for p in [*result.downloads, viewer_ply, *(p for p, _ in uv_maps)] if not p.is_file()]
+        if missing:
+            raise RuntimeError(f"export did not write: {', '.join(missing)}")
+        report_progress(1.0, "done")
+        return result
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
