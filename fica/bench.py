@@ -1,0 +1,120 @@
+"""``python -m fica.bench``: the speed and memory targets of DESIGN.md §7, measured on this machine.
+
+Prints a table and writes the numbers as JSON (``--out``, default ``bench.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+TARGETS = {  # name -> (target, "<=" or ">=")
+    "portrait_to_avatar_s": (1.5, "<="),
+    "render_fps_512_cpu": (25.0, ">="),
+    "render_fps_512_cuda": (300.0, ">="),
+    "video_4s_24fps_512_s": (8.0, "<="),
+    "peak_memory_gb": (2.0, "<="),
+}
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(repeats: int = 3, uv_resolution: int = 256) -> dict:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from fica.drive.presets import preset_clip
+    from fica.io.video import write_mp4
+    from fica.pipeline import FiCAPipeline
+    from fica.render.camera import orbit_camera
+    from fica.render.rasterize import render
+
+    image = np.asarray(Image.open(EXAMPLE).convert("RGB").resize((512, 512)))
+    results: dict = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                                 "python": platform.python_version(), "torch": torch.__version__,
+                                 "cuda": torch.cuda.is_available()}}
+    start = time.perf_counter()
+    pipe = FiCAPipeline.from_pretrained(uv_resolution=uv_resolution)
+    results["pipeline_load_s"] = round(time.perf_counter() - start, 3)
+    output = pipe(image)  # warm-up: MediaPipe graph, layout caches
+    runs = [pipe(image) for _ in range(repeats)]
+    results["implementations"] = output.implementations
+    results["stage_s"] = {s: round(statistics.median(r.timings[s] for r in runs), 4) for s in runs[0].timings}
+    results["portrait_to_avatar_s"] = results["stage_s"]["total"]
+
+    avatar = output.avatar
+    gaussians = avatar.gaussians()
+    results["gaussians"] = len(gaussians)
+    camera = orbit_camera(0.0, 0.0, width=512, height=512)
+    render(gaussians, camera)
+    frame_s = _median_time(lambda: render(gaussians, camera), max(5, repeats))
+    results["render_fps_512_cpu"] = round(1.0 / frame_s, 2)
+    decode_s = _median_time(lambda: avatar.gaussians(), max(5, repeats))
+    results["decode_ms"] = round(decode_s * 1000, 2)
+    if torch.cuda.is_available():
+        g, cam = gaussians.to("cuda"), camera.to("cuda")
+        render(g, cam)
+        torch.cuda.synchronize()
+        frame_s = _median_time(lambda: (render(g, cam), torch.cuda.synchronize()), 50)
+        results["render_fps_512_cuda"] = round(1.0 / frame_s, 1)
+
+    clip = preset_clip("talk", fps=24, seconds=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        write_mp4(avatar.animate(clip, camera), Path(tmp) / "talk.mp4", fps=24)
+        results["video_4s_24fps_512_s"] = round(time.perf_counter() - start, 3)
+    results["peak_memory_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 3)
+    results["targets"] = {k: {"target": t, "op": op, "met": _met(results.get(k), t, op)}
+                          for k, (t, op) in TARGETS.items() if k in results}
+    return results
+
+
+def _met(value, target, op) -> bool | None:
+    if value is None:
+        return None
+    return value <= target if op == "<=" else value >= target
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--uv-res", type=int, default=256)
+    args = parser.parse_args(argv)
+    results = run(args.repeats, args.uv_res)
+    print(f"{'measure':28s} {'value':>10s}  target")
+    for stage, seconds in results["stage_s"].items():
+        print(f"  stage {stage:22s} {seconds:10.3f}s")
+    for key in ("portrait_to_avatar_s", "render_fps_512_cpu", "render_fps_512_cuda", "video_4s_24fps_512_s",
+                "peak_memory_gb", "decode_ms", "gaussians", "pipeline_load_s"):
+        if key in results:
+            target = results["targets"].get(key)
+            note = f"{target['op']} {target['target']}  {'met' if target['met'] else 'NOT met'}" if target else ""
+            print(f"{key:28s} {results[key]:>10}  {note}")
+    print("implementations: " + ", ".join(f"{k}={v}" for k, v in results["implementations"].items()))
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
