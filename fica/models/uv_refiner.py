@@ -10,19 +10,21 @@ from diffusers import UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-# texture 3 + geometry 3 (scaled) + partial rgb 3, visibility 1, normal 3, xyz 3 (scaled) + valid 1
+# texture 3 + geometry 3 (/ geometry_scale_m) + partial rgb 3, visibility 1, normal 3, xyz 3 (scaled) + valid 1
 MAP_CHANNELS = 17
 
 
 class UVRefiner(ModelMixin, ConfigMixin):
     """``forward(maps [B, 17, R, R], photo_tokens [B, N, D], render_tokens [B, M, D]) -> residual [B, 6, R, R]``.
 
-    The output convolution starts at zero, so an untrained refiner is the identity.
+    ``resolution`` is the UV resolution it is trained at (the stage resamples to it). The output convolution starts
+    at zero, so an untrained refiner is the identity.
     """
 
     @register_to_config
-    def __init__(self, feature_dim: int = 1024, block_out_channels: tuple[int, ...] = (64, 128, 256, 256),
-                 layers_per_block: int = 2, attention_head_dim: int = 8, norm_num_groups: int = 32,
+    def __init__(self, resolution: int = 512, feature_dim: int = 1024,
+                 block_out_channels: tuple[int, ...] = (64, 128, 256, 256), layers_per_block: int = 2,
+                 attention_head_dim: int = 8, norm_num_groups: int = 32, geometry_scale_m: float = 0.2,
                  geometry_residual_m: float = 0.01):
         super().__init__()
         n = len(block_out_channels)
