@@ -1,0 +1,151 @@
+"""Image operations on UV maps shared by the stages: hole filling, masked blurs, multi-band blending.
+
+Maps are ``[C, R, R]`` float tensors (any square or rectangular size works), masks and weights ``[1, R, R]``
+in 0..1. Nothing here knows about heads; the stages decide which texels are known and where to write.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _down(x: torch.Tensor) -> torch.Tensor:
+    """Halve ``[C, H, W]`` by 2×2 averaging (odd sizes round up)."""
+    return F.avg_pool2d(x[None], 2, ceil_mode=True)[0]
+
+
+def _up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of ``[C, h, w]`` to ``size``."""
+    return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
+def push_pull_fill(values: torch.Tensor, weights: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Fill a map from its known texels with a push-pull pyramid (weighted means pushed down, pulled back up).
+
+    values: ``[C, H, W]``; weights: ``[1, H, W]`` 0..1 (0 = unknown). Returns ``[C, H, W]`` defined everywhere:
+    texels with weight 1 keep their value, holes take a smooth blend of the nearest known texels' colours.
+    Without any known texel the result is zero.
+    """
+    weights = weights.clamp(0, 1)
+    levels = [(values * weights, weights)]
+    while min(levels[-1][1].shape[-2:]) > 1:
+        v, w = levels[-1]
+        levels.append((_down(v), _down(w)))
+    v, w = levels[-1]
+    filled = v / w.clamp(min=eps) * (w > eps)
+    for v, w in reversed(levels[:-1]):
+        coarse = _up(filled, tuple(v.shape[-2:]))
+        known = v / w.clamp(min=eps)
+        a = w.clamp(0, 1)
+        filled = a * known + (1 - a) * coarse
+    return filled
+
+
+def neighbour_mean(values: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:
+    """Mean of each texel's 4-neighbours that lie inside ``domain``.
+
+    values: ``[C, H, W]``; domain: ``[1, H, W]`` (0/1). Returns ``[C, H, W]``; texels without such a
+    neighbour keep their own value.
+    """
+    kernel = values.new_tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
+    stacked = torch.cat([values * domain, domain])[:, None]  # [C + 1, 1, H, W]
+    sums = F.conv2d(stacked, kernel, padding=1)[:, 0]
+    total, count = sums[:-1], sums[-1:]
+    return torch.where(count > 0, total / count.clamp(min=1), values)
+
+
+def harmonic_fill(values: torch.Tensor, known: torch.Tensor, domain: torch.Tensor,
+                  iterations: int = 30) -> torch.Tensor:
+    """Fill the unknown texels of ``domain`` smoothly from the known ones.
+
+    A push-pull fill started from the known texels, then ``iterations`` Jacobi sweeps of the Laplace equation
+    restricted to ``domain`` (neighbours outside it are ignored, so separate chart islands do not mix).
+    values: ``[C, H, W]``; known, domain: ``[1, H, W]`` 0/1. Returns ``[C, H, W]``: known texels unchanged,
+    unknown texels of ``domain`` filled, texels outside ``domain`` and not known unchanged from ``values``.
+    """
+    known = (known > 0.5).float()
+    write = (domain > 0.5).float() * (1 - known)
+    if known.sum() == 0:
+        return values
+    x = push_pull_fill(values, known)
+    region = ((domain > 0.5) | (known > 0.5)).float()
+    for _ in range(iterations):
+        x = torch.where(write > 0, neighbour_mean(x, region), x)
+    return torch.where(write > 0, x, values)
+
+
+def _gaussian_kernel(sigma_px: float) -> torch.Tensor:
+    radius = max(1, math.ceil(3 * sigma_px))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma_px) ** 2)
+    return k / k.sum()
+
+
+def gaussian_blur(values: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``[C, H, W]`` (zero padding: pair it with a blurred mask to normalise)."""
+    if sigma_px <= 0:
+        return values
+    k = _gaussian_kernel(sigma_px).to(values)
+    r = (k.numel() - 1) // 2
+    x = values[:, None]  # [C, 1, H, W]
+    x = F.conv2d(x, k.view(1, 1, 1, -1), padding=(0, r))
+    x = F.conv2d(x, k.view(1, 1, -1, 1), padding=(r, 0))
+    return x[:, 0]
+
+
+def masked_blur(values: torch.Tensor, mask: torch.Tensor, sigma_px: float, eps: float = 1e-4) -> torch.Tensor:
+    """Normalised-convolution blur: the Gaussian-weighted mean of ``values`` over the texels in ``mask``.
+
+    values: ``[C, H, W]``; mask: ``[1, H, W]`` 0..1. Returns ``[C, H, W]``, zero where no masked texel is near.
+    """
+    num = gaussian_blur(values * mask, sigma_px)
+    den = gaussian_blur(mask, sigma_px)
+    return torch.where(den > eps, num / den.clamp(min=eps), torch.zeros_like(num))
+
+
+def dilate(mask: torch.Tensor, radius_px: int) -> torch.Tensor:
+    """Binary dilation of ``[1, H, W]`` by a square of half-size ``radius_px``."""
+    if radius_px <= 0:
+        return mask
+    return F.max_pool2d(mask[None], 2 * radius_px + 1, stride=1, padding=radius_px)[0]
+
+
+def erode(mask: torch.Tensor, radius_px: int) -> torch.Tensor:
+    """Binary erosion of ``[1, H, W]`` (texels outside the map count as outside the mask)."""
+    if radius_px <= 0:
+        return mask
+    padded = F.pad(mask, (radius_px,) * 4)
+    return -F.max_pool2d(-padded[None], 2 * radius_px + 1, stride=1)[0]
+
+
+def laplacian_blend(a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor, levels: int = 5) -> torch.Tensor:
+    """Multi-band blend of ``a`` over ``b``: each band of a Laplacian pyramid mixed with a blurred ``alpha``.
+
+    Fine detail switches over a narrow seam, low frequencies over a wide one, so colour shifts between
+    ``a`` and ``b`` fade out instead of showing an edge. a, b: ``[C, H, W]``; alpha: ``[1, H, W]`` 0..1
+    (1 = take ``a``). Where alpha is 1 (or 0) over the reach of every band the result equals ``a`` (``b``).
+    """
+    def pyramid(x: torch.Tensor) -> list[torch.Tensor]:
+        out = [x]
+        for _ in range(levels):
+            if min(out[-1].shape[-2:]) < 2:
+                break
+            out.append(_down(out[-1]))
+        return out
+
+    ga, gb, gm = pyramid(a), pyramid(b), pyramid(alpha)
+    blended = gm[-1] * ga[-1] + (1 - gm[-1]) * gb[-1]
+    for k in range(len(ga) - 2, -1, -1):
+        size = tuple(ga[k].shape[-2:])
+        la = ga[k] - _up(ga[k + 1], size)
+        lb = gb[k] - _up(gb[k + 1], size)
+        blended = _up(blended, size) + gm[k] * la + (1 - gm[k]) * lb
+    return blended
+
+
+def smoothstep(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """0 below ``lo``, 1 above ``hi``, a smooth cubic between (elementwise)."""
+    t = ((x - lo) / (hi - lo)).clamp(0, 1)
+    return t * t * (3 - 2 * t)
