@@ -18,8 +18,7 @@ from pathlib import Path
 import gradio as gr
 import spaces
 
-from fica.app_support import (DEFAULT_EXPRESSIONS, UV_RESOLUTIONS, GenerateOptions, generate, load_pipeline,
-                              report_line)
+from fica.app_support import APP_EXPRESSIONS, UV_RESOLUTIONS, GenerateOptions, generate, load_pipeline
 from fica.drive.presets import PRESETS
 from fica.errors import FiCAError, UnsupportedInput
 
@@ -59,7 +58,7 @@ def run_generate(portrait, uv_resolution, expressions, driving_video, seed, prog
 
 def run_example(portrait):
     """Examples run with the default options (what their cached outputs show)."""
-    return run_generate(portrait, 256, list(DEFAULT_EXPRESSIONS), None, 0)
+    return run_generate(portrait, 256, list(APP_EXPRESSIONS), None, 0)
 
 
 def _readable_portrait_errors(component: gr.Image) -> gr.Image:
@@ -95,7 +94,7 @@ def build_demo() -> gr.Blocks:
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Accordion("Options", open=False):
                     uv_resolution = gr.Radio(list(UV_RESOLUTIONS), value=256, label="UV resolution (quality)")
-                    expressions = gr.CheckboxGroup(list(PRESETS), value=list(DEFAULT_EXPRESSIONS),
+                    expressions = gr.CheckboxGroup(list(PRESETS), value=list(APP_EXPRESSIONS),
                                                    label="Expression videos")
                     driving_video = gr.Video(label="Driving video (optional)", sources=["upload"])
                     seed = gr.Number(value=0, precision=0, label="Seed (used by learned completion)")

@@ -21,18 +21,11 @@ import torch
 from fica.errors import UnsupportedInput, WeightsUnavailable
 from fica.prior.gaussians import GaussianSet
 
-# The UV maps the export writes under ``uv/``, in the order the app shows them, with their labels.
-UV_MAPS: tuple[tuple[str, str], ...] = (
-    ("partial_rgb", "partial RGB"),
-    ("visibility", "visibility"),
-    ("partial_normal", "partial normal"),
-    ("partial_xyz", "partial xyz"),
-    ("texture", "completed texture"),
-    ("geometry", "geometry"),
-    ("refined_texture", "refined texture"),
-)
 UV_RESOLUTIONS = (128, 256, 512)
-DEFAULT_EXPRESSIONS = ("smile", "talk", "turn")
+APP_EXPRESSIONS = ("smile", "talk", "turn")
+VIDEO_SECONDS = 3.0
+DRIVING_MAX_FRAMES = 96  # the app fits at most this many driving frames (one face fit each)
+PIPELINE_SHARE = 0.3  # of the progress bar: the four stages; the rest is export (videos dominate)
 OUTPUT_ROOT = Path(tempfile.gettempdir()) / "fica-app"
 OUTPUT_MAX_AGE_S = 3600.0
 
@@ -48,7 +41,7 @@ GRADIO_FOCAL_PX = 1132.0
 @dataclass
 class GenerateOptions:
     uv_resolution: int = 256
-    expressions: tuple[str, ...] = DEFAULT_EXPRESSIONS  # names from fica.drive.presets.PRESETS
+    expressions: tuple[str, ...] = APP_EXPRESSIONS  # names from fica.drive.presets.PRESETS
     driving: str | Path | None = None  # a driving video; its clip is rendered beside the avatar
     seed: int = 0
 
@@ -58,7 +51,7 @@ class GenerateResult:
     """Every artifact of one request, all inside ``out_dir``."""
 
     out_dir: Path
-    uv_maps: list[tuple[Path, str]]  # (png, label) in UV_MAPS order
+    uv_maps: list[tuple[Path, str]]  # (png, label) in fica.export.UV_MAP_FILES order
     ply: Path  # head frame, metres (DESIGN.md §3)
     splat: Path
     viewer_ply: Path  # the same Gaussians framed for Gradio's Model3D (see to_gradio_viewer)
@@ -78,10 +71,12 @@ class GenerateResult:
 
 
 def report_line(report: dict) -> str:
-    stages = " · ".join(f"{name} {report['timings'][name]:.2f} s ({impl})"
-                        for name, impl in report["implementations"].items())
-    return (f"{stages} · avatar in {report['timings']['total']:.2f} s · {report['gaussians']:,} Gaussians · "
-            f"UV {report['uv_resolution']}² · videos and files in {report['export_s']:.1f} s")
+    """``report`` as ``fica.export.export_all`` returns it."""
+    timings = report["timings_s"]
+    stages = " · ".join(f"{name} {timings[name]:.2f} s ({impl})" for name, impl in report["implementations"].items())
+    export_s = sum(report["export_timings_s"].values())
+    return (f"{stages} · avatar in {timings['total']:.2f} s · {report['gaussians']:,} Gaussians · "
+            f"UV {report['uv_resolution']}² · videos and files in {export_s:.1f} s")
 
 
 # ---------------------------------------------------------------------------------------------- pipelines
@@ -182,17 +177,6 @@ def to_gradio_viewer(gaussians: GaussianSet, screen_height_px: float = 260.0) ->
 
 # ---------------------------------------------------------------------------------------------- generate
 
-def _check_driving(path: str | Path | None) -> None:
-    """Fail early, before any pipeline work, on a driving video that cannot be read."""
-    if path is None:
-        return
-    from fica.io.video import read_video
-
-    frames, _ = read_video(path, max_frames=1)
-    if not frames:
-        raise UnsupportedInput("The driving video has no frames.")
-
-
 def _zip_uv_maps(uv_maps: list[tuple[Path, str]], path: Path) -> Path:
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for png, _ in uv_maps:
@@ -206,11 +190,13 @@ def generate(portrait, options: GenerateOptions | None = None, *, source: str | 
     """Portrait (path, PIL image or ``[H, W, 3]`` array) -> every artifact, written to a new folder under ``root``.
 
     ``progress(fraction, description)`` is called per pipeline stage and per exported video. Raises the
-    ``fica.errors.FiCAError`` subclasses for anything the input causes; on any failure the request's folder is
-    removed, so nothing half-written is left behind.
+    ``fica.errors.FiCAError`` subclasses for anything the input causes (the driving video is read first, so a
+    bad one fails before any other work); on any failure the request's folder is removed.
     """
     from fica.drive.presets import PRESETS
-    from fica.export import export_all
+    from fica.drive.video import clip_from_video
+    from fica.export import UV_MAP_FILES, export_all
+    from fica.io.splat_files import save_ply
 
     options = options or GenerateOptions()
     if options.uv_resolution not in UV_RESOLUTIONS:
@@ -219,34 +205,31 @@ def generate(portrait, options: GenerateOptions | None = None, *, source: str | 
     if unknown:
         raise UnsupportedInput(f"Unknown expression preset(s): {', '.join(unknown)}; "
                                f"choose from {', '.join(PRESETS)}.")
-    report_progress = progress or (lambda fraction, description: None)
-    _check_driving(options.driving)
+    notify = progress or (lambda fraction, description: None)
+    driving = None
+    if options.driving is not None:
+        notify(0.0, "reading the driving video")
+        driving = clip_from_video(options.driving, max_frames=DRIVING_MAX_FRAMES)
     pipe, note = load_pipeline(source, options.uv_resolution)
     out_dir = new_output_dir(root)
     try:
         generator = torch.Generator().manual_seed(int(options.seed))
-        output = pipe(portrait, generator=generator, progress=lambda f, d: report_progress(0.3 * f, d))
-        report_progress(0.3, "exporting the avatar and rendering the videos")
-        start = time.perf_counter()
-        export_all(output, out_dir, views=(), expressions=list(options.expressions), driving=options.driving)
-        export_s = time.perf_counter() - start
-        gaussians = output.avatar.gaussians()
-        from fica.io.splat_files import save_ply
-
-        viewer_ply = save_ply(to_gradio_viewer(gaussians), out_dir / "viewer" / "avatar_view.ply")
-        uv_maps = [(out_dir / "uv" / f"{name}.png", label) for name, label in UV_MAPS]
-        videos = [(out_dir / "expressions" / f"{name}.mp4", name) for name in options.expressions]
-        driving = sorted(out_dir.glob("driving*.mp4"))
-        report = {"timings": dict(output.timings), "implementations": dict(output.implementations),
-                  "gaussians": len(gaussians), "uv_resolution": options.uv_resolution,
-                  "export_s": round(export_s, 3), "note": note}
+        output = pipe(portrait, generator=generator, progress=lambda f, d: notify(PIPELINE_SHARE * f, d))
+        notify(PIPELINE_SHARE, "writing UV maps and splat files")
+        report = export_all(output, out_dir, views_deg=(), expressions=tuple(options.expressions), driving=driving,
+                            seconds=VIDEO_SECONDS,
+                            progress=lambda f, d: notify(PIPELINE_SHARE + (1 - PIPELINE_SHARE) * f, d))
+        report["note"] = note
+        viewer_ply = save_ply(to_gradio_viewer(output.avatar.gaussians()), out_dir / "viewer" / "avatar_view.ply")
+        uv_maps = [(out_dir / "uv" / f"{stem}.png", label) for stem, label, _ in UV_MAP_FILES]
+        driving_video = out_dir / "expressions" / "driving.mp4" if driving is not None else None
         result = GenerateResult(out_dir, uv_maps, out_dir / "avatar.ply", out_dir / "avatar.splat", viewer_ply,
-                                videos, driving[0] if driving else None,
-                                _zip_uv_maps(uv_maps, out_dir / "uv_maps.zip"), report)
-        missing = [str(p) for p in [*result.downloads, viewer_ply, *(p for p, _ in uv_maps)] if not p.is_file()]
+                                [(out_dir / "expressions" / f"{name}.mp4", name) for name in options.expressions],
+                                driving_video, _zip_uv_maps(uv_maps, out_dir / "uv_maps.zip"), report)
+        missing = [p.name for p in [*result.downloads, *(p for p, _ in uv_maps)] if not p.is_file()]
         if missing:
-            raise RuntimeError(f"export did not write: {', '.join(missing)}")
-        report_progress(1.0, "done")
+            raise RuntimeError(f"export did not write {', '.join(missing)}")
+        notify(1.0, "done")
         return result
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)

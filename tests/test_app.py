@@ -1,0 +1,230 @@
+"""The Gradio app as a visitor's script sees it: app.py launched on loopback, called through gradio_client.
+
+Also the Model3D framing, checked against a port of the start camera of Gradio 6's splat viewer (gsplat.js).
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fica.app_support import (GRADIO_FOCAL_PX, GRADIO_ORBIT_ALPHA_RAD, GRADIO_ORBIT_BETA_RAD, GRADIO_ORBIT_RADIUS,
+                              to_gradio_viewer)
+from fica.prior.gaussians import GaussianSet
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+TEST_EXPRESSIONS = ["smile"]  # one short video per request keeps the suite fast; the browser test runs the defaults
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def launched_app(timeout_s: float = 120.0):
+    """``python app.py`` on a free loopback port, example caching off; yields its URL, stops it afterwards."""
+    port = _free_port()
+    env = {**os.environ, "FICA_CACHE_EXAMPLES": "0", "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    start = time.monotonic()
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {proc.returncode}:\n{proc.stdout.read()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() - start > timeout_s:
+                raise RuntimeError(f"app.py did not answer on {url} within {timeout_s:.0f} s")
+            time.sleep(0.5)
+        print(f"app ready in {time.monotonic() - start:.1f} s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def client():
+    from gradio_client import Client
+
+    with launched_app() as url:
+        yield Client(url, verbose=False)
+
+
+def _generate(client, portrait: Path, expressions=TEST_EXPRESSIONS, driving: Path | None = None):
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(portrait)), 256, expressions,
+                          handle_file(str(driving)) if driving else None, 0, api_name="/generate")
+
+
+@pytest.fixture(scope="module")
+def astronaut_result(client):
+    start = time.perf_counter()
+    result = _generate(client, EXAMPLES / "astronaut.jpg")
+    print(f"astronaut via gradio_client: {time.perf_counter() - start:.1f} s")
+    return result
+
+
+def _app_error_message(client, *args, **kwargs) -> str:
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as info:
+        _generate(client, *args, **kwargs)
+    return str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------- Model3D framing
+
+def _gsplat_js_start_view(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixels (relative to the canvas centre, y down) and depths of ``points [N, 3]`` seen by the viewer's start
+    camera, following gsplat.js in Gradio 6: OrbitControls position, Quaternion.FromEuler, Camera viewMatrix."""
+    a, b, r = GRADIO_ORBIT_ALPHA_RAD, GRADIO_ORBIT_BETA_RAD, GRADIO_ORBIT_RADIUS
+    position = torch.tensor([r * math.sin(a) * math.cos(b), -r * math.sin(b), -r * math.cos(a) * math.cos(b)])
+    t = -position / position.norm()
+    pitch, yaw = math.asin(-t[1]), math.atan2(t[0], t[2])
+    cy, sy, cp, sp = math.cos(yaw / 2), math.sin(yaw / 2), math.cos(pitch / 2), math.sin(pitch / 2)
+    x, y, z, w = cy * sp, sy * cp, -sy * sp, cy * cp  # FromEuler(pitch, yaw, roll = 0)
+    rotation = torch.tensor([[1 - 2 * y * y - 2 * z * z, 2 * x * y - 2 * z * w, 2 * x * z + 2 * y * w],
+                             [2 * x * y + 2 * z * w, 1 - 2 * x * x - 2 * z * z, 2 * y * z - 2 * x * w],
+                             [2 * x * z - 2 * y * w, 2 * y * z + 2 * x * w, 1 - 2 * x * x - 2 * y * y]])
+    cam = (points - position) @ rotation  # viewMatrix = [R^T | -R^T p]
+    return GRADIO_FOCAL_PX * cam[:, :2] / cam[:, 2:], cam[:, 2]
+
+
+def _quat_matrix(q: torch.Tensor) -> torch.Tensor:
+    w, x, y, z = q.unbind(-1)
+    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(-1, 3, 3)
+
+
+def test_viewer_copy_faces_the_start_camera_centred_and_upright():
+    from fica.head.model import default_head
+
+    vertices = default_head().vertices.float()  # [V, 3] head frame, metres
+    n = len(vertices)
+    quats = torch.nn.functional.normalize(torch.randn(n, 4, generator=torch.Generator().manual_seed(0)), dim=-1)
+    head = GaussianSet(vertices, quats, torch.full((n, 3), 0.002), torch.ones(n), torch.rand(n, 3))
+    view = to_gradio_viewer(head, screen_height_px=260)
+    px, depth = _gsplat_js_start_view(view.means)
+
+    top, chin = vertices[:, 1].argmax(), vertices[:, 1].argmin()
+    left, right = vertices[:, 0].argmax(), vertices[:, 0].argmin()  # subject's left is +x
+    nose, back = vertices[:, 2].argmax(), vertices[:, 2].argmin()
+    mid = (px.quantile(0.99, dim=0) + px.quantile(0.01, dim=0)) / 2
+    assert mid.abs().max() < 15, f"head not centred on the canvas: {mid.tolist()} px"
+    assert px[top, 1] < -100 and px[chin, 1] > 100, "head not upright"
+    assert px[left, 0] > 50 and px[right, 0] < -50, "subject's left must show on the right, as in the photo"
+    assert depth[nose] < depth[back], "face must point toward the camera"
+    height_px = float(px[:, 1].quantile(0.99) - px[:, 1].quantile(0.01))
+    assert 220 < height_px < 320, height_px
+    # Orientations turn with the positions: a Gaussian's axes map like the offsets between means do.
+    head_to_view = torch.linalg.lstsq(vertices - vertices.mean(0), view.means - view.means.mean(0)).solution.T
+    head_to_view = head_to_view / head_to_view.det().abs() ** (1 / 3)
+    torch.testing.assert_close(_quat_matrix(view.quats), head_to_view @ _quat_matrix(quats), atol=1e-4, rtol=0)
+    assert torch.allclose(view.scales / head.scales, view.scales[:1] / head.scales[:1])
+
+
+# ---------------------------------------------------------------------------------------------- the running app
+
+def test_generate_endpoint_returns_every_output_in_order(astronaut_result):
+    from plyfile import PlyData
+
+    uv_maps, viewer_ply, videos, driving_video, downloads, report = astronaut_result
+    captions = [item["caption"] for item in uv_maps]
+    assert [c.lower() for c in captions] == ["partial rgb", "visibility", "partial normal", "partial xyz",
+                                             "completed texture", "geometry", "refined texture"]
+    for item in uv_maps:
+        image = np.asarray(Image.open(item["image"]).convert("RGB"))
+        assert image.shape == (256, 256, 3) and image.std() > 5, item["caption"]
+
+    names = {Path(p).name: Path(p) for p in downloads}
+    assert {"avatar.ply", "avatar.splat", "smile.mp4", "uv_maps.zip"} == set(names)
+    avatar = PlyData.read(str(names["avatar.ply"]))["vertex"]
+    view = PlyData.read(viewer_ply)["vertex"]
+    assert len(avatar) == len(view) > 10_000
+    assert names["avatar.splat"].stat().st_size == 32 * len(avatar)
+    assert np.ptp(avatar["y"]) < 0.6, "the download stays in metres"
+    frames = list(iio.imiter(videos[0]["video"]))
+    assert [v["caption"] for v in videos] == ["smile"] and len(frames) >= 24 and frames[0].ndim == 3
+    assert driving_video is None
+    with zipfile.ZipFile(names["uv_maps.zip"]) as zf:
+        assert sorted(zf.namelist()) == sorted(f"uv/{Path(item['image']).name}" for item in uv_maps)
+    for stage in ("unwrap", "complete", "refine", "prior"):
+        assert f"{stage} " in report
+    assert f"{len(avatar):,} Gaussians" in report
+
+
+@pytest.mark.parametrize("name, error", [("no_face_coffee.jpg", "NoFaceFound"), ("two_faces.jpg", "MultipleFaces")])
+def test_face_errors_show_the_library_message_and_the_app_keeps_serving(client, name, error):
+    import fica.errors
+    from fica.unwrap.landmarks import detect_landmarks
+
+    image = np.asarray(Image.open(EXAMPLES / name).convert("RGB"), dtype=np.float32) / 255
+    with pytest.raises(getattr(fica.errors, error)) as expected:
+        detect_landmarks(image)
+    assert str(expected.value) in _app_error_message(client, EXAMPLES / name)
+
+
+def test_unreadable_tiny_and_bad_video_inputs_give_clear_errors(client, tmp_path):
+    from fica.errors import ImageTooSmall
+    from fica.io.image import load_portrait
+
+    not_an_image = tmp_path / "portrait.png"
+    not_an_image.write_text("this is not a picture")
+    assert "not a readable image" in _app_error_message(client, not_an_image)
+
+    tiny = tmp_path / "tiny.png"
+    Image.open(EXAMPLES / "astronaut.jpg").resize((40, 40)).save(tiny)
+    with pytest.raises(ImageTooSmall) as expected:
+        load_portrait(str(tiny))
+    assert str(expected.value) in _app_error_message(client, tiny)
+
+    bad_video = tmp_path / "driving.mp4"
+    bad_video.write_text("not a video")
+    message = _app_error_message(client, EXAMPLES / "astronaut.jpg", driving=bad_video)
+    assert "video" in message.lower() and "Traceback" not in message
+
+
+def test_two_concurrent_clients_get_their_own_results(client, astronaut_result):
+    from gradio_client import Client
+
+    url = client.src
+    portraits = [EXAMPLES / "astronaut.jpg", EXAMPLES / "grace_hopper.jpg"]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda p: _generate(Client(url, verbose=False), p), portraits))
+
+    def partial_rgb(result) -> np.ndarray:
+        return np.asarray(Image.open(result[0][0]["image"]).convert("RGB"), dtype=np.float32)
+
+    solo, astronaut, hopper = partial_rgb(astronaut_result), partial_rgb(results[0]), partial_rgb(results[1])
+    assert np.abs(astronaut - solo).mean() < 1.0, "the same portrait must give the same maps under load"
+    assert np.abs(hopper - astronaut).mean() > 10, "each client must get its own portrait's maps"
+    assert results[0][1] != results[1][1] and results[0][4] != results[1][4]
