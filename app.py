@@ -122,10 +122,14 @@ def main() -> None:
     parser.add_argument("--host", default=None, help="address to serve on (default: GRADIO_SERVER_NAME or "
                                                      "127.0.0.1; 0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=None, help="port (default: GRADIO_SERVER_PORT or 7860)")
+    parser.add_argument("--model", default=None, help="learned weights: a Hub repo id or a folder (default: "
+                                                       "FICA_MODEL; none: every stage embedded)")
     parser.add_argument("--share", action="store_true", default=os.environ.get("FICA_SHARE", "") == "1",
                         help="also open a public gradio.live link (or set FICA_SHARE=1)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
+    if args.model:
+        os.environ["FICA_MODEL"] = args.model  # fica.hub.resolve_source reads it for every request
     demo = build_demo()
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=32)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE)
