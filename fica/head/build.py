@@ -26,6 +26,8 @@ from fica.head.model import ASSET_PATH, REGIONS
 DM_TO_M = 0.1
 NECK_CUT_Y_DM = 5.9  # body quads with every vertex at or above this height form the head + neck cut
 HEAD_ORIGIN_DM = np.array([0.0, 7.2, 0.6])  # centre of the head (between the ears, at eye height), base.obj units
+# MediaPipe face-mesh landmarks on the outer lip contour, in order around the mouth.
+OUTER_LIP_LANDMARKS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
 IDENTITY_TARGET_DIRS = ("head", "nose", "chin", "ears", "mouth", "eyes", "eyebrows", "cheek", "forehead", "neck")
 NUM_IDENTITY = 40
 FACE_MAGNIFICATION = 1.2  # radial warp of the head island: the face centre gets (1 + this) x the texel density
@@ -166,24 +168,42 @@ def _label_regions(islands: list[Island], num_quads: int, quads: np.ndarray, ver
     head = np.zeros(num_quads, bool)
     head[names["head"]] = True
     scalp = head & ((y > 7.92) | ((z < 0.85) & (y > 7.55)) | ((z < 0.35) & (y > 6.75)))
-    ears = head & (np.abs(x) > 0.66) & (z < 1.0) & (z > 0.05) & (y > 6.75) & (y < 7.65)
+    # Ears: around the part of the head that sticks out furthest sideways (the helix), by its (y, z) extent.
+    rim = head & (np.abs(x) > 0.8)
+    (y0, z0), (y1, z1) = centre[rim][:, 1:].min(0) - 0.12, centre[rim][:, 1:].max(0) + 0.1
+    ears = head & (np.abs(x) > 0.68) & (y > y0) & (y < y1) & (z > z0) & (z < z1)
     neck = head & (y < 6.55) & (z < 0.75)
     region[scalp] = REGIONS.index("scalp")
     region[ears] = REGIONS.index("ears")
     region[neck] = REGIONS.index("neck")
     region[names["neck"]] = REGIONS.index("neck")
-    # Lips: skin quads within two rings of the mouth opening (the vertices the head shares with the cavity).
-    opening = np.intersect1d(quads[names["head"]].ravel(), quads[names["mouth"]].ravel())
-    ring = set(opening.tolist())
-    lips = np.zeros(num_quads, bool)
-    for _ in range(2):
-        touch = head & np.isin(quads, list(ring)).any(1)
-        lips |= touch
-        ring |= set(quads[touch].ravel().tolist())
-    region[lips] = REGIONS.index("lips")
     region[names["mouth"]] = REGIONS.index("mouth")
     for eye in ("eyeball_left", "eyeball_right"):
         region[names[eye]] = REGIONS.index("eyes")
+    return region
+
+
+def _inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd test of ``points [N, 2]`` against a closed ``polygon [M, 2]``. Returns ``[N]`` bool."""
+    inside = np.zeros(len(points), bool)
+    for a, b in zip(polygon, np.roll(polygon, -1, axis=0)):
+        crosses = (a[1] > points[:, 1]) != (b[1] > points[:, 1])
+        x_at = a[0] + (points[:, 1] - a[1]) * (b[0] - a[0]) / (b[1] - a[1] + 1e-30)
+        inside ^= crosses & (points[:, 0] < x_at)
+    return inside
+
+
+def label_lips(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """``face_region`` with the skin triangles inside the outer lip contour (seen from the front) set to lips."""
+    from fica.head.model import HeadModel
+
+    head = HeadModel(arrays)
+    contour = head.landmarks(head.vertices)[list(OUTER_LIP_LANDMARKS)].numpy()
+    centroid = head.vertices[head.faces].mean(1).numpy()
+    region = arrays["face_region"].copy()
+    front = centroid[:, 2] > contour[:, 2].min() - 0.01
+    lips = (region == REGIONS.index("face")) & front & _inside_polygon(centroid[:, :2], contour[:, :2])
+    region[lips] = REGIONS.index("lips")
     return region
 
 
@@ -269,6 +289,7 @@ def build(out: Path = ASSET_PATH, landmarks: bool = True) -> Path:
         from fica.head.landmark_embedding import embed_landmarks
 
         arrays["landmark_face"], arrays["landmark_bary"] = embed_landmarks(arrays)
+        arrays["face_region"] = label_lips(arrays)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.npz")
