@@ -1,0 +1,77 @@
+"""``python -m fica generate``: the files it promises, and clean failures that write nothing."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+UV_FILES = ("partial_rgb", "visibility", "partial_normal", "partial_xyz", "texture", "geometry", "refined_texture")
+
+
+def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fica", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("cli") / "astronaut"
+    result = _cli("generate", "examples/astronaut.jpg", "--out", str(out), "--views", "0,30,-30",
+                  "--expressions", "smile,blink", "--seconds", "1")
+    return result, out
+
+
+def test_generate_writes_every_promised_file(generated):
+    result, out = generated
+    assert result.returncode == 0, result.stderr
+    for stem in UV_FILES:
+        image = np.asarray(Image.open(out / "uv" / f"{stem}.png"))
+        assert image.shape[:2] == (256, 256) and image.std() > 1, stem
+    portrait = Image.open(ROOT / "examples" / "astronaut.jpg")
+    assert Image.open(out / "views" / "input.png").size == portrait.size
+    for name in ("yaw_+000", "yaw_+030", "yaw_-030"):
+        assert Image.open(out / "views" / f"{name}.png").size == (512, 512)
+    for name in ("smile", "blink"):
+        frames = list(iio.imiter(out / "expressions" / f"{name}.mp4"))
+        assert len(frames) == 24 and frames[0].shape == (512, 512, 3)
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["implementations"]) == {"unwrap", "complete", "refine", "prior"}
+    assert report["uv_resolution"] == 256 and report["gaussians"] > 10000
+    assert {"unwrap", "complete", "refine", "prior", "total"} <= set(report["timings_s"])
+    assert (out / "avatar.ply").stat().st_size > 100 * report["gaussians"]
+    assert (out / "avatar.splat").stat().st_size == 32 * report["gaussians"]
+
+
+@pytest.mark.parametrize("make_input, message", [
+    (lambda d: ROOT / "examples" / "no_face_coffee.jpg", "no face"),
+    (lambda d: ROOT / "examples" / "two_faces.jpg", "faces were found"),
+    (lambda d: _write(d / "notes.jpg", b"this is not an image"), "image"),
+    (lambda d: _tiny(d / "tiny.png"), "small"),
+])
+def test_bad_portrait_exits_2_with_one_line_and_writes_nothing(tmp_path, make_input, message):
+    portrait = make_input(tmp_path)
+    out = tmp_path / "out"
+    result = _cli("generate", str(portrait), "--out", str(out), "--expressions", "smile", "--seconds", "1")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0].lower()
+    assert not out.exists() or not any(out.iterdir())
+    assert not any(p.name.startswith(".fica-") for p in tmp_path.iterdir())
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _tiny(path: Path) -> Path:
+    Image.open(ROOT / "examples" / "astronaut.jpg").resize((40, 40)).save(path)
+    return path

@@ -1,0 +1,102 @@
+"""End to end on the embedded default: a real portrait in, a drivable avatar out that reproduces the portrait."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fica import Expression, FiCAPipeline
+from fica.render.camera import orbit_camera
+from fica.unwrap.landmarks import FACE_OVAL, detect_landmarks
+
+
+@pytest.fixture(scope="module")
+def pipe() -> FiCAPipeline:
+    return FiCAPipeline.from_pretrained()
+
+
+@pytest.fixture(scope="module")
+def runs(pipe, example_image):
+    return {name: (example_image(name), pipe(example_image(name).numpy())) for name in
+            ("astronaut.jpg", "grace_hopper.jpg")}
+
+
+def _polygon_mask(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).polygon([tuple(p) for p in polygon], fill=1)
+    return np.asarray(mask, dtype=bool)
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return 10 * np.log10(1.0 / max(mse, 1e-12))
+
+
+def _mouth_gap(landmarks: torch.Tensor) -> float:
+    """Inner-lip opening (landmarks 13/14) over face height (10/152)."""
+    return float((landmarks[14, 1] - landmarks[13, 1]) / (landmarks[152, 1] - landmarks[10, 1]))
+
+
+def _eye_gaps(landmarks: torch.Tensor) -> tuple[float, float]:
+    """(subject's left, right) eyelid openings over face height."""
+    h = float(landmarks[152, 1] - landmarks[10, 1])
+    return float(landmarks[374, 1] - landmarks[386, 1]) / h, float(landmarks[145, 1] - landmarks[159, 1]) / h
+
+
+@pytest.mark.parametrize("name", ["astronaut.jpg", "grace_hopper.jpg"])
+def test_frontal_render_matches_photo_in_face_region(runs, name):
+    image, out = runs[name]
+    rgb, alpha = out.avatar.render_portrait_view()
+    assert rgb.shape == image.shape
+    truth = detect_landmarks(image.numpy())
+    face = torch.from_numpy(_polygon_mask(truth[list(FACE_OVAL), :2].numpy(), *image.shape[:2]))
+    assert float(alpha[face].mean()) > 0.98
+    psnr = _psnr(rgb[face], image[face])
+    assert psnr >= 25.0, f"PSNR in the face region {psnr:.1f} dB"
+    rendered = detect_landmarks(rgb.numpy())
+    face_width = float(truth[:, 0].max() - truth[:, 0].min())
+    err = (rendered[:, :2] - truth[:, :2]).norm(dim=1) / face_width
+    assert float(err.mean()) < 0.03, f"mean landmark offset {float(err.mean()):.3f} of face width"
+
+
+def test_every_valid_texel_is_filled_and_visible_texels_hold_the_photo(runs):
+    _, out = runs["astronaut.jpg"]
+    valid = out.complete.valid[0] > 0
+    texture = out.complete.texture
+    assert torch.isfinite(texture).all() and texture.min() >= 0 and texture.max() <= 1
+    dark_holes = (texture.sum(0) == 0) & valid
+    assert int(dark_holes.sum()) == 0
+    seen = (out.partial.visibility[0] > 0.9) & valid
+    assert int(seen.sum()) > 0.15 * int(valid.sum())
+    assert float((out.complete.texture - out.partial.rgb).abs().amax(0)[seen].max()) < 1.5 / 255
+
+
+def test_outputs_say_which_implementation_ran(runs):
+    _, out = runs["astronaut.jpg"]
+    assert set(out.implementations) == {"unwrap", "complete", "refine", "prior"}
+    assert all(v.startswith("embedded") for v in out.implementations.values())
+    assert set(out.timings) >= {"unwrap", "complete", "refine", "prior", "total"}
+
+
+def test_jaw_open_opens_the_mouth_and_blink_closes_one_eye_in_the_render(runs):
+    _, out = runs["astronaut.jpg"]
+    camera = orbit_camera(0, 0, width=512, height=512)
+    neutral = detect_landmarks(out.avatar.render(camera, Expression.neutral())[0].numpy())
+    jaw = detect_landmarks(out.avatar.render(camera, Expression.from_dict({"jawOpen": 1.0}))[0].numpy())
+    assert _mouth_gap(jaw) > _mouth_gap(neutral) + 0.05
+    blink = detect_landmarks(out.avatar.render(camera, Expression.from_dict({"eyeBlinkLeft": 1.0}))[0].numpy())
+    (left0, right0), (left1, right1) = _eye_gaps(neutral), _eye_gaps(blink)
+    assert left1 < 0.5 * left0
+    assert right1 > 0.7 * right0
+
+
+@pytest.mark.parametrize("yaw", [-30.0, 30.0])
+def test_turned_views_keep_a_face(runs, yaw):
+    _, out = runs["grace_hopper.jpg"]
+    rgb, alpha = out.avatar.render(orbit_camera(yaw, 0, width=512, height=512))
+    landmarks = detect_landmarks(rgb.numpy())  # raises if the turned head is not a face any more
+    centre = landmarks[:, :2].mean(0)
+    assert (centre - 256).abs().max() < 80  # head centred in the view
+    assert 0.1 < float(alpha.mean()) < 0.6
