@@ -1,4 +1,5 @@
-"""Image operations on UV maps shared by the stages: hole filling, masked blurs, multi-band blending.
+"""Operations on UV maps shared by the stages: hole filling, masked blurs, multi-band blending, and a sphere
+fit for the points a map holds.
 
 Maps are ``[C, R, R]`` float tensors (any square or rectangular size works), masks and weights ``[1, R, R]``
 in 0..1. Nothing here knows about heads; the stages decide which texels are known and where to write.
@@ -149,3 +150,11 @@ def smoothstep(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     """0 below ``lo``, 1 above ``hi``, a smooth cubic between (elementwise)."""
     t = ((x - lo) / (hi - lo)).clamp(0, 1)
     return t * t * (3 - 2 * t)
+
+
+def sphere_centre(points: torch.Tensor) -> torch.Tensor:
+    """Least-squares sphere centre ``[3]`` through ``points [N, 3]`` (N >= 4, not coplanar), e.g. an eyeball's
+    texels: solves |p|² = 2 c·p + (r² - |c|²) for c."""
+    A = torch.cat([2 * points, torch.ones_like(points[:, :1])], dim=1).double()
+    b = (points.double() ** 2).sum(1, keepdim=True)
+    return torch.linalg.lstsq(A, b).solution[:3, 0].to(points.dtype)

@@ -15,7 +15,7 @@ from fica.complete.base import Completer
 from fica.head.model import HeadModel, UVLayout, default_head
 from fica.maps import CompleteUV, PartialUV
 from fica.unwrap.base import Unwrapped
-from fica.uv_ops import harmonic_fill, smoothstep
+from fica.uv_ops import harmonic_fill, smoothstep, sphere_centre
 
 SEEN_THRESHOLD = 0.5
 SKIN_FALLBACK = (0.80, 0.62, 0.52)
@@ -89,7 +89,7 @@ def _eyeball_texture(partial: PartialUV, seen: torch.Tensor, geometry: torch.Ten
         mask = eyes & side
         if int(mask.sum()) < 4:
             continue
-        centre = eyeball_centre(geometry[:, mask[0]].T)
+        centre = sphere_centre(geometry[:, mask[0]].T)
         offset = geometry - centre[:, None, None]
         cos = offset[2:3] / offset.norm(dim=0, keepdim=True).clamp(min=1e-9)
         angle = torch.acos(cos.clamp(-1, 1))
@@ -99,14 +99,6 @@ def _eyeball_texture(partial: PartialUV, seen: torch.Tensor, geometry: torch.Ten
         colour = colour + in_pupil * (_colour(PUPIL, colour) - colour)
         out = torch.where(mask, colour, out)
     return out
-
-
-def eyeball_centre(points: torch.Tensor) -> torch.Tensor:
-    """Least-squares sphere centre ``[3]`` of surface points ``[N, 3]`` (N >= 4, not coplanar)."""
-    A = torch.cat([2 * points, torch.ones_like(points[:, :1])], dim=1).double()
-    b = (points.double() ** 2).sum(1, keepdim=True)
-    solution = torch.linalg.lstsq(A, b).solution[:, 0]
-    return solution[:3].to(points.dtype)
 
 
 def _mouth_texture(geometry: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:

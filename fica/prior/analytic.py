@@ -1,0 +1,254 @@
+"""The analytic (embedded) prior (DESIGN.md §5 "Prior"): one surface Gaussian per valid texel, driven by the
+head model's ARKit blendshapes. No weights; ``encode`` does all per-person work so ``decode`` costs milliseconds.
+
+decode, per texel: centre = geometry + Σ_k w_k · blendshape_k (gathered to texels once in ``encode``), eyeballs
+turned by the gaze about their fitted centres, the mouth cavity clamped behind the lips and chin; rotation = the
+local tangent frame of the deformed geometry map (u tangent, its in-plane normal, surface normal); scales =
+the texel footprint along the two tangents (× ``FOOTPRINT``) and thin along the normal; then the head rotation
+about the neck pivot, fading out over the lowest ``NECK_BLEND_M`` of the neck so its base stays on the torso.
+Scalp texels get a second, thicker layer just above the surface so hair has some volume.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from fica.drive.expression import ARKIT_INDEX, ARKIT_NAMES, Expression
+from fica.head.model import REGIONS, HeadModel, default_head
+from fica.maps import CompleteUV, geometry_tangents
+from fica.prior.base import Prior
+from fica.prior.gaussians import GaussianSet
+from fica.render.camera import Camera, rotation_ypr
+from fica.uv_ops import sphere_centre
+
+NECK_PIVOT_M = (0.0, -0.08, 0.0)
+NECK_BLEND_M = 0.02  # the head rotation fades to zero over this height above the bottom of the neck
+FOOTPRINT = 0.7  # tangential scale in texel spacings: neighbours overlap without holes
+THICKNESS = 0.12  # normal scale as a fraction of the mean tangential scale
+SCALE_RANGE_M = (2e-4, 1.5e-2)
+OPACITY = 0.99
+HAIR_OFFSET_M = 0.0025  # the hair layer's distance above the scalp
+HAIR_THICKNESS_M = 0.0015
+HAIR_SPREAD = 1.2  # tangential scale of the hair layer relative to the scalp's
+HAIR_DARKEN = 0.9
+HAIR_OPACITY = 0.9
+EYE_LOOK = tuple(i for i, n in enumerate(ARKIT_NAMES) if n.startswith("eyeLook"))
+
+
+@dataclass
+class AnalyticIdentity:
+    """Per-person state of the analytic prior (one row per valid texel, row-major texel order).
+
+    texel: ``[N]`` flat index into the R×R chart; valid: ``[1, R, R]``; positions ``[N, 3]`` neutral (metres);
+    colors ``[N, 3]``; basis ``[52, N * 3]`` blendshape offsets at the texels; head_weight ``[N]`` how much of
+    the head rotation each texel follows; eye_side ``[N]`` (-1 right eye, 1 left eye, 0 not an eyeball);
+    eye_centres ``[2, 3]`` (right, left); mouth ``[N]`` bool and mouth_partner ``[N]`` the skin texel in front of
+    each mouth texel with mouth_gap ``[N]`` its neutral depth behind it; hair ``[N]`` bool;
+    neutral: the Gaussians at the neutral expression (decode returns them without recomputing).
+    """
+
+    texel: torch.Tensor
+    valid: torch.Tensor
+    positions: torch.Tensor
+    colors: torch.Tensor
+    basis: torch.Tensor
+    head_weight: torch.Tensor
+    eye_side: torch.Tensor
+    eye_centres: torch.Tensor
+    mouth: torch.Tensor
+    mouth_partner: torch.Tensor
+    mouth_gap: torch.Tensor
+    hair: torch.Tensor
+    neutral: GaussianSet | None = None
+
+    @property
+    def resolution(self) -> int:
+        return int(self.valid.shape[-1])
+
+
+def matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
+    """Unit quaternions ``[N, 4]`` (w, x, y, z, w >= 0) of rotation matrices ``[N, 3, 3]``.
+
+    Each of the four algebraically equivalent formulas is evaluated and the best-conditioned one (largest
+    denominator) is kept per matrix.
+    """
+    m00, m01, m02 = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
+    m10, m11, m12 = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
+    m20, m21, m22 = m[:, 2, 0], m[:, 2, 1], m[:, 2, 2]
+    four = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
+    root = four.clamp(min=0).sqrt()  # 2|w|, 2|x|, 2|y|, 2|z|
+    candidates = torch.stack([
+        torch.stack([four[:, 0], m21 - m12, m02 - m20, m10 - m01], -1),
+        torch.stack([m21 - m12, four[:, 1], m10 + m01, m02 + m20], -1),
+        torch.stack([m02 - m20, m10 + m01, four[:, 2], m12 + m21], -1),
+        torch.stack([m10 - m01, m02 + m20, m12 + m21, four[:, 3]], -1),
+    ], 1) / (2 * root.clamp(min=0.1))[..., None]  # [N, 4 candidates, 4]
+    best = root.argmax(-1)
+    q = candidates[torch.arange(len(m)), best]
+    q = q * torch.where(q[:, :1] < 0, -1.0, 1.0)
+    return torch.nn.functional.normalize(q, dim=-1)
+
+
+def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product ``a ⊗ b`` of quaternions ``[..., 4]`` (w, x, y, z): rotate by b, then by a."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack([aw * bw - ax * bx - ay * by - az * bz,
+                        aw * bx + ax * bw + ay * bz - az * by,
+                        aw * by - ax * bz + ay * bw + az * bx,
+                        aw * bz + ax * by - ay * bx + az * bw], -1)
+
+
+def _axis_angle(R: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Unit axis ``[3]`` and angle (radians) of a rotation matrix ``[3, 3]`` (axis z for the identity)."""
+    angle = math.acos(max(-1.0, min(1.0, (float(torch.trace(R)) - 1) / 2)))
+    axis = torch.stack([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    if axis.norm() < 1e-8:
+        if angle < 1e-6:
+            return torch.tensor([0.0, 0.0, 1.0]), 0.0
+        # 180°: the axis is the column of R + I with the largest norm
+        cols = R + torch.eye(3)
+        axis = cols[:, cols.norm(dim=0).argmax()]
+    return torch.nn.functional.normalize(axis, dim=0), angle
+
+
+def texel_interpolation(texel_vertices: torch.Tensor, bary: torch.Tensor, num_vertices: int) -> torch.Tensor:
+    """Sparse ``[N, V]`` matrix that interpolates per-vertex values at N texels (the same sums as
+    ``UVLayout.vertices_to_map``, restricted to the texels given by ``texel_vertices [N, 3]``, ``bary [N, 3]``)."""
+    rows = torch.arange(len(texel_vertices)).repeat_interleave(3)
+    indices = torch.stack([rows, texel_vertices.reshape(-1)])
+    return torch.sparse_coo_tensor(indices, bary.reshape(-1), (len(texel_vertices), num_vertices)).coalesce()
+
+
+def gaze_rotation(yaw_deg: float, pitch_deg: float) -> torch.Tensor:
+    """``[3, 3]`` eyeball rotation: positive yaw looks toward +x (the subject's left), positive pitch looks up."""
+    y, p = math.radians(yaw_deg), math.radians(pitch_deg)
+    Ry = torch.tensor([[math.cos(y), 0.0, math.sin(y)], [0.0, 1.0, 0.0], [-math.sin(y), 0.0, math.cos(y)]])
+    Rx = torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(p), math.sin(p)], [0.0, -math.sin(p), math.cos(p)]])
+    return Ry @ Rx
+
+
+class AnalyticPrior(Prior):
+    implementation = "embedded: analytic Gaussian prior"
+
+    def __init__(self, head: HeadModel | None = None):
+        self.head = head
+
+    def encode(self, refined: CompleteUV) -> AnalyticIdentity:
+        """Gather everything per texel once: positions, colours, blendshapes, rig weights, eyes and mouth."""
+        head = self.head or default_head()
+        layout = head.uv_layout(refined.resolution)
+        mask = refined.valid[0] > 0.5
+        texel = mask.flatten().nonzero()[:, 0]
+        positions = refined.geometry[:, mask].T.contiguous().float()
+        colors = refined.texture[:, mask].T.contiguous().float().clamp(0, 1)
+        basis = texel_interpolation(layout.texel_vertices[mask], layout.bary[mask], head.num_vertices) @ \
+            head.expression_basis.permute(1, 0, 2).reshape(head.num_vertices, -1)  # [N, 52 * 3]
+        basis = basis.view(len(texel), len(ARKIT_NAMES), 3).permute(1, 0, 2)  # [52, N, 3]
+        region = layout.region[mask]
+        y = positions[:, 1]
+        y_bottom = float(y.min())
+        head_weight = ((y - y_bottom) / NECK_BLEND_M).clamp(0, 1)
+        head_weight = head_weight * head_weight * (3 - 2 * head_weight)
+
+        eyes = region == REGIONS.index("eyes")
+        eye_side = torch.where(eyes, torch.where(positions[:, 0] >= 0, 1, -1), 0)
+        eye_centres = torch.zeros(2, 3)
+        for i, side in enumerate((-1, 1)):
+            if int((eye_side == side).sum()) >= 4:
+                eye_centres[i] = sphere_centre(positions[eye_side == side])
+
+        mouth = region == REGIONS.index("mouth")
+        skin = (region == REGIONS.index("face")) | (region == REGIONS.index("lips"))
+        partner = torch.zeros(len(positions), dtype=torch.long)
+        gap = torch.zeros(len(positions))
+        if bool(mouth.any()) and bool(skin.any()):
+            skin_idx = skin.nonzero()[:, 0]
+            d = torch.cdist(positions[mouth][:, :2], positions[skin_idx][:, :2])
+            # only skin in front of the mouth texel counts
+            d = d + 1e3 * (positions[skin_idx][None, :, 2] < positions[mouth][:, None, 2])
+            partner[mouth] = skin_idx[d.argmin(1)]
+            gap[mouth] = (positions[partner[mouth], 2] - positions[mouth, 2]).clamp(min=0)
+        hair = region == REGIONS.index("scalp")
+
+        identity = AnalyticIdentity(texel, refined.valid.clone(), positions, colors,
+                                    basis.reshape(len(ARKIT_NAMES), -1).contiguous(), head_weight, eye_side,
+                                    eye_centres, mouth, partner, gap, hair)
+        identity.neutral = self._gaussians(identity, positions)
+        return identity
+
+    def deform(self, identity: AnalyticIdentity, expression: Expression) -> torch.Tensor:
+        """Texel positions ``[N, 3]`` at ``expression`` before the head rotation (blendshapes, gaze, mouth clamp)."""
+        weights = expression.weights.to(identity.positions)
+        if expression.gaze is not None:
+            weights = weights.clone()
+            weights[list(EYE_LOOK)] = 0  # an explicit gaze replaces the eyeLook blendshapes
+        active = weights.nonzero()[:, 0]
+        positions = identity.positions
+        if len(active):
+            positions = positions + (weights[active] @ identity.basis[active]).view(-1, 3)
+        if expression.gaze is not None:
+            R = gaze_rotation(float(expression.gaze[0]), float(expression.gaze[1])).to(positions)
+            for i, side in enumerate((-1, 1)):
+                sel = identity.eye_side == side
+                c = identity.eye_centres[i].to(positions)
+                positions = torch.where(sel[:, None], (positions - c) @ R.T + c, positions)
+        if bool(identity.mouth.any()):
+            limit = positions[identity.mouth_partner, 2] - identity.mouth_gap
+            z = torch.where(identity.mouth, torch.minimum(positions[:, 2], limit), positions[:, 2])
+            positions = torch.cat([positions[:, :2], z[:, None]], 1)
+        return positions
+
+    def _gaussians(self, identity: AnalyticIdentity, positions: torch.Tensor) -> GaussianSet:
+        """Surface Gaussians (plus the hair layer) at texel ``positions [N, 3]``, head frame, unrotated."""
+        R = identity.resolution
+        geometry = positions.new_zeros(3, R * R)
+        geometry[:, identity.texel] = positions.T
+        du, dv = geometry_tangents(geometry.view(3, R, R), identity.valid.to(positions))
+        du = du.view(3, -1)[:, identity.texel].T
+        dv = dv.view(3, -1)[:, identity.texel].T
+        normal = torch.nn.functional.normalize(torch.cross(dv, du, dim=1), dim=1, eps=1e-12)
+        e1 = torch.nn.functional.normalize(du - (du * normal).sum(1, keepdim=True) * normal, dim=1, eps=1e-12)
+        e2 = torch.cross(normal, e1, dim=1)
+        quats = matrix_to_quat(torch.stack([e1, e2, normal], dim=2))
+        s1 = FOOTPRINT * du.norm(dim=1)
+        s2 = FOOTPRINT * (dv - (dv * e1).sum(1, keepdim=True) * e1).norm(dim=1)
+        s3 = THICKNESS * 0.5 * (s1 + s2)
+        scales = torch.stack([s1, s2, s3], 1).clamp(*SCALE_RANGE_M)
+        n = len(positions)
+        surface = GaussianSet(positions, quats, scales, positions.new_full((n,), OPACITY), identity.colors)
+        h = identity.hair
+        hair_scales = torch.cat([scales[h, :2] * HAIR_SPREAD,
+                                 scales.new_full((int(h.sum()), 1), HAIR_THICKNESS_M)], 1)
+        hair = GaussianSet(positions[h] + HAIR_OFFSET_M * normal[h], quats[h], hair_scales,
+                           positions.new_full((int(h.sum()),), HAIR_OPACITY), identity.colors[h] * HAIR_DARKEN)
+        return GaussianSet.concat([surface, hair])
+
+    def decode(self, identity: AnalyticIdentity, expression: Expression, camera: Camera | None = None) -> GaussianSet:
+        """The Gaussians at ``expression`` (``camera`` is unused: the analytic prior is not view-dependent)."""
+        neutral_face = not bool(expression.weights.any()) and expression.gaze is None
+        gaussians = identity.neutral if neutral_face else self._gaussians(identity, self.deform(identity, expression))
+        yaw, pitch, roll = (float(a) for a in expression.rotation_deg)
+        if abs(yaw) + abs(pitch) + abs(roll) < 1e-6:
+            return gaussians
+        return rotate_head(gaussians, rotation_ypr(yaw, pitch, roll),
+                           torch.cat([identity.head_weight, identity.head_weight[identity.hair]]))
+
+
+def rotate_head(gaussians: GaussianSet, R: torch.Tensor, weight: torch.Tensor) -> GaussianSet:
+    """Rotate ``gaussians`` by ``R [3, 3]`` about the neck pivot, each by the fraction ``weight [N]`` (0..1) of
+    the rotation angle (same axis)."""
+    axis, angle = _axis_angle(R)
+    axis = axis.to(gaussians.means)
+    a = weight.to(gaussians.means) * angle  # [N]
+    pivot = gaussians.means.new_tensor(NECK_PIVOT_M)
+    p = gaussians.means - pivot
+    k_cross_p = torch.cross(axis.expand_as(p), p, dim=1)
+    k_dot_p = p @ axis
+    # Rodrigues: p cos a + (k × p) sin a + k (k · p)(1 - cos a)
+    rotated = p * a.cos()[:, None] + k_cross_p * a.sin()[:, None] + axis * (k_dot_p * (1 - a.cos()))[:, None]
+    q = torch.cat([(a / 2).cos()[:, None], axis * (a / 2).sin()[:, None]], 1)
+    quats = torch.nn.functional.normalize(quat_multiply(q, gaussians.quats), dim=1)
+    return GaussianSet(rotated + pivot, quats, gaussians.scales, gaussians.opacities, gaussians.colors)
