@@ -30,7 +30,7 @@ KEEP_VISIBILITY = 0.9  # texels at least this visible keep the completed (photo)
 SEEN_THRESHOLD = 0.5
 RATIO_RANGE = (0.7, 1.4)
 BLEND_LEVELS = 4
-SH_RIDGE = 1e-2
+SH_RIDGE = 1e-3
 GEOMETRY_SWEEPS = 2
 GEOMETRY_STEP = 0.25
 
