@@ -1,0 +1,354 @@
+"""Fit the head model to MediaPipe landmarks: camera + head pose, identity, expression, then a smooth per-vertex
+correction (DESIGN.md §5 "Unwrap").
+
+The fit works on the 478 landmark points only (the head model's landmark embedding is linear in the vertices,
+so identity and expression bases are gathered to the landmarks once per head). It is a damped Gauss-Newton
+(Levenberg-Marquardt) solve of 2D reprojection error plus a weak MediaPipe depth term, with a Gaussian prior on
+identity and an L1 (sparse) prior on the expression weights, which stay clamped to [0, 1]. A fixed field of view
+stands in for the unknown focal length. The correction is one sparse linear solve: a bi-Laplacian-smoothed
+displacement of every vertex that moves the landmarks onto their detections in the image plane.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+
+from fica.drive.expression import Expression
+from fica.head.model import HeadModel
+from fica.render.camera import Camera, intrinsics
+from fica.unwrap.landmarks import FACE_OVAL, NUM_LANDMARKS
+
+FIT_FOV_DEG = 25.0  # assumed vertical field of view of a portrait
+# The head frame seen by a frontal camera: camera x = head x, camera y = -head y, camera z = -head z.
+R_FRONT = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
+
+OVAL_WEIGHT = 0.3  # silhouette landmarks slide over the surface as the head turns
+ROBUST_SCALE = 0.03  # landmarks off by more than this fraction of the face width count less (Cauchy weights)
+# MediaPipe's relative depth is coarse: on renders of the head it correlates ~0.8-0.9 with the true depth and
+# spans ~0.6-0.8 of it, so it enters rescaled and with a small weight.
+DEPTH_WEIGHT = 0.02
+MEDIAPIPE_DEPTH_SCALE = 0.7
+IDENTITY_PRIOR = 2e-5  # per unit coefficient squared, in (face widths)^2 of mean landmark error
+EXPRESSION_L1 = 2e-5  # per unit weight
+EXPRESSION_L2 = 2e-6
+# Correction solve, relative to the landmark term: bending (bi-Laplacian) keeps it smooth, membrane (Laplacian)
+# and damping make it fade out away from the landmarks instead of extrapolating over the scalp and neck.
+CORRECTION_BENDING = 0.3
+CORRECTION_MEMBRANE = 0.05
+CORRECTION_DAMPING = 1e-3
+
+
+@dataclass
+class Fit:
+    """The head model fitted to one portrait.
+
+    camera: world (head frame) -> the portrait's pixels; its ``viewmat`` includes the head pose.
+    identity: ``[K]`` identity coefficients; expression: ``[52]`` ARKit weights 0..1;
+    correction: ``[V, 3]`` metres, smooth per-vertex displacement added after identity and expression;
+    error_px: median landmark reprojection error after the correction (median: a few landmarks can be far off
+    where MediaPipe or the landmark embedding is); face_width_px: landmark extent along x.
+    """
+
+    camera: Camera
+    identity: torch.Tensor
+    expression: torch.Tensor
+    correction: torch.Tensor
+    error_px: float
+    face_width_px: float
+
+    @property
+    def rotation_deg(self) -> torch.Tensor:
+        """Head (yaw, pitch, roll) in degrees, as ``fica.render.camera.rotation_ypr`` (R = Ry @ Rx @ Rz)."""
+        return ypr_from_rotation(R_FRONT @ self.camera.viewmat[:3, :3])
+
+    def neutral_vertices(self, head: HeadModel) -> torch.Tensor:
+        """Fitted vertices ``[V, 3]`` at neutral expression (identity + correction)."""
+        return head.deform(self.identity) + self.correction
+
+    def vertices(self, head: HeadModel) -> torch.Tensor:
+        """Fitted vertices ``[V, 3]`` with the fitted expression (in the head frame; the pose lives in the camera)."""
+        return head.deform(self.identity, self.expression) + self.correction
+
+    def to_expression(self) -> Expression:
+        """The portrait's expression weights and head rotation."""
+        return Expression(self.expression.clone(), self.rotation_deg)
+
+
+def ypr_from_rotation(R: torch.Tensor) -> torch.Tensor:
+    """(yaw, pitch, roll) in degrees ``[3]`` of a head rotation ``[3, 3]`` = Ry(yaw) @ Rx(pitch) @ Rz(roll)."""
+    pitch = torch.asin((-R[1, 2]).clamp(-1, 1))
+    yaw = torch.atan2(R[0, 2], R[2, 2])
+    roll = torch.atan2(R[1, 0], R[1, 1])
+    return torch.rad2deg(torch.stack([yaw, pitch, roll]))
+
+
+def _axis_angle_matrix(w: torch.Tensor) -> torch.Tensor:
+    """Rodrigues: rotation ``[3, 3]`` of the axis-angle vector ``w [3]`` (radians); smooth at zero."""
+    theta2 = (w * w).sum()
+    theta = torch.sqrt(theta2 + 1e-12)
+    zero = torch.zeros((), dtype=w.dtype)
+    k = torch.stack([torch.stack([zero, -w[2], w[1]]), torch.stack([w[2], zero, -w[0]]),
+                     torch.stack([-w[1], w[0], zero])])
+    a = torch.sin(theta) / theta
+    b = (1 - torch.cos(theta)) / (theta2 + 1e-12)
+    return torch.eye(3, dtype=w.dtype) + a * k + b * (k @ k)
+
+
+@dataclass
+class _LandmarkBases:
+    neutral: torch.Tensor  # [478, 3]
+    identity: torch.Tensor  # [K, 478, 3]
+    expression: torch.Tensor  # [52, 478, 3]
+    weights: torch.Tensor  # [478] per-landmark weight of the reprojection term
+    gather: sp.csr_matrix  # [478, V] landmark = gather @ vertices
+
+
+@lru_cache(maxsize=4)
+def _landmark_bases(head: HeadModel) -> _LandmarkBases:
+    tri = head.faces[head.landmark_face]  # [478, 3]
+    rows = np.repeat(np.arange(NUM_LANDMARKS), 3)
+    gather = sp.csr_matrix((head.landmark_bary.reshape(-1).numpy().astype(np.float64),
+                            (rows, tri.reshape(-1).numpy())), shape=(NUM_LANDMARKS, head.num_vertices))
+    weights = torch.ones(NUM_LANDMARKS)
+    weights[list(FACE_OVAL)] = OVAL_WEIGHT
+    return _LandmarkBases(head.landmarks(head.vertices), torch.vmap(head.landmarks)(head.identity_basis),
+                          torch.vmap(head.landmarks)(head.expression_basis), weights, gather)
+
+
+@lru_cache(maxsize=4)
+def _correction_solver(head: HeadModel):
+    """Factorisation of (Gᵀ W G + b LᵀL + m L + d I) for the correction solve, and Gᵀ W. G ``[478, V]`` gathers
+    the landmarks from the vertices, L is the uniform graph Laplacian of the mesh."""
+    bases = _landmark_bases(head)
+    n = head.num_vertices
+    f = head.faces.numpy()
+    i = np.concatenate([f[:, 0], f[:, 1], f[:, 2]])
+    j = np.concatenate([f[:, 1], f[:, 2], f[:, 0]])
+    adj = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr()
+    adj = ((adj + adj.T) > 0).astype(np.float64)
+    lap = sp.diags(np.asarray(adj.sum(1)).ravel()) - adj
+    gtw = bases.gather.T @ sp.diags(bases.weights.numpy().astype(np.float64))
+    system = (gtw @ bases.gather + CORRECTION_BENDING * (lap.T @ lap) + CORRECTION_MEMBRANE * lap
+              + CORRECTION_DAMPING * sp.identity(n))
+    return spla.splu(system.tocsc()), gtw
+
+
+def _face_width(landmarks: torch.Tensor) -> float:
+    return float(landmarks[:, 0].max() - landmarks[:, 0].min())
+
+
+class _Problem:
+    """The landmark fit as a damped Gauss-Newton problem with an analytic Jacobian.
+
+    State: camera rotation R ``[3, 3]`` (updated by left-multiplied axis-angle steps), translation t ``[3]`` (m)
+    and coefficients c ``[M]`` = identity (optional, first) then the 52 expression weights. Residuals are in face
+    widths: 2D reprojection ``[478 * 2]``, relative depth ``[478]``, and the Gaussian priors ``[M]``.
+    """
+
+    def __init__(self, landmarks: torch.Tensor, camera_K: torch.Tensor, bases: _LandmarkBases,
+                 fixed_points: torch.Tensor, fit_identity: bool, weights: torch.Tensor | None = None):
+        dt = torch.float64
+        self.target = landmarks[:, :2].to(dt)
+        z = landmarks[:, 2].to(dt)
+        self.target_depth = (z - z.mean()) * MEDIAPIPE_DEPTH_SCALE
+        self.focal = camera_K.diagonal()[:2].to(dt)
+        self.centre = camera_K[:2, 2].to(dt)
+        self.fixed = fixed_points.to(dt)  # [478, 3] the landmarks that do not depend on c
+        parts = ([bases.identity] if fit_identity else []) + [bases.expression]
+        self.basis = torch.cat(parts).to(dt)  # [M, 478, 3]
+        self.num_identity = bases.identity.shape[0] if fit_identity else 0
+        m = self.basis.shape[0]
+        prior = torch.full((m,), EXPRESSION_L2, dtype=dt)
+        prior[:self.num_identity] = IDENTITY_PRIOR
+        self.sqrt_prior = prior.sqrt()
+        self.l1 = torch.zeros(m, dtype=dt)
+        self.l1[self.num_identity:] = EXPRESSION_L1
+        norm = 1.0 / (math.sqrt(NUM_LANDMARKS) * _face_width(landmarks))
+        weights = bases.weights if weights is None else weights
+        self.w2d = weights.to(dt).sqrt() * norm  # [478]
+        self.wz = math.sqrt(DEPTH_WEIGHT) * norm
+        self.depth_ref = None
+
+    def points(self, c: torch.Tensor) -> torch.Tensor:
+        return self.fixed + (c @ self.basis.reshape(len(c), -1)).reshape(-1, 3)  # [478, 3]
+
+    def evaluate(self, R, t, c, jacobian: bool = False):
+        """Residuals ``[3 * 478 + M]`` and, if asked, their Jacobian ``[3 * 478 + M, 6 + M]`` with respect to
+        (rotation step, translation, coefficients)."""
+        Y = self.points(c) @ R.T  # [478, 3] rotated
+        Xc = Y + t
+        z = Xc[:, 2]
+        uv = Xc[:, :2] / z[:, None] * self.focal + self.centre
+        r2d = (uv - self.target) * self.w2d[:, None]
+        if self.depth_ref is None:
+            self.depth_ref = float(t[2])
+        zscale = self.focal[0] / self.depth_ref
+        rz = ((z - z.mean()) * zscale - self.target_depth) * self.wz
+        r = torch.cat([r2d.reshape(-1), rz, c * self.sqrt_prior])
+        if not jacobian:
+            return r, None
+        n, m = len(z), len(c)
+        dw = torch.zeros(n, 3, 3, dtype=Y.dtype)  # d(w x Y)/dw = -[Y]x
+        dw[:, 0, 1], dw[:, 0, 2] = Y[:, 2], -Y[:, 1]
+        dw[:, 1, 0], dw[:, 1, 2] = -Y[:, 2], Y[:, 0]
+        dw[:, 2, 0], dw[:, 2, 1] = Y[:, 1], -Y[:, 0]
+        dt = torch.eye(3, dtype=Y.dtype).expand(n, 3, 3)
+        dc = (self.basis @ R.T).permute(1, 2, 0)  # [478, 3, M]
+        D = torch.cat([dw, dt, dc], 2)  # [478, 3, P] d Xc / d params
+        inv_z = 1.0 / z
+        J2d = (D[:, :2] - (Xc[:, :2] * inv_z[:, None])[..., None] * D[:, 2:3]) * inv_z[:, None, None]
+        J2d = J2d * (self.focal[None, :, None] * self.w2d[:, None, None])
+        Jz = (D[:, 2] - D[:, 2].mean(0)) * (zscale * self.wz)
+        Jp = torch.cat([torch.zeros(m, 6, dtype=Y.dtype), torch.diag(self.sqrt_prior)], 1)
+        return r, torch.cat([J2d.reshape(2 * n, -1), Jz, Jp])
+
+    def energy(self, R, t, c) -> float:
+        r, _ = self.evaluate(R, t, c)
+        return float((r * r).sum() + (self.l1 * c).sum())
+
+    def solve(self, R: torch.Tensor, t: torch.Tensor, c: torch.Tensor, iterations: int):
+        """Levenberg-Marquardt; expression weights are projected onto [0, 1] after each step."""
+        R, t, c = R.double(), t.double(), c.double()
+        expr = slice(self.num_identity, None)
+        damping = 1e-3
+        energy = self.energy(R, t, c)
+        for _ in range(iterations):
+            r, J = self.evaluate(R, t, c, jacobian=True)
+            JtJ = J.T @ J
+            g = J.T @ r
+            g[6:] += 0.5 * self.l1  # the L1 term's gradient, halved like the Gauss-Newton system
+            improved = False
+            for _ in range(8):
+                A = JtJ + damping * torch.diag(JtJ.diagonal().clamp(min=1e-12))
+                step = torch.linalg.solve(A, -g)
+                R_new = _axis_angle_matrix(step[:3]) @ R
+                t_new = t + step[3:6]
+                c_new = c + step[6:]
+                c_new[expr] = c_new[expr].clamp(0, 1)
+                e = self.energy(R_new, t_new, c_new)
+                if e < energy:
+                    improved, relative = True, (energy - e) / max(energy, 1e-30)
+                    R, t, c, energy = R_new, t_new, c_new, e
+                    damping = max(damping / 3, 1e-9)
+                    break
+                damping *= 4
+            if not improved or relative < 1e-5:
+                break
+        return R.float(), t.float(), c.float()
+
+
+@contextmanager
+def _one_thread():
+    """Run torch single-threaded for the duration: the fit is many tiny ops, and with a busy CPU torch's worker
+    threads wait on each other (measured here: 0.12 s on one thread against 2-8 s on two under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _initial_pose(landmarks: torch.Tensor, points: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rigid pose (camera rotation ``[3, 3]``, translation ``[3]``) from PnP on the model's landmarks."""
+    import cv2
+
+    ok, rvec, tvec = cv2.solvePnP(points.double().numpy(), landmarks[:, :2].double().numpy(), K.double().numpy(),
+                                  None, flags=cv2.SOLVEPNP_SQPNP)
+    if not ok or tvec[2, 0] <= 0:
+        return R_FRONT.clone(), torch.tensor([0.0, 0.0, 1.0])
+    return torch.from_numpy(cv2.Rodrigues(rvec)[0]).float(), torch.from_numpy(tvec[:, 0]).float()
+
+
+def _camera(R: torch.Tensor, t: torch.Tensor, K: torch.Tensor, image_size: tuple[int, int]) -> Camera:
+    viewmat = torch.eye(4)
+    viewmat[:3, :3] = R
+    viewmat[:3, 3] = t
+    return Camera(viewmat, K.clone(), int(image_size[1]), int(image_size[0]))
+
+
+def _reprojection_error_px(camera: Camera, points: torch.Tensor, landmarks: torch.Tensor) -> float:
+    uv, _ = camera.project(points)
+    return float((uv - landmarks[:, :2]).norm(dim=1).median())
+
+
+def _robust_weights(camera: Camera, points: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+    """Cauchy weights ``[478]`` of the landmarks' reprojection errors (1 for a perfect fit)."""
+    uv, _ = camera.project(points)
+    error = (uv - landmarks[:, :2]).norm(dim=1) / (ROBUST_SCALE * _face_width(landmarks))
+    return 1.0 / (1.0 + error ** 2)
+
+
+def _correction(head: HeadModel, camera: Camera, vertices: torch.Tensor, landmarks: torch.Tensor,
+                trust: torch.Tensor, iterations: int = 2) -> torch.Tensor:
+    """Smooth per-vertex displacement ``[V, 3]`` that moves the projected landmarks onto the detections.
+
+    trust: ``[478]`` 0..1, how far each landmark's offset is followed (outliers stay where the fit put them).
+    """
+    solver, gtw = _correction_solver(head)
+    gather = _landmark_bases(head).gather
+    R = camera.viewmat[:3, :3].double()
+    correction = torch.zeros(vertices.shape, dtype=torch.float64)
+    for _ in range(iterations):
+        uv, z = camera.project(head.landmarks(vertices + correction.float()))
+        residual_px = ((landmarks[:, :2] - uv) * trust[:, None]).double()
+        # The image-plane offset at each landmark's depth, in camera coordinates, turned into the head frame.
+        offset_cam = torch.cat([residual_px * (z.double()[:, None] / camera.K.diagonal()[:2].double()),
+                                torch.zeros(NUM_LANDMARKS, 1, dtype=torch.float64)], 1)
+        target = gather @ correction.numpy() + (offset_cam @ R).numpy()  # [478, 3]
+        correction = torch.from_numpy(solver.solve(np.ascontiguousarray(gtw @ target)))
+    return correction.float()
+
+
+def fit_head(landmarks: torch.Tensor, image_size: tuple[int, int], head: HeadModel, *,
+             fov_deg: float = FIT_FOV_DEG, iterations: int = 30, correct: bool = True) -> Fit:
+    """Fit camera, head pose, identity, expression and (if ``correct``) a smooth correction to the landmarks.
+
+    landmarks: ``[478, 3]`` as ``detect_landmarks`` returns (pixels, z like x); image_size: (height, width).
+    """
+    landmarks = torch.as_tensor(landmarks, dtype=torch.float32)
+    bases = _landmark_bases(head)
+    K = intrinsics(fov_deg, int(image_size[1]), int(image_size[0]))
+    R0, t0 = _initial_pose(landmarks, bases.neutral, K)
+    k = bases.identity.shape[0]
+    R, t, c = R0, t0, torch.zeros(k + bases.expression.shape[0])
+    weights = bases.weights
+    for _ in range(2):  # a plain solve, then one with robust weights that discount outlying landmarks
+        problem = _Problem(landmarks, K, bases, bases.neutral, fit_identity=True, weights=weights)
+        with _one_thread():
+            R, t, c = problem.solve(R, t, c, iterations)
+        camera = _camera(R, t, K, image_size)
+        weights = bases.weights * _robust_weights(camera, problem.points(c.double()).float(), landmarks)
+    identity, expression = c[:k], c[k:]
+    vertices = head.deform(identity, expression)
+    correction = (_correction(head, camera, vertices, landmarks, weights / bases.weights) if correct
+                  else torch.zeros_like(vertices))
+    error = _reprojection_error_px(camera, head.landmarks(vertices + correction), landmarks)
+    return Fit(camera, identity, expression, correction, error, _face_width(landmarks))
+
+
+def fit_expression(landmarks: torch.Tensor, image_size: tuple[int, int], head: HeadModel,
+                   previous: Fit | None = None, *, iterations: int = 6) -> Fit:
+    """Per-frame fit of head pose and expression, warm-started from ``previous`` whose identity and correction
+    are held fixed; without ``previous``, a full ``fit_head`` without correction. Drives avatars from video.
+    """
+    landmarks = torch.as_tensor(landmarks, dtype=torch.float32)
+    if previous is None:
+        return fit_head(landmarks, image_size, head, correct=False)
+    bases = _landmark_bases(head)
+    neutral = previous.neutral_vertices(head)
+    problem = _Problem(landmarks, previous.camera.K, bases, head.landmarks(neutral), fit_identity=False)
+    with _one_thread():
+        R, t, expression = problem.solve(previous.camera.viewmat[:3, :3], previous.camera.viewmat[:3, 3],
+                                         previous.expression, iterations)
+    camera = _camera(R, t, previous.camera.K, image_size)
+    error = _reprojection_error_px(camera, head.landmarks(head.deform(expression=expression, base=neutral)),
+                                   landmarks)
+    return Fit(camera, previous.identity, expression, previous.correction, error, _face_width(landmarks))
