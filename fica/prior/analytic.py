@@ -45,7 +45,7 @@ class AnalyticIdentity:
     colors ``[N, 3]``; basis ``[52, N * 3]`` blendshape offsets at the texels; head_weight ``[N]`` how much of
     the head rotation each texel follows; eye_side ``[N]`` (-1 right eye, 1 left eye, 0 not an eyeball);
     eye_centres ``[2, 3]`` (right, left); mouth ``[N]`` bool and mouth_partner ``[N]`` the skin texel in front of
-    each mouth texel with mouth_gap ``[N]`` its neutral depth behind it; hair ``[N]`` bool;
+    each mouth texel (lips or chin: the nearest in x, y among those with a larger z); hair ``[N]`` bool;
     neutral: the Gaussians at the neutral expression (decode returns them without recomputing).
     """
 
@@ -59,7 +59,6 @@ class AnalyticIdentity:
     eye_centres: torch.Tensor
     mouth: torch.Tensor
     mouth_partner: torch.Tensor
-    mouth_gap: torch.Tensor
     hair: torch.Tensor
     neutral: GaussianSet | None = None
 
@@ -163,19 +162,17 @@ class AnalyticPrior(Prior):
         mouth = region == REGIONS.index("mouth")
         skin = (region == REGIONS.index("face")) | (region == REGIONS.index("lips"))
         partner = torch.zeros(len(positions), dtype=torch.long)
-        gap = torch.zeros(len(positions))
         if bool(mouth.any()) and bool(skin.any()):
             skin_idx = skin.nonzero()[:, 0]
             d = torch.cdist(positions[mouth][:, :2], positions[skin_idx][:, :2])
             # only skin in front of the mouth texel counts
             d = d + 1e3 * (positions[skin_idx][None, :, 2] < positions[mouth][:, None, 2])
             partner[mouth] = skin_idx[d.argmin(1)]
-            gap[mouth] = (positions[partner[mouth], 2] - positions[mouth, 2]).clamp(min=0)
         hair = region == REGIONS.index("scalp")
 
         identity = AnalyticIdentity(texel, refined.valid.clone(), positions, colors,
                                     basis.reshape(len(ARKIT_NAMES), -1).contiguous(), head_weight, eye_side,
-                                    eye_centres, mouth, partner, gap, hair)
+                                    eye_centres, mouth, partner, hair)
         identity.neutral = self._gaussians(identity, positions)
         return identity
 
@@ -195,10 +192,10 @@ class AnalyticPrior(Prior):
                 sel = identity.eye_side == side
                 c = identity.eye_centres[i].to(positions)
                 positions = torch.where(sel[:, None], (positions - c) @ R.T + c, positions)
-        if bool(identity.mouth.any()):
-            limit = positions[identity.mouth_partner, 2] - identity.mouth_gap
-            z = torch.where(identity.mouth, torch.minimum(positions[:, 2], limit), positions[:, 2])
-            positions = torch.cat([positions[:, :2], z[:, None]], 1)
+        if bool(identity.mouth.any()):  # the cavity never comes further forward than the skin in front of it
+            forward = positions[:, 2] - identity.positions[:, 2]
+            excess = (forward - forward[identity.mouth_partner]).clamp(min=0) * identity.mouth
+            positions = positions - excess[:, None] * positions.new_tensor([0.0, 0.0, 1.0])
         return positions
 
     def _gaussians(self, identity: AnalyticIdentity, positions: torch.Tensor) -> GaussianSet:
