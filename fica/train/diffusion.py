@@ -1,0 +1,165 @@
+"""Recipe: UV diffusion (``UVDiT``) by flow matching in the latent space of a frozen KL autoencoder.
+
+Data: per sample the complete texture and geometry maps (targets), the partial maps (condition) and the portrait
+(CLIP image embedding, frozen encoder). Each step draws a domain (texture or geometry) per sample, a noise level
+σ from a logit-normal, mixes x_σ = (1 − σ)·x₀ + σ·ε and regresses the velocity ε − x₀ (MSE). The image embedding
+is dropped (zeroed) with probability ``cfg_dropout`` so classifier-free guidance works at sampling time.
+
+The default autoencoder is the SDXL VAE (``AutoencoderKL.from_pretrained`` of its Hub folder, frozen) and the
+default image encoder CLIP ViT-L/14's vision tower with projection; the tiny configuration trains its own small
+autoencoder first (``train_autoencoder``) and uses a small random CLIP.
+
+``python -m fica.train.diffusion --out runs/uv --vae DIR --image-encoder DIR [--data DIR | --synthetic N] [--tiny]``
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from fica.complete.learned import (clip_image_embeds, condition_channels, encode_latents, resample_partial,
+                                   to_vae_space, vae_scale_factor)
+from fica.models.uv_dit import DOMAINS, UVDiT
+
+TINY_VAE = dict(block_out_channels=(16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3,
+                up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=8, layers_per_block=1,
+                sample_size=64, scaling_factor=1.0)
+TINY_CLIP = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                 patch_size=8, projection_dim=16)
+TINY_DIT = dict(sample_size=16, patch_size=2, latent_channels=4, condition_channels=12, hidden_size=64,
+                num_layers=2, num_heads=4, image_embed_dim=16)
+CFG_DROPOUT = 0.1
+KL_WEIGHT = 1e-6
+
+
+def tiny_components():
+    """A tiny (vae, image_encoder, scheduler) triple for tests and ``fica.train.tiny``."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    return (AutoencoderKL(**TINY_VAE), CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_CLIP)),
+            FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0))
+
+
+def resample(maps: torch.Tensor, resolution: int) -> torch.Tensor:
+    """``[C, R, R]`` -> ``[C, S, S]`` (area when shrinking, bilinear when growing)."""
+    if maps.shape[-1] == resolution:
+        return maps
+    mode = "area" if maps.shape[-1] > resolution else "bilinear"
+    kwargs = {} if mode == "area" else {"align_corners": False}
+    return F.interpolate(maps[None], size=(resolution, resolution), mode=mode, **kwargs)[0]
+
+
+def autoencoder_images(samples, resolution: int, geometry_scale_m: float) -> torch.Tensor:
+    """Everything the autoencoder must reproduce, in its −1..1 space: ``[4N, 3, S, S]`` (texture, geometry,
+    partial rgb and partial xyz of each sample)."""
+    out = []
+    for s in samples:
+        p = resample_partial(s.partial, resolution)
+        out += [to_vae_space(resample(s.complete.texture, resolution)[None], "texture", geometry_scale_m),
+                to_vae_space(resample(s.complete.geometry, resolution)[None], "geometry", geometry_scale_m),
+                to_vae_space(p["rgb"], "texture", geometry_scale_m), to_vae_space(p["xyz"], "geometry", geometry_scale_m)]
+    return torch.cat(out)
+
+
+def autoencoder_loss(vae, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    posterior = vae.encode(images).latent_dist
+    recon = vae.decode(posterior.sample()).sample
+    l1, kl = (recon - images).abs().mean(), posterior.kl().mean()
+    return l1 + KL_WEIGHT * kl, {"recon_l1": float(l1.detach()), "kl": float(kl.detach())}
+
+
+def train_autoencoder(vae, samples, cfg, geometry_scale_m: float = 0.2) -> list[dict]:
+    from fica.train.loop import train
+
+    images = autoencoder_images(samples, vae.config.sample_size, geometry_scale_m).to(cfg.device)
+
+    def make_batch(generator):
+        return images[torch.randint(len(images), (min(cfg.batch_size, len(images)),), generator=generator)]
+
+    return train(vae, lambda b: autoencoder_loss(vae, b), make_batch, cfg)
+
+
+@torch.no_grad()
+def prepare(samples, model: UVDiT, vae, image_encoder) -> dict[str, torch.Tensor]:
+    """Frozen-encoder work done once: target latents ``[N, 2, C, h, w]`` (texture, geometry), condition
+    ``[N, C_cond, h, w]`` and CLIP embeddings ``[N, E]``."""
+    S = model.config.sample_size * vae_scale_factor(vae)
+    scale_m = model.config.geometry_scale_m
+    targets, conditions, embeds = [], [], []
+    for s in samples:
+        maps = {"texture": resample(s.complete.texture, S), "geometry": resample(s.complete.geometry, S)}
+        targets.append(torch.stack([encode_latents(vae, to_vae_space(maps[d][None], d, scale_m))[0]
+                                    for d in DOMAINS]))
+        conditions.append(condition_channels(vae, resample_partial(s.partial, S), scale_m)[0])
+        embeds.append(clip_image_embeds(image_encoder, s.image.permute(2, 0, 1)[None])[0])
+    return {"latents": torch.stack(targets), "condition": torch.stack(conditions), "embeds": torch.stack(embeds)}
+
+
+def draw_batch(data: dict[str, torch.Tensor], batch_size: int, generator: torch.Generator,
+               cfg_dropout: float = CFG_DROPOUT) -> dict[str, torch.Tensor]:
+    """Samples, domains, noise, noise levels and embedding dropout for one flow-matching step."""
+    n = len(data["latents"])
+    idx = torch.randint(n, (batch_size,), generator=generator)
+    domain = torch.randint(len(DOMAINS), (batch_size,), generator=generator)
+    x0 = data["latents"][idx, domain]
+    keep = (torch.rand(batch_size, generator=generator) >= cfg_dropout).float()[:, None]
+    device = x0.device
+    return {"x0": x0, "condition": data["condition"][idx], "embeds": data["embeds"][idx] * keep.to(device),
+            "domain": domain.to(device), "noise": torch.randn(x0.shape, generator=generator).to(device),
+            "sigma": torch.sigmoid(torch.randn(batch_size, generator=generator)).to(device)}
+
+
+def flow_matching_loss(model: UVDiT, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    sigma = batch["sigma"].view(-1, 1, 1, 1)
+    x_t = (1 - sigma) * batch["x0"] + sigma * batch["noise"]
+    v = model(x_t, batch["condition"], batch["sigma"] * 1000, batch["domain"], batch["embeds"]).float()
+    loss = F.mse_loss(v, batch["noise"] - batch["x0"])
+    return loss, {"velocity_mse": float(loss.detach())}
+
+
+def train_diffusion(model: UVDiT, vae, image_encoder, samples, cfg, cfg_dropout: float = CFG_DROPOUT) -> list[dict]:
+    from fica.train.loop import train
+
+    vae.requires_grad_(False)
+    image_encoder.requires_grad_(False)
+    data = {k: v.to(cfg.device) for k, v in prepare(samples, model, vae.to(cfg.device),
+                                                      image_encoder.to(cfg.device)).items()}
+    return train(model, lambda b: flow_matching_loss(model, b),
+                 lambda g: draw_batch(data, cfg.batch_size, g, cfg_dropout), cfg)
+
+
+def main(argv=None):
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+    from transformers import CLIPVisionModelWithProjection
+
+    from fica.train.data import config, load_samples, parser
+
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--vae", help="AutoencoderKL folder (the SDXL VAE); omitted with --tiny: trained here")
+    p.add_argument("--image-encoder", help="CLIPVisionModelWithProjection folder; omitted with --tiny: random tiny")
+    args = p.parse_args(argv)
+    samples = load_samples(args)
+    cfg = config(args)
+    if args.tiny:
+        vae, image_encoder, scheduler = tiny_components()
+        train_autoencoder(vae, samples, replace(cfg, out=args.out / "vae_run"))
+    else:
+        vae, image_encoder = AutoencoderKL.from_pretrained(args.vae), CLIPVisionModelWithProjection.from_pretrained(
+            args.image_encoder)
+        scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+    embed_dim = image_encoder.config.projection_dim
+    model = UVDiT.from_pretrained(args.init) if args.init else UVDiT(
+        **(TINY_DIT if args.tiny else {"image_embed_dim": embed_dim,
+                                       "condition_channels": 2 * vae.config.latent_channels + 4,
+                                       "latent_channels": vae.config.latent_channels}))
+    train_diffusion(model, vae, image_encoder, samples, cfg)
+    for name, component in (("uv_diffusion", model), ("vae", vae), ("image_encoder", image_encoder),
+                            ("scheduler", scheduler)):
+        component.save_pretrained(args.out / name)
+
+
+if __name__ == "__main__":
+    main()
