@@ -45,7 +45,7 @@ def test_presets_named_in_the_brief_exist_and_move_the_right_controls():
 
 def test_preset_length_follows_fps_and_seconds():
     assert len(preset_clip("smile", fps=30, seconds=2)) == 60
-    assert len(preset_clip("Look_Around", fps=10, seconds=1)) == 10
+    assert len(preset_clip(" Glance", fps=10, seconds=1)) == 10
 
 
 def test_unknown_preset_lists_the_valid_names():

@@ -1,8 +1,8 @@
 """Expression presets: short, smoothly eased clips anyone can pick by name (DESIGN.md §3 "Expressions").
 
 Every preset is a function of time ``t_s`` (seconds) and clip length, so a clip is smooth at any frame rate:
-weights stay in 0..1, each starts and ends at neutral (except ``turn``/``nod``/``look around``, which start and
-end facing forward), and no weight changes by more than ~0.35 between frames at 24 fps.
+weights stay in 0..1, every clip starts and ends at the neutral, forward-facing pose, and no weight changes by
+more than ~0.35 (no head angle by more than 4°) between frames at 24 fps.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ PRESETS: dict[str, str] = {
     "sad": "Inner brows up, mouth corners down.",
     "kiss": "Lips pucker into a kiss.",
     "laugh": "A big open-mouthed laugh.",
-    "look around": "Eyes and head glance left, right and up.",
+    "glance": "Eyes and head glance left, right and up.",
 }
 
 
@@ -131,7 +131,7 @@ def _laugh(t, d):
     return w, (0.0, e * (6.0 + 2.0 * shake), 0.0)
 
 
-def _look_around(t, d):
+def _glance(t, d):
     x = t / d
     left, right, up = pulse(x, 0.05, 0.3), pulse(x, 0.35, 0.3), pulse(x, 0.65, 0.3)
     w = {"eyeLookOutLeft": 0.8 * left, "eyeLookInRight": 0.8 * left, "eyeLookInLeft": 0.8 * right,
@@ -142,14 +142,14 @@ def _look_around(t, d):
 
 _CURVES: dict[str, Callable[[float, float], tuple[dict[str, float], tuple[float, float, float]]]] = {
     "smile": _smile, "talk": _talk, "surprise": _surprise, "blink": _blink, "turn": _turn, "nod": _nod,
-    "wink": _wink, "angry": _angry, "sad": _sad, "kiss": _kiss, "laugh": _laugh, "look around": _look_around,
+    "wink": _wink, "angry": _angry, "sad": _sad, "kiss": _kiss, "laugh": _laugh, "glance": _glance,
 }
 
 
 def preset_clip(name: str, fps: float = 24, seconds: float = 4) -> Clip:
     """The clip of preset ``name``: ``round(fps * seconds)`` frames spanning the preset from its first to its
     last pose. Unknown names raise ``ValueError`` listing the valid ones."""
-    key = name.strip().lower().replace("_", " ")
+    key = name.strip().lower()
     if key not in _CURVES:
         raise ValueError(f"Unknown expression preset {name!r}; choose one of: {', '.join(PRESETS)}.")
     if fps <= 0 or seconds <= 0:
