@@ -105,6 +105,18 @@ def test_unseen_scalp_takes_the_hair_seen_in_the_photo(completed):
     assert (filled.mean(1) - torch.tensor(HAIR) * 0.8).abs().max() < 0.12
 
 
+def test_background_on_the_grazing_scalp_rim_does_not_spread_over_the_head():
+    unwrapped = synthetic_unwrapped(0.0)
+    partial = unwrapped.partial
+    scalp = default_head().uv_layout(256).region_mask("scalp") > 0.5
+    rim = scalp & (partial.visibility > 0.5) & (partial.visibility < 0.75)
+    assert rim.sum() > 100
+    partial.rgb = torch.where(rim, torch.ones_like(partial.rgb), partial.rgb)  # white studio background
+    complete = EmbeddedCompleter()(unwrapped, torch.zeros(8, 8, 3))
+    unseen_scalp = scalp & (partial.visibility <= 0.5)
+    assert complete.texture[:, unseen_scalp[0]].mean(0).max() < 0.35, "the back of the head stays hair-dark"
+
+
 def test_scalp_falls_back_to_dark_hair_when_none_is_seen():
     unwrapped = synthetic_unwrapped(0.0, hide=("mouth", "scalp"))
     complete = EmbeddedCompleter()(unwrapped, torch.zeros(8, 8, 3))

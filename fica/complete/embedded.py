@@ -1,10 +1,11 @@
 """Embedded completion (DESIGN.md §5 "Complete"): mirror fill, then region-aware smooth fill. CPU, no weights.
 
 Texels the portrait shows (visibility > 0.5) keep the portrait's colours exactly. An unseen texel whose mirror
-is seen takes the mirror's colour; the rest of each region is filled smoothly (push-pull + Laplace sweeps, see
-``fica.uv_ops.harmonic_fill``) from what that region shows: skin (face, ears, neck) from seen skin, lips from seen
-lips, the scalp from the hair seen in the portrait (a dark hair colour when none is), eyeballs as a white sclera
-around an iris coloured from the seen eyes, the mouth cavity dark red with teeth just behind the lips.
+is confidently seen takes the mirror's colour; the rest of each region is filled smoothly (push-pull + Laplace
+sweeps, see ``fica.uv_ops.harmonic_fill``) from the confidently seen part of that region only (grazing texels
+often carry background): skin (face, ears, neck) from skin, lips from lips, the scalp from the hair seen in the
+portrait (texels near the median hair colour; a dark hair colour when none is seen), eyeballs as a white
+sclera around an iris coloured from the seen eyes, the mouth cavity dark red with teeth just behind the lips.
 The geometry is the fitted head's (``Unwrapped.fitted_geometry``).
 """
 from __future__ import annotations
@@ -18,6 +19,8 @@ from fica.unwrap.base import Unwrapped
 from fica.uv_ops import harmonic_fill, smoothstep, sphere_centre
 
 SEEN_THRESHOLD = 0.5
+SOURCE_VISIBILITY = 0.75
+HAIR_TOLERANCE = 0.3  # RGB distance from the median seen hair colour of scalp texels that may seed the fill
 SKIN_FALLBACK = (0.80, 0.62, 0.52)
 HAIR_FALLBACK = (0.10, 0.07, 0.05)
 LIP_TINT = (1.0, 0.75, 0.75)  # unseen lips: the skin colour, redder
@@ -48,24 +51,26 @@ def _median_colour(rgb: torch.Tensor, mask: torch.Tensor, fallback, min_texels: 
 
 
 def mirror_known(partial: PartialUV, layout: UVLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Seen colours plus mirrored ones where only the mirror texel is seen.
+    """Seen colours plus mirrored ones where only the mirror texel is confidently seen.
 
-    Returns (texture ``[3, R, R]``, seen ``[1, R, R]`` bool, known ``[1, R, R]`` bool: seen or mirror-seen).
+    Returns (texture ``[3, R, R]``, seen ``[1, R, R]`` bool (visibility > 0.5), known ``[1, R, R]`` bool: the
+    texels trusted as fill sources, confidently seen (visibility > ``SOURCE_VISIBILITY``) or mirrored from such).
+    Grazing texels are kept but not trusted: their colours often mix in the background.
     """
     valid = partial.valid > 0.5
     seen = (partial.visibility > SEEN_THRESHOLD) & valid
-    mirror_seen = layout.mirror(seen.float()) > 0.5
-    from_mirror = mirror_seen & ~seen & valid
+    confident = (partial.visibility > SOURCE_VISIBILITY) & valid
+    from_mirror = (layout.mirror(confident.float()) > 0.5) & ~seen & valid
     texture = torch.where(seen, partial.rgb, torch.zeros_like(partial.rgb))
     texture = torch.where(from_mirror, layout.mirror(partial.rgb), texture)
-    return texture, seen, seen | from_mirror
+    return texture, seen, confident | from_mirror
 
 
 def _fill_region(texture: torch.Tensor, known: torch.Tensor, domain: torch.Tensor, fallback) -> torch.Tensor:
-    """Fill the unknown texels of ``domain`` from its known ones (uniform ``fallback`` if none are known)."""
+    """Fill the texels of ``domain`` that are not ``known`` from those that are (``fallback`` if none are)."""
     sources = known & domain
     if int(sources.sum()) == 0:
-        return torch.where(domain & ~known, _colour(fallback, texture), texture)
+        return torch.where(domain, _colour(fallback, texture), texture)
     return harmonic_fill(texture, sources.float(), domain.float(), FILL_ITERATIONS)
 
 
@@ -124,7 +129,9 @@ def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tenso
     texture = _fill_region(texture, known, skin, SKIN_FALLBACK)
     skin_colour = _median_colour(texture, skin & known, SKIN_FALLBACK)
     texture = _fill_region(texture, known, lips, skin_colour * _colour(LIP_TINT, texture))
-    texture = _fill_region(texture, known, scalp, _median_colour(partial.rgb, seen & scalp, HAIR_FALLBACK))
+    hair = _median_colour(texture, known & scalp, HAIR_FALLBACK)
+    hair_like = (texture - hair).norm(dim=0, keepdim=True) < HAIR_TOLERANCE  # not background or forehead
+    texture = _fill_region(texture, known & hair_like, scalp, hair)
     texture = torch.where(eyes & ~known, _eyeball_texture(partial, seen, geometry, eyes), texture)
     texture = torch.where(mouth & ~known, _mouth_texture(geometry, mouth), texture)
     texture = torch.where(seen, partial.rgb, texture)
