@@ -245,9 +245,10 @@ class _Problem:
 
 
 @contextmanager
-def _one_thread():
-    """Run torch single-threaded for the duration: the fit is many tiny ops, and with a busy CPU torch's worker
-    threads wait on each other (measured here: 0.12 s on one thread against 2-8 s on two under load)."""
+def one_thread():
+    """Run torch single-threaded for the duration. The unwrap stage is many small ops, and on a busy CPU torch's
+    worker threads wait on each other: measured on the 2-core dev box under load, one fit took 0.12 s on one thread
+    against 2-8 s on two, and the whole stage 0.3 s against 1-3 s."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -322,7 +323,7 @@ def fit_head(landmarks: torch.Tensor, image_size: tuple[int, int], head: HeadMod
     weights = bases.weights
     for _ in range(2):  # a plain solve, then one with robust weights that discount outlying landmarks
         problem = _Problem(landmarks, K, bases, bases.neutral, fit_identity=True, weights=weights)
-        with _one_thread():
+        with one_thread():
             R, t, c = problem.solve(R, t, c, iterations)
         camera = _camera(R, t, K, image_size)
         weights = bases.weights * _robust_weights(camera, problem.points(c.double()).float(), landmarks)
@@ -345,7 +346,7 @@ def fit_expression(landmarks: torch.Tensor, image_size: tuple[int, int], head: H
     bases = _landmark_bases(head)
     neutral = previous.neutral_vertices(head)
     problem = _Problem(landmarks, previous.camera.K, bases, head.landmarks(neutral), fit_identity=False)
-    with _one_thread():
+    with one_thread():
         R, t, expression = problem.solve(previous.camera.viewmat[:3, :3], previous.camera.viewmat[:3, 3],
                                          previous.expression, iterations)
     camera = _camera(R, t, previous.camera.K, image_size)

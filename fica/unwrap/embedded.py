@@ -1,0 +1,40 @@
+"""The embedded unwrap stage: MediaPipe landmarks -> head-model fit -> dense maps -> partial UV maps
+(DESIGN.md §5 "Unwrap"). Offline, CPU, no download."""
+from __future__ import annotations
+
+import torch
+
+from fica.head.model import HeadModel, default_head
+from fica.unwrap.base import Unwrapped, Unwrapper
+from fica.unwrap.dense import dense_from_fit, rasterize_fit
+from fica.unwrap.fit import fit_head, one_thread
+from fica.unwrap.landmarks import detect_landmarks
+from fica.unwrap.uv_unwrap import unwrap_to_uv
+
+
+class EmbeddedUnwrapper(Unwrapper):
+    """``__call__(image [H, W, 3] float 0..1) -> Unwrapped``; raises NoFaceFound, MultipleFaces, ImageTooSmall."""
+
+    implementation = "embedded: MediaPipe face mesh + MakeHuman head fit"
+
+    def __init__(self, head: HeadModel | None = None, uv_resolution: int = 256):
+        self.head = head if head is not None else default_head()
+        self.uv_resolution = int(uv_resolution)
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor) -> Unwrapped:
+        image = torch.as_tensor(image).float().cpu()
+        landmarks = detect_landmarks(image)
+        with one_thread():
+            return self._unwrap(image, landmarks)
+
+    def _unwrap(self, image: torch.Tensor, landmarks: torch.Tensor) -> Unwrapped:
+        size = tuple(image.shape[:2])
+        fit = fit_head(landmarks, size, self.head)
+        raster = rasterize_fit(fit, self.head, size)
+        dense = dense_from_fit(fit, self.head, size, raster)
+        layout = self.head.uv_layout(self.uv_resolution)
+        neutral = fit.neutral_vertices(self.head)
+        partial = unwrap_to_uv(image, dense, fit.camera, layout, fit.vertices(self.head), raster[2], neutral)
+        return Unwrapped(partial=partial, dense=dense, camera=fit.camera, expression=fit.to_expression(),
+                         fitted_geometry=layout.vertices_to_map(neutral), landmarks=landmarks)
