@@ -52,7 +52,7 @@ def load_portrait(src) -> np.ndarray:
 
 def save_png(image, path: str | Path) -> Path:
     """Write ``[H, W, 3]`` (or ``[H, W]`` grey) float 0..1 or uint8, array or tensor, as a PNG. Atomic."""
-    pixels = _to_uint8(image)
+    pixels = to_uint8(image)
     if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 3, 4)):
         raise ValueError(f"save_png expects [H, W], [H, W, 3] or [H, W, 4]; got shape {tuple(pixels.shape)}.")
     path = Path(path)
@@ -62,7 +62,8 @@ def save_png(image, path: str | Path) -> Path:
     return path
 
 
-def _to_uint8(image) -> np.ndarray:
+def to_uint8(image) -> np.ndarray:
+    """Array or tensor, uint8 or float 0..1 (clipped) -> uint8 array of the same shape."""
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
     image = np.asarray(image)
