@@ -62,19 +62,24 @@ def harmonic_fill(values: torch.Tensor, known: torch.Tensor, domain: torch.Tenso
     """Fill the unknown texels of ``domain`` smoothly from the known ones.
 
     A push-pull fill started from the known texels, then ``iterations`` Jacobi sweeps of the Laplace equation
-    restricted to ``domain`` (neighbours outside it are ignored, so separate chart islands do not mix).
+    restricted to ``domain`` (neighbours outside it are ignored, so separate chart islands do not mix). Only the
+    bounding box of ``domain`` and ``known`` is worked on.
     values: ``[C, H, W]``; known, domain: ``[1, H, W]`` 0/1. Returns ``[C, H, W]``: known texels unchanged,
     unknown texels of ``domain`` filled, texels outside ``domain`` and not known unchanged from ``values``.
     """
-    known = (known > 0.5).float()
-    write = (domain > 0.5).float() * (1 - known)
-    if known.sum() == 0:
+    region = (domain > 0.5) | (known > 0.5)
+    if not bool((known > 0.5).any()):
         return values
-    x = push_pull_fill(values, known)
-    region = ((domain > 0.5) | (known > 0.5)).float()
+    rows, cols = region[0].any(1).nonzero()[:, 0], region[0].any(0).nonzero()[:, 0]
+    window = (slice(None), slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    known_w = (known[window] > 0.5).float()
+    write = (domain[window] > 0.5).float() * (1 - known_w)
+    x = push_pull_fill(values[window], known_w)
     for _ in range(iterations):
-        x = torch.where(write > 0, neighbour_mean(x, region), x)
-    return torch.where(write > 0, x, values)
+        x = torch.where(write > 0, neighbour_mean(x, region[window].float()), x)
+    out = values.clone()
+    out[window] = torch.where(write > 0, x, values[window])
+    return out
 
 
 def _gaussian_kernel(sigma_px: float) -> torch.Tensor:

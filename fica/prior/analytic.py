@@ -42,7 +42,7 @@ class AnalyticIdentity:
     """Per-person state of the analytic prior (one row per valid texel, row-major texel order).
 
     texel: ``[N]`` flat index into the R×R chart; valid: ``[1, R, R]``; positions ``[N, 3]`` neutral (metres);
-    colors ``[N, 3]``; basis ``[52, N * 3]`` blendshape offsets at the texels; head_weight ``[N]`` how much of
+    colors ``[N, 3]``; moving ``[M]`` the texels some blendshape moves and basis ``[52, M * 3]`` their offsets; head_weight ``[N]`` how much of
     the head rotation each texel follows; eye_side ``[N]`` (-1 right eye, 1 left eye, 0 not an eyeball);
     eye_centres ``[2, 3]`` (right, left); mouth ``[N]`` bool and mouth_partner ``[N]`` the skin texel in front of
     each mouth texel (lips or chin: the nearest in x, y among those with a larger z); hair ``[N]`` bool;
@@ -53,6 +53,7 @@ class AnalyticIdentity:
     valid: torch.Tensor
     positions: torch.Tensor
     colors: torch.Tensor
+    moving: torch.Tensor
     basis: torch.Tensor
     head_weight: torch.Tensor
     eye_side: torch.Tensor
@@ -143,9 +144,12 @@ class AnalyticPrior(Prior):
         texel = mask.flatten().nonzero()[:, 0]
         positions = refined.geometry[:, mask].T.contiguous().float()
         colors = refined.texture[:, mask].T.contiguous().float().clamp(0, 1)
-        basis = texel_interpolation(layout.texel_vertices[mask], layout.bary[mask], head.num_vertices) @ \
-            head.expression_basis.permute(1, 0, 2).reshape(head.num_vertices, -1)  # [N, 52 * 3]
-        basis = basis.view(len(texel), len(ARKIT_NAMES), 3).permute(1, 0, 2)  # [52, N, 3]
+        moves = head.expression_basis.abs().amax(dim=(0, 2)) > 0  # [V] vertices any blendshape moves
+        texel_vertices = layout.texel_vertices[mask]
+        moving = moves[texel_vertices].any(1).nonzero()[:, 0]  # [M] texels with a moving vertex
+        basis = texel_interpolation(texel_vertices[moving], layout.bary[mask][moving], head.num_vertices) @ \
+            head.expression_basis.permute(1, 0, 2).reshape(head.num_vertices, -1)  # [M, 52 * 3]
+        basis = basis.view(len(moving), len(ARKIT_NAMES), 3).permute(1, 0, 2)  # [52, M, 3]
         region = layout.region[mask]
         y = positions[:, 1]
         y_bottom = float(y.min())
@@ -160,17 +164,19 @@ class AnalyticPrior(Prior):
                 eye_centres[i] = sphere_centre(positions[eye_side == side])
 
         mouth = region == REGIONS.index("mouth")
-        skin = (region == REGIONS.index("face")) | (region == REGIONS.index("lips"))
         partner = torch.zeros(len(positions), dtype=torch.long)
-        if bool(mouth.any()) and bool(skin.any()):
-            skin_idx = skin.nonzero()[:, 0]
-            d = torch.cdist(positions[mouth][:, :2], positions[skin_idx][:, :2])
-            # only skin in front of the mouth texel counts
-            d = d + 1e3 * (positions[skin_idx][None, :, 2] < positions[mouth][:, None, 2])
-            partner[mouth] = skin_idx[d.argmin(1)]
+        if bool(mouth.any()):
+            # candidates: lips and face within 2 cm of the cavity's x, y box; only skin in front of a texel counts
+            lo, hi = positions[mouth, :2].amin(0) - 0.02, positions[mouth, :2].amax(0) + 0.02
+            skin = (region == REGIONS.index("face")) | (region == REGIONS.index("lips"))
+            skin_idx = (skin & ((positions[:, :2] >= lo) & (positions[:, :2] <= hi)).all(1)).nonzero()[:, 0]
+            if len(skin_idx):
+                d = torch.cdist(positions[mouth, :2], positions[skin_idx, :2])
+                d = d + 1e3 * (positions[skin_idx][None, :, 2] < positions[mouth][:, None, 2])
+                partner[mouth] = skin_idx[d.argmin(1)]
         hair = region == REGIONS.index("scalp")
 
-        identity = AnalyticIdentity(texel, refined.valid.clone(), positions, colors,
+        identity = AnalyticIdentity(texel, refined.valid.clone(), positions, colors, moving,
                                     basis.reshape(len(ARKIT_NAMES), -1).contiguous(), head_weight, eye_side,
                                     eye_centres, mouth, partner, hair)
         identity.neutral = self._gaussians(identity, positions)
@@ -185,7 +191,8 @@ class AnalyticPrior(Prior):
         active = weights.nonzero()[:, 0]
         positions = identity.positions
         if len(active):
-            positions = positions + (weights[active] @ identity.basis[active]).view(-1, 3)
+            offsets = (weights[active] @ identity.basis[active]).view(-1, 3)
+            positions = positions.index_add(0, identity.moving, offsets)
         if expression.gaze is not None:
             R = gaze_rotation(float(expression.gaze[0]), float(expression.gaze[1])).to(positions)
             for i, side in enumerate((-1, 1)):

@@ -8,8 +8,9 @@ every confidently seen texel (visibility >= 0.9) exactly and instead makes the f
 1. Fit second-order spherical-harmonic lighting (9 coefficients) to the luminance of the seen skin against its
    normals: ``shading(n)``, normalised to mean 1 over the seen skin.
 2. For each filled texel, divide out the shading it was copied with (the mirror texel's, or the smoothly filled
-   shading of the seen texels) and multiply in the shading of its own normal, both clamped to the range the
-   seen skin shows and the ratio kept within ``RATIO_RANGE``. A 3/4 portrait lit from one side thus gets a
+   shading of the seen texels, as the embedded completer chose its sources) and multiply in the shading of its
+   own normal, both clamped to the range the seen skin shows and the ratio kept within ``RATIO_RANGE`` (so the
+   correction stays bounded after any other completer too). A 3/4 portrait lit from one side thus gets a
    darker (or brighter) mirrored cheek, as one light would have lit it.
 3. Blend the seam with a Laplacian pyramid: the photo over the fill's extension beneath it, weighted by
    visibility, so colour shifts fade out over a band instead of showing an edge at the visibility boundary.
@@ -22,13 +23,13 @@ import torch
 
 from fica.head.model import HeadModel, UVLayout, default_head
 from fica.maps import CompleteUV
+from fica.complete.embedded import SEEN_THRESHOLD, SOURCE_VISIBILITY
 from fica.refine.base import Refiner
 from fica.unwrap.base import Unwrapped
 from fica.uv_ops import erode, laplacian_blend, neighbour_mean, push_pull_fill, smoothstep
 
 KEEP_VISIBILITY = 0.9  # texels at least this visible keep the completed (photo) colour exactly
-SEEN_THRESHOLD = 0.5
-RATIO_RANGE = (0.7, 1.4)
+RATIO_RANGE = (0.75, 1.33)
 BLEND_LEVELS = 4
 SH_RIDGE = 1e-3
 GEOMETRY_SWEEPS = 2
@@ -89,8 +90,9 @@ def rebake_filled(complete: CompleteUV, layout: UVLayout, normals: torch.Tensor,
     shading = shading_map(complete, normals, seen, skin)
     if shading is None:
         return complete.texture
-    mirror_seen = layout.mirror(seen.float()) > 0.5
-    carried = torch.where(mirror_seen, layout.mirror(shading), push_pull_fill(shading, seen.float()))
+    sources = (visibility > SOURCE_VISIBILITY) & valid  # what the embedded completer copied and filled from
+    from_mirror = (layout.mirror(sources.float()) > 0.5) & ~seen
+    carried = torch.where(from_mirror, layout.mirror(shading), push_pull_fill(shading, sources.float()))
     ratio = (shading / carried.clamp(min=1e-3)).clamp(*RATIO_RANGE)
     filled_skin = skin & valid & ~seen
     return torch.where(filled_skin, (complete.texture * ratio).clamp(0, 1), complete.texture)
