@@ -162,5 +162,5 @@ def test_decode_takes_tens_of_milliseconds(prior_and_identity):
         per_frame = (time.perf_counter() - start) / 5
     finally:
         torch.set_num_threads(threads)
-    assert per_frame < 0.06, f"{per_frame * 1000:.1f} ms a frame"
+    assert per_frame < 0.1, f"{per_frame * 1000:.1f} ms a frame (about 20 ms on an idle 2-core CPU)"
     assert not math.isnan(per_frame)
