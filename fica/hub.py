@@ -69,8 +69,9 @@ def write_model_index(folder: str | Path, components: list[str]) -> Path:
 
 
 def locate(source: str | Path, *, token: str | None = None, revision: str | None = None,
-           cache_dir: str | Path = CACHE_DIR) -> Path:
-    """The local folder holding ``source``: the folder itself, or a snapshot of the Hub repo in ``cache_dir``."""
+           cache_dir: str | Path | None = None) -> Path:
+    """The local folder holding ``source``: the folder itself, or a snapshot of the Hub repo in ``cache_dir``
+    (default ``CACHE_DIR``, checkpoints/hub)."""
     folder = Path(source).expanduser()
     if folder.is_dir():
         return folder
@@ -80,7 +81,7 @@ def locate(source: str | Path, *, token: str | None = None, revision: str | None
 
     try:
         path = snapshot_download(str(source), revision=revision, token=token or os.environ.get("HF_TOKEN"),
-                                 allow_patterns=ALLOW_PATTERNS, cache_dir=str(cache_dir))
+                                 allow_patterns=ALLOW_PATTERNS, cache_dir=str(cache_dir or CACHE_DIR))
     except Exception as err:  # offline, unknown repo, gated, network: all the same to a user
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else type(err).__name__

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from fica.drive.expression import Expression
 from fica.maps import CompleteUV, geometry_normals, geometry_tangents
+from fica.prior.analytic import matrix_to_quat, quat_multiply
 from fica.prior.base import Prior
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import Camera, rotation_ypr
@@ -23,32 +24,6 @@ COMPONENT = "universal_prior"
 OFFSET_M = 0.01  # the network's position offset is in centimetres
 THICKNESS = 0.3  # normal-axis scale as a fraction of the smaller in-surface footprint
 OPACITY_BIAS = 4.0  # an untrained decoder gives nearly opaque Gaussians
-
-
-def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Hamilton product of (w, x, y, z) quaternions ``[..., 4]``."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                        aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
-
-
-def matrix_to_quat(R: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices ``[..., 3, 3]`` -> unit quaternions ``[..., 4]`` (w, x, y, z), w ≥ 0."""
-    m = R
-    trace = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
-    candidates = torch.stack([  # 4 × |q|·q from each diagonal pivot; the best-conditioned one wins
-        torch.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-        torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + 2 * m[..., 0, 0] - trace, m[..., 0, 1] + m[..., 1, 0],
-                     m[..., 0, 2] + m[..., 2, 0]], -1),
-        torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 + 2 * m[..., 1, 1] - trace,
-                     m[..., 1, 2] + m[..., 2, 1]], -1),
-        torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1],
-                     1 + 2 * m[..., 2, 2] - trace], -1)], -2)  # [..., 4, 4]
-    pivot = torch.stack([trace, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], -1).argmax(-1)
-    q = torch.gather(candidates, -2, pivot[..., None, None].expand(*pivot.shape, 1, 4)).squeeze(-2)
-    q = F.normalize(q, dim=-1, eps=1e-12)
-    return torch.where(q[..., :1] < 0, -q, q)
 
 
 def tangent_frames(geometry: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,7 +37,8 @@ def tangent_frames(geometry: torch.Tensor, valid: torch.Tensor) -> tuple[torch.T
     t = F.normalize(du.permute(1, 2, 0), dim=-1, eps=1e-12)
     t = F.normalize(t - (t * n).sum(-1, keepdim=True) * n, dim=-1, eps=1e-12)
     b = torch.cross(n, t, dim=-1)
-    quats = matrix_to_quat(torch.stack([t, b, n], -1))
+    R = t.shape[0]
+    quats = matrix_to_quat(torch.stack([t, b, n], -1).reshape(-1, 3, 3)).reshape(R, R, 4)
     su, sv = du.norm(dim=0).clamp(min=1e-4), dv.norm(dim=0).clamp(min=1e-4)
     return quats, torch.stack([su, sv, THICKNESS * torch.minimum(su, sv)], -1)
 
@@ -105,7 +81,7 @@ def params_to_gaussians(params: torch.Tensor, texture: torch.Tensor, geometry: t
     quats = quat_multiply(frame_q[keep], residual)
     if rotation is not None:
         means = means @ rotation.T.to(means)
-        quats = quat_multiply(matrix_to_quat(rotation.to(quats)).expand_as(quats), quats)
+        quats = quat_multiply(matrix_to_quat(rotation.to(quats)[None]).expand_as(quats), quats)
     return GaussianSet(means=means, quats=quats, scales=footprint[keep] * log_scale.exp(),
                        opacities=(opacity[:, 0] + OPACITY_BIAS).sigmoid(),
                        colors=(texture.permute(1, 2, 0)[keep] + dcolor).clamp(0, 1))
