@@ -1,7 +1,6 @@
 """The analytic prior: texel Gaussians driven by the head model's ARKit blendshapes, gaze and head rotation."""
 from __future__ import annotations
 
-import math
 import time
 
 import pytest
@@ -153,14 +152,8 @@ def test_decode_takes_tens_of_milliseconds(prior_and_identity):
     e = Expression.from_dict({"jawOpen": 0.6, "mouthSmileLeft": 0.8, "eyeBlinkRight": 0.3},
                              rotation_deg=(20.0, -5.0, 3.0), gaze=(10.0, 5.0))
     prior.decode(identity, e)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        start = time.perf_counter()
-        for _ in range(5):
-            prior.decode(identity, e)
-        per_frame = (time.perf_counter() - start) / 5
-    finally:
-        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    for _ in range(5):
+        prior.decode(identity, e)
+    per_frame = (time.perf_counter() - start) / 5
     assert per_frame < 0.1, f"{per_frame * 1000:.1f} ms a frame (about 20 ms on an idle 2-core CPU)"
-    assert not math.isnan(per_frame)

@@ -16,6 +16,7 @@ from fica.complete.base import Completer
 from fica.head.model import HeadModel, UVLayout, default_head
 from fica.maps import CompleteUV, PartialUV
 from fica.unwrap.base import Unwrapped
+from fica.unwrap.fit import one_thread
 from fica.uv_ops import harmonic_fill, smoothstep, sphere_centre
 
 SEEN_THRESHOLD = 0.5
@@ -151,5 +152,6 @@ class EmbeddedCompleter(Completer):
         head = self.head or default_head()
         layout = head.uv_layout(partial.resolution)
         geometry = unwrapped.fitted_geometry.to(partial.rgb)
-        texture = complete_texture(partial, layout, geometry)
+        with one_thread():  # many small map ops: a second torch thread only waits on a busy CPU
+            texture = complete_texture(partial, layout, geometry)
         return CompleteUV(texture, geometry.clone(), partial.valid.clone())

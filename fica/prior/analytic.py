@@ -21,6 +21,7 @@ from fica.maps import CompleteUV, geometry_tangents
 from fica.prior.base import Prior
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import Camera, rotation_ypr
+from fica.unwrap.fit import one_thread
 from fica.uv_ops import sphere_centre
 
 NECK_PIVOT_M = (0.0, -0.08, 0.0)
@@ -138,6 +139,10 @@ class AnalyticPrior(Prior):
 
     def encode(self, refined: CompleteUV) -> AnalyticIdentity:
         """Gather everything per texel once: positions, colours, blendshapes, rig weights, eyes and mouth."""
+        with one_thread():  # many small ops: a second torch thread only waits on a busy CPU
+            return self._encode(refined)
+
+    def _encode(self, refined: CompleteUV) -> AnalyticIdentity:
         head = self.head or default_head()
         layout = head.uv_layout(refined.resolution)
         mask = refined.valid[0] > 0.5
@@ -232,13 +237,15 @@ class AnalyticPrior(Prior):
 
     def decode(self, identity: AnalyticIdentity, expression: Expression, camera: Camera | None = None) -> GaussianSet:
         """The Gaussians at ``expression`` (``camera`` is unused: the analytic prior is not view-dependent)."""
-        neutral_face = not bool(expression.weights.any()) and expression.gaze is None
-        gaussians = identity.neutral if neutral_face else self._gaussians(identity, self.deform(identity, expression))
-        yaw, pitch, roll = (float(a) for a in expression.rotation_deg)
-        if abs(yaw) + abs(pitch) + abs(roll) < 1e-6:
-            return gaussians
-        return rotate_head(gaussians, rotation_ypr(yaw, pitch, roll),
-                           torch.cat([identity.head_weight, identity.head_weight[identity.hair]]))
+        with one_thread():
+            neutral_face = not bool(expression.weights.any()) and expression.gaze is None
+            gaussians = identity.neutral if neutral_face else \
+                self._gaussians(identity, self.deform(identity, expression))
+            yaw, pitch, roll = (float(a) for a in expression.rotation_deg)
+            if abs(yaw) + abs(pitch) + abs(roll) < 1e-6:
+                return gaussians
+            return rotate_head(gaussians, rotation_ypr(yaw, pitch, roll),
+                               torch.cat([identity.head_weight, identity.head_weight[identity.hair]]))
 
 
 def rotate_head(gaussians: GaussianSet, R: torch.Tensor, weight: torch.Tensor) -> GaussianSet:

@@ -26,6 +26,7 @@ from fica.maps import CompleteUV
 from fica.complete.embedded import SEEN_THRESHOLD, SOURCE_VISIBILITY
 from fica.refine.base import Refiner
 from fica.unwrap.base import Unwrapped
+from fica.unwrap.fit import one_thread
 from fica.uv_ops import erode, laplacian_blend, neighbour_mean, push_pull_fill, smoothstep
 
 KEEP_VISIBILITY = 0.9  # texels at least this visible keep the completed (photo) colour exactly
@@ -126,6 +127,10 @@ class EmbeddedRefiner(Refiner):
         self.head = head
 
     def __call__(self, complete: CompleteUV, unwrapped: Unwrapped, image: torch.Tensor) -> CompleteUV:
+        with one_thread():  # many small map ops: a second torch thread only waits on a busy CPU
+            return self._refine(complete, unwrapped)
+
+    def _refine(self, complete: CompleteUV, unwrapped: Unwrapped) -> CompleteUV:
         head = self.head or default_head()
         layout = head.uv_layout(complete.resolution)
         visibility = unwrapped.partial.visibility.to(complete.texture) * complete.valid
