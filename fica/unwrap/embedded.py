@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from fica.drive.expression import Expression
 from fica.head.model import HeadModel, default_head
 from fica.unwrap.base import Unwrapped, Unwrapper
 from fica.unwrap.dense import dense_from_fit, rasterize_fit
@@ -36,5 +37,6 @@ class EmbeddedUnwrapper(Unwrapper):
         layout = self.head.uv_layout(self.uv_resolution)
         neutral = fit.neutral_vertices(self.head)
         partial = unwrap_to_uv(image, dense, fit.camera, layout, fit.vertices(self.head), raster[2], neutral)
-        return Unwrapped(partial=partial, dense=dense, camera=fit.camera, expression=fit.to_expression(),
+        expression = Expression(fit.expression)  # weights only: the head pose lives in the camera
+        return Unwrapped(partial=partial, dense=dense, camera=fit.camera, expression=expression,
                          fitted_geometry=layout.vertices_to_map(neutral), landmarks=landmarks)

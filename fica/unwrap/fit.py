@@ -20,7 +20,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from fica.drive.expression import Expression
+from fica.drive.expression import ARKIT_NAMES, Expression
 from fica.head.model import HeadModel
 from fica.render.camera import Camera, intrinsics
 from fica.unwrap.landmarks import FACE_OVAL, NUM_LANDMARKS
@@ -30,13 +30,20 @@ FIT_FOV_DEG = 25.0  # assumed vertical field of view of a portrait
 R_FRONT = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 
 OVAL_WEIGHT = 0.3  # silhouette landmarks slide over the surface as the head turns
-ROBUST_SCALE = 0.03  # landmarks off by more than this fraction of the face width count less (Cauchy weights)
+CHIN = (152, 148, 377, 176, 400, 149, 378)  # face-oval landmarks around the chin tip: they stay put, trusted fully
+IRIS = slice(468, 478)  # iris landmarks follow the gaze, which the head's surface embedding cannot: left out
+ROBUST_SCALE = 0.06  # landmarks off by more than this fraction of the face width count less (Cauchy weights)
 # MediaPipe's relative depth is coarse: on renders of the head it correlates ~0.8-0.9 with the true depth and
 # spans ~0.6-0.8 of it, so it enters rescaled and with a small weight.
 DEPTH_WEIGHT = 0.02
 MEDIAPIPE_DEPTH_SCALE = 0.7
 IDENTITY_PRIOR = 2e-5  # per unit coefficient squared, in (face widths)^2 of mean landmark error
 EXPRESSION_L1 = 2e-5  # per unit weight
+# Blendshapes that landmarks barely tell apart from pose, identity or each other pay more for being used.
+SUBTLE_EXPRESSION_L1 = 8e-5
+SUBTLE_EXPRESSIONS = ("eyeLook", "eyeSquint", "eyeWide", "jawForward", "jawLeft", "jawRight", "mouthLeft",
+                      "mouthRight", "mouthDimple", "mouthRoll", "mouthShrug", "mouthPress", "cheekPuff",
+                      "cheekSquint", "noseSneer", "tongueOut")
 EXPRESSION_L2 = 2e-6
 # Correction solve, relative to the landmark term: bending (bi-Laplacian) keeps it smooth, membrane (Laplacian)
 # and damping make it fade out away from the landmarks instead of extrapolating over the scalp and neck.
@@ -118,6 +125,8 @@ def _landmark_bases(head: HeadModel) -> _LandmarkBases:
                             (rows, tri.reshape(-1).numpy())), shape=(NUM_LANDMARKS, head.num_vertices))
     weights = torch.ones(NUM_LANDMARKS)
     weights[list(FACE_OVAL)] = OVAL_WEIGHT
+    weights[list(CHIN)] = 1.0
+    weights[IRIS] = 0.0
     return _LandmarkBases(head.landmarks(head.vertices), torch.vmap(head.landmarks)(head.identity_basis),
                           torch.vmap(head.landmarks)(head.expression_basis), weights, gather)
 
@@ -169,7 +178,9 @@ class _Problem:
         prior[:self.num_identity] = IDENTITY_PRIOR
         self.sqrt_prior = prior.sqrt()
         self.l1 = torch.zeros(m, dtype=dt)
-        self.l1[self.num_identity:] = EXPRESSION_L1
+        self.l1[self.num_identity:] = torch.tensor(
+            [SUBTLE_EXPRESSION_L1 if name.startswith(SUBTLE_EXPRESSIONS) else EXPRESSION_L1 for name in ARKIT_NAMES],
+            dtype=dt)
         norm = 1.0 / (math.sqrt(NUM_LANDMARKS) * _face_width(landmarks))
         weights = bases.weights if weights is None else weights
         self.w2d = weights.to(dt).sqrt() * norm  # [478]
