@@ -42,51 +42,47 @@ def _use_all_cores() -> None:
         _threads_set = True
 
 
-def quat_scale_to_covariance(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """Σ = R S² Rᵀ. quats ``[N, 4]`` (w, x, y, z; normalised here), scales ``[N, 3]`` -> ``[N, 3, 3]``."""
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
-    R = torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(-1, 3, 3)
-    M = R * scales[:, None, :]
-    return M @ M.transpose(1, 2)
-
-
 def project_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, viewmat: torch.Tensor,
                       K: torch.Tensor, width: int, height: int
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """EWA splatting of 3D Gaussians into a pinhole camera, as gsplat does it.
+    """EWA splatting of 3D Gaussians into a pinhole camera, as gsplat does it: Σ₂ = J W R S² Rᵀ Wᵀ Jᵀ + 0.3 I.
 
-    means ``[N, 3]``, quats ``[N, 4]``, scales ``[N, 3]``, viewmat ``[4, 4]``, K ``[3, 3]``.
-    Returns means2d ``[N, 2]`` (px, centres at integer + 0.5), cov2d ``[N, 2, 2]`` (px², dilated by EPS2D),
-    conics ``[N, 3]`` (upper triangle of cov2d⁻¹: a, b, c), depths ``[N]`` (camera z, metres).
+    means ``[N, 3]``, quats ``[N, 4]`` (w, x, y, z; normalised here), scales ``[N, 3]``, viewmat ``[4, 4]``,
+    K ``[3, 3]``. Returns means2d ``[N, 2]`` (px, centres at integer + 0.5), cov2d ``[N, 3]`` (xx, xy, yy in
+    px², dilated by EPS2D), conics ``[N, 3]`` (a, b, c of Σ₂⁻¹ = [[a, b], [b, c]]), depths ``[N]`` (camera z, m).
+    Computed component-wise on ``[3, N]`` rows rather than with batched 3×3 products, which are slow on a CPU.
     """
-    R, t = viewmat[:3, :3], viewmat[:3, 3]
-    mean_c = means @ R.T + t  # [N, 3]
-    cov_c = R @ quat_scale_to_covariance(quats, scales) @ R.T  # [N, 3, 3]
+    W, t = viewmat[:3, :3], viewmat[:3, 3]
+    tx, ty, tz = (W @ means.T + t[:, None]).unbind(0)  # camera frame, each [N]
+    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).T
+    rotation = torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)])  # [9, N] row-major
+    M = (W @ rotation.view(3, 3 * len(means))).view(3, 3, -1) * scales.T[None]  # W R S, [3, 3, N]
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    tx, ty, tz = mean_c.unbind(-1)
     # Evaluate the Jacobian at most 30 % of the half field of view outside the image, like gsplat, so that
     # Gaussians far off to the side do not blow up.
     margin_x, margin_y = 0.3 * 0.5 * width / fx, 0.3 * 0.5 * height / fy
     txc = tz * (tx / tz).clamp(-(cx / fx + margin_x), (width - cx) / fx + margin_x)
     tyc = tz * (ty / tz).clamp(-(cy / fy + margin_y), (height - cy) / fy + margin_y)
-    zero = torch.zeros_like(tz)
-    J = torch.stack([fx / tz, zero, -fx * txc / tz ** 2, zero, fy / tz, -fy * tyc / tz ** 2], -1).reshape(-1, 2, 3)
-    cov2d = J @ cov_c @ J.transpose(1, 2) + EPS2D * torch.eye(2, dtype=means.dtype, device=means.device)
-    det = (cov2d[:, 0, 0] * cov2d[:, 1, 1] - cov2d[:, 0, 1] * cov2d[:, 1, 0]).clamp(min=1e-10)
-    conics = torch.stack([cov2d[:, 1, 1] / det, -0.5 * (cov2d[:, 0, 1] + cov2d[:, 1, 0]) / det,
-                          cov2d[:, 0, 0] / det], -1)
+    JM_x = (fx / tz) * M[0] - (fx * txc / tz ** 2) * M[2]  # first row of J W R S, [3, N]
+    JM_y = (fy / tz) * M[1] - (fy * tyc / tz ** 2) * M[2]
+    xx, xy, yy = (JM_x * JM_x).sum(0) + EPS2D, (JM_x * JM_y).sum(0), (JM_y * JM_y).sum(0) + EPS2D
+    det = (xx * yy - xy * xy).clamp(min=1e-10)
+    conics = torch.stack([yy / det, -xy / det, xx / det], -1)
     means2d = torch.stack([fx * tx / tz + cx, fy * ty / tz + cy], -1)
-    return means2d, cov2d, conics, tz
+    return means2d, torch.stack([xx, xy, yy], -1), conics, tz
 
 
 def _visible_footprints(means2d: torch.Tensor, cov2d: torch.Tensor, depths: torch.Tensor, opacities: torch.Tensor,
                         width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cull and size footprints. Returns kept indices ``[M]`` and their pixel radii ``[M, 2]`` (x, y)."""
+    """Cull and size footprints (gsplat's opacity-aware box). cov2d ``[N, 3]`` (xx, xy, yy).
+
+    Returns kept indices ``[M]`` and their pixel radii ``[M, 2]`` (x, y).
+    """
     extend = torch.sqrt(2 * torch.log((opacities / ALPHA_MIN).clamp(min=1.0))).clamp(max=MAX_EXTEND_SIGMA)
-    radii = torch.ceil(extend[:, None] * torch.sqrt(torch.stack([cov2d[:, 0, 0], cov2d[:, 1, 1]], -1)))
-    det = cov2d[:, 0, 0] * cov2d[:, 1, 1] - cov2d[:, 0, 1] * cov2d[:, 1, 0]
+    radii = torch.ceil(extend[:, None] * torch.sqrt(cov2d[:, [0, 2]]))
+    det = cov2d[:, 0] * cov2d[:, 2] - cov2d[:, 1] ** 2
     keep = ((depths > NEAR_PLANE_M) & (opacities >= ALPHA_MIN) & (det > 0) & (radii.amax(-1) > 0)
             & (means2d[:, 0] + radii[:, 0] > 0) & (means2d[:, 0] - radii[:, 0] < width)
             & (means2d[:, 1] + radii[:, 1] > 0) & (means2d[:, 1] - radii[:, 1] < height))
@@ -136,7 +132,7 @@ def rasterize_torch(means: torch.Tensor,  # [N, 3] head frame, metres
     background = torch.as_tensor(background, **f32)
     tiles_x, tiles_y = math.ceil(width / TILE), math.ceil(height / TILE)
     n_tiles = tiles_x * tiles_y
-    color_acc = torch.zeros(n_tiles, TILE * TILE, 3, **f32)
+    color_acc = torch.zeros(n_tiles, 3, TILE * TILE, **f32)
     T = torch.ones(n_tiles, TILE * TILE, **f32)
 
     with torch.no_grad():
@@ -151,7 +147,7 @@ def rasterize_torch(means: torch.Tensor,  # [N, 3] head frame, metres
         return x.reshape(tiles_y * TILE, tiles_x * TILE, -1)[:height, :width]
 
     T_img = untile(T[..., None])
-    rgb = untile(color_acc) + T_img * background
+    rgb = untile(color_acc.transpose(1, 2)) + T_img * background
     return rgb, 1.0 - T_img[..., 0]
 
 
@@ -160,59 +156,81 @@ def _composite(idx: torch.Tensor, radii: torch.Tensor, means2d: torch.Tensor, co
                color_acc: torch.Tensor, T: torch.Tensor) -> None:
     """Front-to-back compositing of the kept Gaussians ``idx [M]`` (depth order) into the tiles, in place.
 
-    color_acc ``[tiles, TILE², 3]`` accumulates Σ cᵢ αᵢ Tᵢ, T ``[tiles, TILE²]`` the transmittance.
+    color_acc ``[tiles, 3, TILE²]`` accumulates Σ cᵢ αᵢ Tᵢ, T ``[tiles, TILE²]`` the transmittance.
     Each step takes the next CHUNK Gaussians of every tile that still has a transparent pixel and evaluates them
     at all the tile's pixels: log αᵢ is a quadratic in the pixel's offset (u, v) from the tile corner, so one
     matrix product [A·B, 6] × [6, TILE²] gives every exponent; a cumulative product along the chunk composites.
+    The tiles being worked on are kept in a compact working set, longest Gaussian list first, so the tiles
+    that run out of Gaussians are always its tail.
     """
     if len(idx) == 0:
         return
     gid, tile_start, tile_count = _tile_lists(means2d[idx], radii, tiles_x, tiles_y)
     n_pairs = len(gid)
     dtype, device = T.dtype, T.device
-    # One row per kept Gaussian: centre, conic, log opacity, colour; one more (opacity 0) pads short tile lists
-    # and starts every chunk.
+    # One column per kept Gaussian: centre, conic, log opacity, colour; one more (opacity 0) pads short tile
+    # lists and starts every chunk.
     pad = len(idx)
     table = torch.cat([means2d[idx], conics[idx], torch.log(opacities[idx, None]), colors[idx]], 1)  # [M, 9]
-    table = torch.cat([table, table.new_tensor([[0, 0, 1, 0, 1, -1e4, 0, 0, 0]])])
+    table = torch.cat([table, table.new_tensor([[0, 0, 1, 0, 1, -1e4, 0, 0, 0]])]).T.contiguous()  # [9, M + 1]
     offset = torch.arange(TILE, dtype=dtype, device=device) + 0.5
     v, u = torch.meshgrid(offset, offset, indexing="ij")  # pixel centres within a tile, row-major
     u, v = u.reshape(-1), v.reshape(-1)
     monomials = torch.stack([u * u, u * v, v * v, u, v, torch.ones_like(u)])  # [6, TILE²]
 
-    live = torch.ones_like(T)  # 1 until gsplat would stop the pixel
-    tile_ids = torch.arange(tiles_x * tiles_y, device=device)
-    active = tile_ids[tile_count > 0]
-    rank = torch.arange(-1, CHUNK, device=device)  # column 0: the padding row
+    tiles = tile_count.nonzero().squeeze(1)
+    tiles = tiles[torch.argsort(tile_count[tiles], descending=True, stable=True)]
+    work = {"tile": tiles, "count": tile_count[tiles], "start": tile_start[tiles],
+            "corner": torch.stack([tiles % tiles_x, tiles // tiles_x], 1).to(dtype) * TILE,
+            "T": torch.ones(len(tiles), TILE * TILE, dtype=dtype, device=device),
+            "live": torch.ones(len(tiles), TILE * TILE, dtype=dtype, device=device),  # 0 once gsplat stops
+            "color": torch.zeros(len(tiles), 3, TILE * TILE, dtype=dtype, device=device)}
+
+    def retire(rows) -> None:
+        T[work["tile"][rows]] = work["T"][rows]
+        color_acc[work["tile"][rows]] = work["color"][rows]
+
+    def keep(rows) -> None:
+        work.update({key: value[rows] for key, value in work.items()})
+
+    rank = torch.arange(-1, CHUNK, device=device)  # column 0: the padding Gaussian
     for first in range(0, int(tile_count.max()), CHUNK):
-        active = active[(tile_count[active] > first) & (live[active].amax(1) > 0)]
-        if len(active) == 0:
+        n = int((work["count"] > first).sum())
+        if n < len(work["tile"]):
+            retire(slice(n, None))
+            keep(slice(0, n))
+        finished = work["live"].amax(1) == 0
+        if int(finished.sum()) * 4 > n:  # compact once a quarter of the working set is opaque
+            retire(finished)
+            keep(~finished)
+            n = len(work["tile"])
+        if n == 0:
             break
-        n = len(active)
         r = first + rank
-        g = torch.where((r >= first) & (r < tile_count[active, None]),
-                        gid[(tile_start[active, None] + r).clamp(0, n_pairs - 1)], pad)  # [A, B + 1]
-        corner = torch.stack([(active % tiles_x) * TILE, (active // tiles_x) * TILE], -1).to(dtype)  # [A, 2]
-        p = table.index_select(0, g.view(-1)).view(n, CHUNK + 1, 9)
-        dx = corner[:, None, 0] - p[..., 0]  # [A, B + 1] tile corner minus Gaussian centre
-        dy = corner[:, None, 1] - p[..., 1]
-        ha, b, hc = -0.5 * p[..., 2], -p[..., 3], -0.5 * p[..., 4]
-        coeffs = torch.stack([ha, b, hc, 2 * ha * dx + b * dy, b * dx + 2 * hc * dy,
-                              ha * dx * dx + b * dx * dy + hc * dy * dy + p[..., 5]], -1)  # [A, B + 1, 6]
-        log_alpha = (coeffs.view(-1, 6) @ monomials).view(n, CHUNK + 1, -1)  # [A, B + 1, TILE²]
+        g = torch.where((r >= first) & (r < work["count"][:, None]),
+                        gid[(work["start"][:, None] + r).clamp(0, n_pairs - 1)], pad).view(-1)  # [A·(B + 1)]
+        cx, cy, a, b, c, log_opacity = table[:6].index_select(1, g)  # each [A·(B + 1)]
+        dx = work["corner"][:, 0, None].expand(-1, CHUNK + 1).reshape(-1) - cx  # tile corner minus centre
+        dy = work["corner"][:, 1, None].expand(-1, CHUNK + 1).reshape(-1) - cy
+        ha, hb, hc = -0.5 * a, -b, -0.5 * c
+        coeffs = torch.stack([ha, hb, hc, 2 * ha * dx + hb * dy, hb * dx + 2 * hc * dy,
+                              ha * dx * dx + hb * dx * dy + hc * dy * dy + log_opacity])  # [6, A·(B + 1)]
+        log_alpha = (coeffs.T @ monomials).view(n, CHUNK + 1, -1)  # [A, B + 1, TILE²]
         # Below 1/255 a Gaussian is skipped: its α becomes 1e-13, an exact 1 in 1 − α (−inf would slow exp down).
         log_alpha = torch.nn.functional.threshold_(log_alpha, LOG_ALPHA_MIN, -30.0)
-        alpha = log_alpha.exp_().clamp_(max=ALPHA_MAX)
-        trans = alpha.neg_().add_(1)
-        trans[:, 0] = T[active] * live[active]
+        trans = log_alpha.exp_().clamp_(max=ALPHA_MAX).neg_().add_(1)
+        trans[:, 0] = work["T"] * work["live"]
         trans = trans.cumprod_(1)  # [T0, T0(1−α1), T0(1−α1)(1−α2), ...]
         delta = trans[:, 1:] - trans[:, :-1]  # −αᵢ Tᵢ, [A, B, TILE²]
-        ended = (trans[:, -1] <= T_MIN) & (live[active] > 0)
+        ended = (trans[:, -1] <= T_MIN) & (work["live"] > 0)  # [A, TILE²]
         if bool(ended.any()):  # gsplat stops a pixel just before the Gaussian that would end it
-            delta.masked_fill_(trans[:, 1:] <= T_MIN, 0.0)
-            live[active] *= (~ended).to(dtype)
-        color_acc[active] -= torch.bmm(delta.transpose(1, 2), p[:, 1:, 6:])
-        T[active] += delta.sum(1)
+            tile, pixel = ended.nonzero(as_tuple=True)
+            delta[tile, :, pixel] = torch.where(trans[tile, 1:, pixel] > T_MIN, delta[tile, :, pixel], 0.0)
+            work["live"][tile, pixel] = 0.0
+        rgb = table[6:].index_select(1, g).view(3, n, CHUNK + 1)[:, :, 1:].permute(1, 0, 2)  # [A, 3, B]
+        work["color"] -= torch.bmm(rgb, delta)
+        work["T"] += delta.sum(1)
+    retire(slice(None))
 
 
 def rasterize_gsplat(means: torch.Tensor,  # [N, 3] head frame, metres
