@@ -114,7 +114,7 @@ def sample(head, *, image_size: int = 128, uv_resolution: int = 64, expression_s
     target = (albedo * on + background * (1 - on)).clamp(0, 1)
 
     dense = DenseMaps(uv=uv * on, xyz=xyz * on, normal=normal, mask=mask)
-    partial = unwrap_from_dense(image, dense, uv_resolution)
+    partial = unwrap_from_dense(image, dense, uv_resolution, camera=camera)
     complete = CompleteUV(texture=texture, geometry=layout.vertices_to_map(neutral), valid=layout.valid)
     keypoints = camera.project(head.landmarks(neutral))[0]
     return SyntheticSample(image, dense, partial, complete, target, mask, keypoints, camera, expression, identity,

@@ -22,7 +22,7 @@ SCHEDULE = {"dense": (300, 2e-3, 8), "vae": (300, 2e-3, 8), "diffusion": (500, 1
 
 def build_tiny_repo(out: str | Path, *, samples: int = 24, steps_scale: float = 1.0, seed: int = 0,
                     quiet: bool = True) -> Path:
-    """Train the tiny networks and write the repo to ``out``. Returns ``out``."""
+    """Train the tiny networks and write the repo to ``out`` (``steps_scale=0``: untrained). Returns ``out``."""
     from fica.models.codec_prior import CodecPrior
     from fica.models.dense_vit import DenseViT
     from fica.models.uv_dit import UVDiT
@@ -33,24 +33,25 @@ def build_tiny_repo(out: str | Path, *, samples: int = 24, steps_scale: float = 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    data = make_dataset(samples, seed=seed)
-    neutral = make_dataset(max(2, samples // 4), seed=seed + 1, expression_scale=0.0)
-    with tempfile.TemporaryDirectory() as runs:
-        def cfg(name: str) -> TrainConfig:
-            steps, lr, batch = SCHEDULE[name]
-            return TrainConfig(out=Path(runs) / name, steps=max(1, round(steps * steps_scale)), lr=lr,
-                               batch_size=batch, device="cpu", seed=seed, log_every=10 ** 9 if quiet else 50)
+    dense_model = DenseViT(**dense.TINY_CONFIG)
+    vae, image_encoder, scheduler = diffusion.tiny_components()
+    dit = UVDiT(**diffusion.TINY_DIT)
+    uv_refiner = UVRefiner(**refiner.TINY_CONFIG, feature_dim=dense_model.config.hidden_size)
+    codec = CodecPrior(**prior.TINY_CONFIG)
+    if steps_scale > 0:
+        data = make_dataset(samples, seed=seed)
+        neutral = make_dataset(max(2, samples // 4), seed=seed + 1, expression_scale=0.0)
+        with tempfile.TemporaryDirectory() as runs:
+            def cfg(name: str) -> TrainConfig:
+                steps, lr, batch = SCHEDULE[name]
+                return TrainConfig(out=Path(runs) / name, steps=max(1, round(steps * steps_scale)), lr=lr,
+                                   batch_size=batch, device="cpu", seed=seed, log_every=10 ** 9 if quiet else 50)
 
-        dense_model = DenseViT(**dense.TINY_CONFIG)
-        dense.train_dense(dense_model, data, cfg("dense"))
-        vae, image_encoder, scheduler = diffusion.tiny_components()
-        diffusion.train_autoencoder(vae, data, cfg("vae"))
-        dit = UVDiT(**diffusion.TINY_DIT)
-        diffusion.train_diffusion(dit, vae, image_encoder, data, cfg("diffusion"))
-        uv_refiner = UVRefiner(**refiner.TINY_CONFIG, feature_dim=dense_model.config.hidden_size)
-        refiner.train_refiner(uv_refiner, dense_model, neutral, cfg("refiner"))
-        codec = CodecPrior(**prior.TINY_CONFIG)
-        prior.train_prior(codec, data, cfg("prior"))
+            dense.train_dense(dense_model, data, cfg("dense"))
+            diffusion.train_autoencoder(vae, data, cfg("vae"))
+            diffusion.train_diffusion(dit, vae, image_encoder, data, cfg("diffusion"))
+            refiner.train_refiner(uv_refiner, dense_model, neutral, cfg("refiner"))
+            prior.train_prior(codec, data, cfg("prior"))
     components = {"dense_predictor": dense_model, "uv_diffusion": dit, "vae": vae, "image_encoder": image_encoder,
                   "scheduler": scheduler, "uv_refiner": uv_refiner, "universal_prior": codec}
     for name, component in components.items():

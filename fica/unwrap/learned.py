@@ -157,6 +157,6 @@ class LearnedUnwrapper(Unwrapper):
         identity = fit_identity(dense, self.head)
         layout = self.head.uv_layout(self.uv_resolution)
         fitted_geometry = layout.vertices_to_map(self.head.deform(identity=identity))
-        partial = unwrap_from_dense(image, dense, self.uv_resolution)
+        partial = unwrap_from_dense(image, dense, self.uv_resolution, camera=camera)
         return Unwrapped(partial=partial, dense=dense, camera=camera, expression=Expression.neutral(),
                          fitted_geometry=fitted_geometry)
