@@ -190,9 +190,9 @@ def test_fit_finds_an_open_jaw_and_closed_eyes():
     jaw = fit_head(detect_landmarks(render_head({"jawOpen": 0.7})[0]), (512, 512), head()).to_expression()
     blink = fit_head(detect_landmarks(render_head({"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0})[0]), (512, 512),
                      head()).to_expression()
-    # Measured: jawOpen 0.45 (+ mouthLowerDown 0.5) for a true 0.7, blink 0.25 for a true 1.0, neutral <= 0.1.
-    # MediaPipe sees the lids of an untextured render close only part of the way, hence the low blink.
-    assert jaw["jawOpen"] > 0.3 and jaw["jawOpen"] > neutral["jawOpen"] + 0.25
+    # Measured: jawOpen 0.63 for a true 0.7, blink 0.27 for a true 1.0, neutral <= 0.1. MediaPipe sees the lids
+    # of an untextured render close only part of the way, hence the low blink.
+    assert jaw["jawOpen"] > 0.45 and jaw["jawOpen"] > neutral["jawOpen"] + 0.35
     closed = 0.5 * (blink["eyeBlinkLeft"] + blink["eyeBlinkRight"])
     assert closed > 0.18 and closed > 0.5 * (neutral["eyeBlinkLeft"] + neutral["eyeBlinkRight"]) + 0.12
     for fitted in (jaw, blink):
@@ -209,7 +209,7 @@ def test_fit_expression_tracks_frames_faster_than_a_full_fit():
     start = time.perf_counter()
     fit_head(landmarks, (512, 512), h)
     full = time.perf_counter() - start
-    assert frame.expression[17] > 0.3  # jawOpen
+    assert frame.expression[17] > 0.4  # jawOpen
     assert frame.identity is first.identity
     assert frame.error_px < 0.02 * frame.face_width_px
     assert per_frame < full

@@ -235,9 +235,16 @@ class _Problem:
             JtJ = J.T @ J
             g = J.T @ r
             g[6:] += 0.5 * self.l1  # the L1 term's gradient, halved like the Gauss-Newton system
+            # Projected Newton: weights held at a bound by their gradient stay out of this step.
+            ce, ge = c[expr], g[6:][expr]
+            held = torch.zeros(len(g), dtype=torch.bool)
+            held[6:][expr] = ((ce <= 0) & (ge > 0)) | ((ce >= 1) & (ge < 0))
+            g[held] = 0
+            JtJ[held] = 0
+            JtJ[:, held] = 0
             improved = False
             for _ in range(8):
-                A = JtJ + damping * torch.diag(JtJ.diagonal().clamp(min=1e-12))
+                A = JtJ + damping * torch.diag(JtJ.diagonal().clamp(min=1e-12)) + torch.diag(held.to(JtJ))
                 step = torch.linalg.solve(A, -g)
                 R_new = _axis_angle_matrix(step[:3]) @ R
                 t_new = t + step[3:6]
@@ -320,7 +327,7 @@ def _correction(head: HeadModel, camera: Camera, vertices: torch.Tensor, landmar
 
 
 def fit_head(landmarks: torch.Tensor, image_size: tuple[int, int], head: HeadModel, *,
-             fov_deg: float = FIT_FOV_DEG, iterations: int = 30, correct: bool = True) -> Fit:
+             fov_deg: float = FIT_FOV_DEG, iterations: int = 15, correct: bool = True) -> Fit:
     """Fit camera, head pose, identity, expression and (if ``correct``) a smooth correction to the landmarks.
 
     landmarks: ``[478, 3]`` as ``detect_landmarks`` returns (pixels, z like x); image_size: (height, width).
@@ -332,10 +339,11 @@ def fit_head(landmarks: torch.Tensor, image_size: tuple[int, int], head: HeadMod
     k = bases.identity.shape[0]
     R, t, c = R0, t0, torch.zeros(k + bases.expression.shape[0])
     weights = bases.weights
-    for _ in range(2):  # a plain solve, then one with robust weights that discount outlying landmarks
+    # A short plain solve finds the outlying landmarks; a full one with robust weights discounts them.
+    for steps in (iterations // 3, iterations):
         problem = _Problem(landmarks, K, bases, bases.neutral, fit_identity=True, weights=weights)
         with one_thread():
-            R, t, c = problem.solve(R, t, c, iterations)
+            R, t, c = problem.solve(R, t, c, steps)
         camera = _camera(R, t, K, image_size)
         weights = bases.weights * _robust_weights(camera, problem.points(c.double()).float(), landmarks)
     identity, expression = c[:k], c[k:]
