@@ -18,7 +18,7 @@ from fica.unwrap.base import DenseMaps, Unwrapped, Unwrapper
 
 COMPONENT = "dense_predictor"
 MAX_CORRESPONDENCES = 4000  # pixels used by the camera solve and the identity fit
-IDENTITY_RIDGE = 1e-3  # Tikhonov weight on identity coefficients, in m² per unit coefficient²
+IDENTITY_RIDGE = 1e-2  # Tikhonov weight on identity coefficients, relative to the mean diagonal of AᵀA
 
 
 def letterbox(image: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
@@ -97,8 +97,9 @@ def fit_identity(dense: DenseMaps, head, ridge: float = IDENTITY_RIDGE) -> torch
     base = sample_maps(neutral, uv)[inside]  # [N, 3]
     A = sample_maps(basis, uv)[inside].view(-1, K, 3).permute(0, 2, 1).reshape(-1, K)  # [3N, K]
     b = (xyz[inside] - base).reshape(-1, 1)
-    lhs = A.T @ A / max(len(base), 1) + ridge * torch.eye(K)
-    return torch.linalg.solve(lhs.double(), (A.T @ b / max(len(base), 1)).double())[:, 0].float()
+    gram = A.T @ A
+    lhs = gram + ridge * gram.diagonal().mean() * torch.eye(K)
+    return torch.linalg.solve(lhs.double(), (A.T @ b).double())[:, 0].float()
 
 
 class LearnedUnwrapper(Unwrapper):
