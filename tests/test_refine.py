@@ -84,3 +84,32 @@ def test_refinement_takes_under_0_3_s_at_256(stages):
         refiner(complete, unwrapped, torch.zeros(8, 8, 3))
         times.append(time.perf_counter() - start)
     assert min(times) < 0.3
+
+
+@pytest.fixture(scope="module", params=["astronaut.jpg", "grace_hopper.jpg"])
+def photo_stages(request, example_image):
+    from fica.unwrap.embedded import EmbeddedUnwrapper
+
+    image = example_image(request.param)
+    unwrapped = EmbeddedUnwrapper()(image)
+    complete = EmbeddedCompleter()(unwrapped, image)
+    return unwrapped, complete, EmbeddedRefiner()(complete, unwrapped, image)
+
+
+def test_photo_is_completed_everywhere_and_its_seen_colours_survive(photo_stages):
+    unwrapped, complete, refined = photo_stages
+    valid = complete.valid[0] > 0.5
+    assert (complete.texture.sum(0)[valid] > 0.02).all()
+    seen = (unwrapped.partial.visibility > 0.5).expand(3, -1, -1)
+    assert (complete.texture - unwrapped.partial.rgb)[seen].abs().max() < 1 / 255
+    keep = (unwrapped.partial.visibility >= KEEP_VISIBILITY).expand(3, -1, -1)
+    assert torch.equal(refined.texture[keep], unwrapped.partial.rgb[keep])
+
+
+def test_photo_refinement_brightens_no_filled_skin_beyond_the_seen_skin(photo_stages):
+    unwrapped, complete, refined = photo_stages
+    visibility = unwrapped.partial.visibility
+    skin = _skin()
+    seen_lum = complete.texture.mean(0, keepdim=True)[skin & (visibility > 0.75)]
+    filled_lum = refined.texture.mean(0, keepdim=True)[skin & (visibility <= 0.5)]
+    assert filled_lum.max() <= torch.quantile(seen_lum, 0.995), "no bright seams or halos in the filled part"

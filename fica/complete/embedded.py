@@ -135,6 +135,11 @@ def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tenso
     texture = _fill_region(texture, known & hair_like, scalp, hair)
     texture = torch.where(eyes & ~known, _eyeball_texture(partial, seen, geometry, eyes), texture)
     texture = torch.where(mouth & ~known, _mouth_texture(geometry, mouth), texture)
+    # Where neither a texel nor its mirror was seen (the back of the head and neck), the fill is made
+    # left/right symmetric, so the two sides meet without a seam down the back midline.
+    unknown = ~known & (partial.valid > 0.5)
+    far = unknown & (layout.mirror(unknown.float()) > 0.5)
+    texture = torch.where(far, 0.5 * (texture + layout.mirror(texture)), texture)
     texture = torch.where(seen, partial.rgb, texture)
     return (texture * partial.valid).clamp(0, 1)
 

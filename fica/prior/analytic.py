@@ -22,11 +22,12 @@ from fica.prior.base import Prior
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import Camera, rotation_ypr
 from fica.unwrap.fit import one_thread
-from fica.uv_ops import sphere_centre
+from fica.uv_ops import erode, sphere_centre
 
 NECK_PIVOT_M = (0.0, -0.08, 0.0)
 NECK_BLEND_M = 0.02  # the head rotation fades to zero over this height above the bottom of the neck
 FOOTPRINT = 0.7  # tangential scale in texel spacings: neighbours overlap without holes
+BORDER_SPREAD = 1.6  # chart-border texels reach across the seam to the other side's border
 THICKNESS = 0.12  # normal scale as a fraction of the mean tangential scale
 SCALE_RANGE_M = (2e-4, 1.5e-2)
 OPACITY = 0.99
@@ -43,7 +44,7 @@ class AnalyticIdentity:
     """Per-person state of the analytic prior (one row per valid texel, row-major texel order).
 
     texel: ``[N]`` flat index into the R×R chart; valid: ``[1, R, R]``; positions ``[N, 3]`` neutral (metres);
-    colors ``[N, 3]``; moving ``[M]`` the texels some blendshape moves and basis ``[52, M * 3]`` their offsets; head_weight ``[N]`` how much of
+    colors ``[N, 3]``; spread ``[N]`` footprint multiplier (larger on the chart border, to close seams); moving ``[M]`` the texels some blendshape moves and basis ``[52, M * 3]`` their offsets; head_weight ``[N]`` how much of
     the head rotation each texel follows; eye_side ``[N]`` (-1 right eye, 1 left eye, 0 not an eyeball);
     eye_centres ``[2, 3]`` (right, left); mouth ``[N]`` bool and mouth_partner ``[N]`` the skin texel in front of
     each mouth texel (lips or chin: the nearest in x, y among those with a larger z); hair ``[N]`` bool;
@@ -54,6 +55,7 @@ class AnalyticIdentity:
     valid: torch.Tensor
     positions: torch.Tensor
     colors: torch.Tensor
+    spread: torch.Tensor
     moving: torch.Tensor
     basis: torch.Tensor
     head_weight: torch.Tensor
@@ -181,7 +183,9 @@ class AnalyticPrior(Prior):
                 partner[mouth] = skin_idx[d.argmin(1)]
         hair = region == REGIONS.index("scalp")
 
-        identity = AnalyticIdentity(texel, refined.valid.clone(), positions, colors, moving,
+        border = (refined.valid - erode(refined.valid, 1))[0][mask] > 0.5
+        spread = torch.where(border, BORDER_SPREAD, 1.0)
+        identity = AnalyticIdentity(texel, refined.valid.clone(), positions, colors, spread, moving,
                                     basis.reshape(len(ARKIT_NAMES), -1).contiguous(), head_weight, eye_side,
                                     eye_centres, mouth, partner, hair)
         identity.neutral = self._gaussians(identity, positions)
@@ -222,8 +226,8 @@ class AnalyticPrior(Prior):
         e1 = torch.nn.functional.normalize(du - (du * normal).sum(1, keepdim=True) * normal, dim=1, eps=1e-12)
         e2 = torch.cross(normal, e1, dim=1)
         quats = matrix_to_quat(torch.stack([e1, e2, normal], dim=2))
-        s1 = FOOTPRINT * du.norm(dim=1)
-        s2 = FOOTPRINT * (dv - (dv * e1).sum(1, keepdim=True) * e1).norm(dim=1)
+        s1 = FOOTPRINT * identity.spread * du.norm(dim=1)
+        s2 = FOOTPRINT * identity.spread * (dv - (dv * e1).sum(1, keepdim=True) * e1).norm(dim=1)
         s3 = THICKNESS * 0.5 * (s1 + s2)
         scales = torch.stack([s1, s2, s3], 1).clamp(*SCALE_RANGE_M)
         n = len(positions)
