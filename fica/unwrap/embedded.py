@@ -24,7 +24,8 @@ class EmbeddedUnwrapper(Unwrapper):
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor) -> Unwrapped:
-        image = torch.as_tensor(image).float().cpu()
+        image = torch.as_tensor(image).cpu()
+        image = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
         landmarks = detect_landmarks(image)
         with one_thread():
             return self._unwrap(image, landmarks)

@@ -364,7 +364,11 @@ def fit_expression(landmarks: torch.Tensor, image_size: tuple[int, int], head: H
         return fit_head(landmarks, image_size, head, correct=False)
     bases = _landmark_bases(head)
     neutral = previous.neutral_vertices(head)
-    problem = _Problem(landmarks, previous.camera.K, bases, head.landmarks(neutral), fit_identity=False)
+    # Robust weights from the previous frame's state: a frame moves little, an outlying landmark stays outlying.
+    seen = head.landmarks(head.deform(expression=previous.expression, base=neutral))
+    weights = bases.weights * _robust_weights(previous.camera, seen, landmarks)
+    problem = _Problem(landmarks, previous.camera.K, bases, head.landmarks(neutral), fit_identity=False,
+                       weights=weights)
     with one_thread():
         R, t, expression = problem.solve(previous.camera.viewmat[:3, :3], previous.camera.viewmat[:3, 3],
                                          previous.expression, iterations)
