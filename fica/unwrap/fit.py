@@ -2,10 +2,12 @@
 correction (DESIGN.md §5 "Unwrap").
 
 The fit works on the 478 landmark points only (the head model's landmark embedding is linear in the vertices,
-so identity and expression bases are gathered to the landmarks once per head). It is a damped Gauss-Newton
-(Levenberg-Marquardt) solve of 2D reprojection error plus a weak MediaPipe depth term, with a Gaussian prior on
-identity and an L1 (sparse) prior on the expression weights, which stay clamped to [0, 1]. A fixed field of view
-stands in for the unknown focal length. The correction is one sparse linear solve: a bi-Laplacian-smoothed
+so identity and expression bases are gathered to the landmarks once per head). From a PnP start it runs a damped
+Gauss-Newton (Levenberg-Marquardt) solve with an analytic Jacobian: 2D reprojection error plus a weak MediaPipe
+depth term, a Gaussian prior on identity and an L1 (sparse) prior on the expression weights, which stay in [0, 1]
+(projected Newton: weights held at a bound drop out of the step). A short first solve finds outlying landmarks,
+which the full second solve discounts with Cauchy weights. A fixed field of view stands in for the unknown focal
+length. The correction is one sparse linear solve, factorised once per head: a smooth (bending + membrane)
 displacement of every vertex that moves the landmarks onto their detections in the image plane.
 """
 from __future__ import annotations
