@@ -92,6 +92,16 @@ def test_mirror_fill_puts_the_left_cheek_on_the_unseen_right_cheek(completed):
     assert ((g > r + 0.1) & (g > b + 0.1)).float().mean() > 0.95
 
 
+def test_back_of_the_head_is_filled_symmetrically_so_the_back_seam_closes(completed):
+    unwrapped, complete = completed
+    vis = unwrapped.partial.visibility
+    neither = (vis <= 0.5) & (vis.flip(-1) <= 0.5) & (complete.valid > 0.5)
+    assert neither.sum() > 5000
+    texture = complete.texture
+    # mirror texels hold one colour: the chart's left and right borders, which meet down the back, agree
+    assert (texture - texture.flip(-1))[neither.expand(3, -1, -1)].abs().max() < 1e-6
+
+
 def test_unseen_scalp_takes_the_hair_seen_in_the_photo(completed):
     unwrapped, complete = completed
     layout = default_head().uv_layout(256)
