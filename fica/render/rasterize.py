@@ -97,17 +97,19 @@ def _tile_lists(means2d: torch.Tensor, radii: torch.Tensor, tiles_x: int, tiles_
     means2d ``[M, 2]``, radii ``[M, 2]``. Returns, for the P (tile, Gaussian) intersections grouped by tile and
     in depth order within a tile: Gaussian ids ``[P]``, and per tile ``[tiles_y * tiles_x]`` the start and count.
     """
-    lo = ((means2d - radii) / TILE).floor().long()
-    hi = ((means2d + radii) / TILE).floor().long()
+    lo = ((means2d - radii) / TILE).floor().int()
+    hi = ((means2d + radii) / TILE).floor().int()
     x0, y0 = lo[:, 0].clamp(0, tiles_x - 1), lo[:, 1].clamp(0, tiles_y - 1)
     x1, y1 = hi[:, 0].clamp(0, tiles_x - 1), hi[:, 1].clamp(0, tiles_y - 1)
     nx = x1 - x0 + 1
     counts = nx * (y1 - y0 + 1)
-    gid = torch.repeat_interleave(torch.arange(len(counts)), counts)
-    local = torch.arange(len(gid)) - (torch.cumsum(counts, 0) - counts)[gid]
-    tile = (y0[gid] + local // nx[gid]) * tiles_x + x0[gid] + local % nx[gid]
-    order = torch.sort(tile.int(), stable=True).indices  # tile-major; stable keeps the depth order
+    gid = torch.repeat_interleave(torch.arange(len(counts), device=means2d.device), counts)
+    local = torch.arange(len(gid), dtype=torch.int32, device=means2d.device) - (torch.cumsum(counts, 0) - counts)[gid]
+    width = nx[gid]
+    tile = (y0[gid] + local // width) * tiles_x + x0[gid] + local % width
     n_tiles = tiles_x * tiles_y
+    key = tile.short() if n_tiles <= 2 ** 15 else tile  # narrow keys sort faster
+    order = torch.sort(key, stable=True).indices  # tile-major; stable keeps the depth order
     tile_count = torch.bincount(tile, minlength=n_tiles)
     tile_start = torch.cumsum(tile_count, 0) - tile_count
     return gid[order], tile_start, tile_count
