@@ -93,6 +93,16 @@ def test_torch_rasteriser_matches_brute_force_reference(scene):
     assert (alpha - alpha_ref).abs().max() < 1e-4
 
 
+def test_camera_inside_the_cloud_matches_reference():
+    """Gaussians behind the camera, next to it (huge footprints) and in front, at once."""
+    cam = orbit_camera(10, 5, width=64, height=48, distance_m=0.16)
+    scene = random_scene(7, 200, False)
+    rgb, alpha = rasterize_torch(*scene, cam.viewmat, cam.K, 64, 48, torch.zeros(3))
+    rgb_ref, alpha_ref, _ = brute_force(*scene, cam.viewmat, cam.K, 64, 48, torch.zeros(3))
+    assert alpha_ref.mean() > 0.5
+    assert (rgb - rgb_ref).abs().max() < 1e-4 and (alpha - alpha_ref).abs().max() < 1e-4
+
+
 def test_stacked_scene_exercises_gsplats_early_stop():
     cam = orbit_camera(20, 10, width=70, height=52)
     _, _, stopped = brute_force(*stacked_layers(2), cam.viewmat, cam.K, 70, 52, torch.zeros(3))

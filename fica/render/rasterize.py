@@ -97,10 +97,10 @@ def _tile_lists(means2d: torch.Tensor, radii: torch.Tensor, tiles_x: int, tiles_
     means2d ``[M, 2]``, radii ``[M, 2]``. Returns, for the P (tile, Gaussian) intersections grouped by tile and
     in depth order within a tile: Gaussian ids ``[P]``, and per tile ``[tiles_y * tiles_x]`` the start and count.
     """
-    lo = ((means2d - radii) / TILE).floor().int()
-    hi = ((means2d + radii) / TILE).floor().int()
-    x0, y0 = lo[:, 0].clamp(0, tiles_x - 1), lo[:, 1].clamp(0, tiles_y - 1)
-    x1, y1 = hi[:, 0].clamp(0, tiles_x - 1), hi[:, 1].clamp(0, tiles_y - 1)
+    last = means2d.new_tensor([tiles_x - 1, tiles_y - 1])
+    lo = torch.minimum(((means2d - radii) / TILE).floor().clamp(min=0), last).int()  # clamped before the cast:
+    hi = torch.minimum(((means2d + radii) / TILE).floor().clamp(min=0), last).int()  # radii can be huge up close
+    x0, y0, x1, y1 = lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]
     nx = x1 - x0 + 1
     counts = nx * (y1 - y0 + 1)
     gid = torch.repeat_interleave(torch.arange(len(counts), device=means2d.device), counts)
