@@ -4,7 +4,8 @@ Run ``python app.py`` (``--share`` for a public link, ``--host``/``--port`` for 
 Hub repo or folder with learned weights (``HF_TOKEN`` for private ones); without it everything runs embedded.
 The UI only: all the work is ``fica.app_support.generate``.
 
-API (``api_name="/generate"``), inputs in order: portrait, uv_resolution, expressions, driving_video, seed.
+API (``api_name="/generate"``), inputs in order: portrait, uv_resolution, expressions, driving_video, seed,
+video_seconds.
 Outputs in order (stable): uv_maps (gallery of 7 labelled PNGs), avatar_3d (.ply framed for the viewer),
 expression_videos (gallery of mp4s, one per preset), driving_video (mp4 or None), downloads (files), report (text).
 """
@@ -18,7 +19,8 @@ from pathlib import Path
 import gradio as gr
 import spaces
 
-from fica.app_support import APP_EXPRESSIONS, UV_RESOLUTIONS, GenerateOptions, generate, load_pipeline
+from fica.app_support import (APP_EXPRESSIONS, UV_RESOLUTIONS, VIDEO_SECONDS, GenerateOptions, generate,
+                              load_pipeline)
 from fica.drive.presets import PRESETS
 from fica.errors import FiCAError, UnsupportedInput
 
@@ -34,12 +36,13 @@ CACHE_EXAMPLES = os.environ.get("FICA_CACHE_EXAMPLES", "lazy")
 
 
 @spaces.GPU(duration=120)
-def run_generate(portrait, uv_resolution, expressions, driving_video, seed, progress=gr.Progress()):
+def run_generate(portrait, uv_resolution, expressions, driving_video, seed, video_seconds=VIDEO_SECONDS[1],
+                 progress=gr.Progress()):
     """The /generate endpoint. Returns the outputs in the documented order."""
     if portrait is None:
         raise gr.Error("Upload a portrait first, or pick one of the examples.", print_exception=False)
     options = GenerateOptions(uv_resolution=int(uv_resolution), expressions=tuple(expressions or ()),
-                              driving=driving_video or None, seed=int(seed or 0))
+                              driving=driving_video or None, seed=int(seed or 0), video_seconds=float(video_seconds))
     try:
         result = generate(portrait, options, progress=lambda fraction, desc: progress(fraction, desc=desc))
     except FiCAError as err:
@@ -51,8 +54,7 @@ def run_generate(portrait, uv_resolution, expressions, driving_video, seed, prog
         gr.Warning(result.report["note"])
     return ([(str(p), label) for p, label in result.uv_maps], str(result.viewer_ply),
             [(str(p), name) for p, name in result.videos],
-            gr.Video(str(result.driving_video) if result.driving_video else None,
-                     visible=result.driving_video is not None),
+            str(result.driving_video) if result.driving_video else None,
             [str(p) for p in result.downloads], result.summary())
 
 
@@ -95,7 +97,9 @@ def build_demo() -> gr.Blocks:
                 with gr.Accordion("Options", open=False):
                     uv_resolution = gr.Radio(list(UV_RESOLUTIONS), value=256, label="UV resolution (quality)")
                     expressions = gr.CheckboxGroup(list(PRESETS), value=list(APP_EXPRESSIONS),
-                                                   label="Expression videos")
+                                                   label="Expression videos", elem_id="expressions")
+                    video_seconds = gr.Slider(VIDEO_SECONDS[0], VIDEO_SECONDS[2], value=VIDEO_SECONDS[1], step=0.5,
+                                              label="Video length (s)", elem_id="video-seconds")
                     driving_video = gr.Video(label="Driving video (optional)", sources=["upload"])
                     seed = gr.Number(value=0, precision=0, label="Seed (used by learned completion)")
             with gr.Column(scale=2):
@@ -105,15 +109,15 @@ def build_demo() -> gr.Blocks:
                     expression_videos = gr.Gallery(label="Expressions", columns=2, height=420,
                                                    elem_id="expression-videos")
                 uv_maps = gr.Gallery(label="UV maps", columns=4, object_fit="contain", elem_id="uv-maps")
-                driving_result = gr.Video(label="Driving video | avatar", visible=False, elem_id="driving-result")
+                driving_result = gr.Video(label="Driving video | avatar (with a driving video)", elem_id="driving-result")
                 downloads = gr.File(label="Downloads", file_count="multiple", height=240, elem_id="downloads")
                 report = gr.Textbox(label="Report", lines=2, interactive=False, elem_id="report")
         outputs = [uv_maps, avatar_3d, expression_videos, driving_result, downloads, report]
         gr.Examples([[str(EXAMPLES_DIR / name)] for name in EXAMPLES], inputs=[portrait], outputs=outputs,
                     fn=run_example, cache_examples=CACHE_EXAMPLES != "0",
                     cache_mode="lazy" if CACHE_EXAMPLES == "lazy" else "eager")
-        generate_btn.click(run_generate, inputs=[portrait, uv_resolution, expressions, driving_video, seed],
-                           outputs=outputs, api_name="generate")
+        generate_btn.click(run_generate, outputs=outputs, api_name="generate",
+                           inputs=[portrait, uv_resolution, expressions, driving_video, seed, video_seconds])
     return demo
 
 

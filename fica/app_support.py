@@ -23,7 +23,7 @@ from fica.prior.gaussians import GaussianSet
 
 UV_RESOLUTIONS = (128, 256, 512)
 APP_EXPRESSIONS = ("smile", "talk", "turn")
-VIDEO_SECONDS = 3.0
+VIDEO_SECONDS = (1.0, 3.0, 6.0)  # shortest, default, longest expression video the app renders
 DRIVING_MAX_FRAMES = 96  # the app fits at most this many driving frames (one face fit each)
 PIPELINE_SHARE = 0.3  # of the progress bar: the four stages; the rest is export (videos dominate)
 OUTPUT_ROOT = Path(tempfile.gettempdir()) / "fica-app"
@@ -44,6 +44,7 @@ class GenerateOptions:
     expressions: tuple[str, ...] = APP_EXPRESSIONS  # names from fica.drive.presets.PRESETS
     driving: str | Path | None = None  # a driving video; its clip is rendered beside the avatar
     seed: int = 0
+    video_seconds: float = VIDEO_SECONDS[1]  # length of each expression video
 
 
 @dataclass
@@ -205,6 +206,8 @@ def generate(portrait, options: GenerateOptions | None = None, *, source: str | 
     if unknown:
         raise UnsupportedInput(f"Unknown expression preset(s): {', '.join(unknown)}; "
                                f"choose from {', '.join(PRESETS)}.")
+    if not VIDEO_SECONDS[0] <= options.video_seconds <= VIDEO_SECONDS[2]:
+        raise UnsupportedInput(f"Video length must be {VIDEO_SECONDS[0]:g} to {VIDEO_SECONDS[2]:g} seconds.")
     notify = progress or (lambda fraction, description: None)
     driving = None
     if options.driving is not None:
@@ -217,7 +220,7 @@ def generate(portrait, options: GenerateOptions | None = None, *, source: str | 
         output = pipe(portrait, generator=generator, progress=lambda f, d: notify(PIPELINE_SHARE * f, d))
         notify(PIPELINE_SHARE, "writing UV maps and splat files")
         report = export_all(output, out_dir, views_deg=(), expressions=tuple(options.expressions), driving=driving,
-                            seconds=VIDEO_SECONDS,
+                            seconds=options.video_seconds,
                             progress=lambda f, d: notify(PIPELINE_SHARE + (1 - PIPELINE_SHARE) * f, d))
         report["note"] = note
         viewer_ply = save_ply(to_gradio_viewer(output.avatar.gaussians()), out_dir / "viewer" / "avatar_view.ply")

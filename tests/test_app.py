@@ -28,7 +28,7 @@ from fica.prior.gaussians import GaussianSet
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-TEST_EXPRESSIONS = ["smile"]  # one short video per request keeps the suite fast; the browser test runs the defaults
+TEST_EXPRESSIONS = ["smile"]  # one 1 s video per request keeps the suite fast
 
 
 def _free_port() -> int:
@@ -81,7 +81,7 @@ def _generate(client, portrait: Path, expressions=TEST_EXPRESSIONS, driving: Pat
     from gradio_client import handle_file
 
     return client.predict(handle_file(str(portrait)), 256, expressions,
-                          handle_file(str(driving)) if driving else None, 0, api_name="/generate")
+                          handle_file(str(driving)) if driving else None, 0, 1.0, api_name="/generate")
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +207,11 @@ def test_unreadable_tiny_and_bad_video_inputs_give_clear_errors(client, tmp_path
         load_portrait(str(tiny))
     assert str(expected.value) in _app_error_message(client, tiny)
 
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\0" * (26 * 2**20))  # over the app's 25 MB upload limit
+    with pytest.raises(Exception, match="maximum file size"):
+        _generate(client, huge)
+
     bad_video = tmp_path / "driving.mp4"
     bad_video.write_text("not a video")
     message = _app_error_message(client, EXAMPLES / "astronaut.jpg", driving=bad_video)
@@ -219,7 +224,7 @@ def test_two_concurrent_clients_get_their_own_results(client, astronaut_result):
     url = client.src
     portraits = [EXAMPLES / "astronaut.jpg", EXAMPLES / "grace_hopper.jpg"]
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda p: _generate(Client(url, verbose=False), p), portraits))
+        results = list(pool.map(lambda p: _generate(Client(url, verbose=False), p, expressions=[]), portraits))
 
     def partial_rgb(result) -> np.ndarray:
         return np.asarray(Image.open(result[0][0]["image"]).convert("RGB"), dtype=np.float32)
