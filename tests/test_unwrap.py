@@ -59,11 +59,17 @@ def uv_sphere(radius_m: float, rings: int, segments: int) -> tuple[torch.Tensor,
 
 
 def render_head(expression: dict[str, float], yaw_deg: float = 0.0, pitch_deg: float = 0.0):
-    """Lambert render of the neutral-identity head with an expression, and its camera."""
+    """Lambert render of the neutral-identity head with an expression, and its camera (cached)."""
+    return _render_head(tuple(sorted(expression.items())), yaw_deg, pitch_deg)
+
+
+@lru_cache(maxsize=16)
+def _render_head(expression: tuple, yaw_deg: float, pitch_deg: float):
     h = head()
     camera = orbit_camera(yaw_deg, pitch_deg, fov_deg=25.0)
-    v = h.deform(expression=Expression.from_dict(expression).weights)
-    return shade(v, h.faces, camera, normals=h.vertex_normals(v)), camera
+    v = h.deform(expression=Expression.from_dict(dict(expression)).weights)
+    with one_thread():
+        return shade(v, h.faces, camera, normals=h.vertex_normals(v)), camera
 
 
 # --- mesh rasteriser ---------------------------------------------------------------------------------------------
@@ -203,16 +209,64 @@ def test_fit_expression_tracks_frames_faster_than_a_full_fit():
     h = head()
     first = fit_head(detect_landmarks(render_head({})[0]), (512, 512), h)
     landmarks = detect_landmarks(render_head({"jawOpen": 0.7}, yaw_deg=5.0)[0])
-    start = time.perf_counter()
+
+    def best_time(run) -> float:  # the fastest of three runs: the CPU may be busy with other work
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
     frame = fit_expression(landmarks, (512, 512), h, first)
-    per_frame = time.perf_counter() - start
-    start = time.perf_counter()
-    fit_head(landmarks, (512, 512), h)
-    full = time.perf_counter() - start
+    per_frame = best_time(lambda: fit_expression(landmarks, (512, 512), h, first))
+    full = best_time(lambda: fit_head(landmarks, (512, 512), h))
     assert frame.expression[17] > 0.4  # jawOpen
     assert frame.identity is first.identity
     assert frame.error_px < 0.02 * frame.face_width_px
     assert per_frame < full
+
+
+def render_gaze(yaw_deg: float, pitch_deg: float) -> torch.Tensor:
+    """The neutral head with its eyeballs turned by a gaze and painted with a white sclera, a brown iris and a
+    black pupil (MediaPipe finds no iris on a plain grey eyeball)."""
+    from fica.prior.analytic import gaze_rotation
+    from fica.uv_ops import sphere_centre
+
+    h = head()
+    eyes = h.face_region == REGIONS.index("eyes")
+    vertices = h.vertices.clone()
+    turn = gaze_rotation(yaw_deg, pitch_deg)
+    centres = []
+    for side in (-1, 1):
+        ids = torch.unique(h.faces[eyes])
+        ids = ids[h.vertices[ids, 0] * side > 0]
+        centre = sphere_centre(vertices[ids])
+        vertices[ids] = (vertices[ids] - centre) @ turn.T + centre
+        centres.append(centre)
+    camera = orbit_camera(0, 0, fov_deg=25.0)
+    with one_thread():
+        image = shade(vertices, h.faces, camera, normals=h.vertex_normals(vertices))
+        face_index, bary, _ = rasterize_mesh(vertices, h.faces, camera)
+    points = interpolate(vertices, face_index, bary, h.faces)
+    on_eye = (face_index >= 0) & eyes[face_index.clamp(min=0)]
+    axis = turn @ torch.tensor([0.0, 0.0, 1.0])
+    for centre in centres:
+        near = on_eye & ((points - centre).norm(dim=-1) < 0.02)
+        angle = torch.acos((F.normalize(points - centre, dim=-1) @ axis).clamp(-1, 1))
+        image[near] = torch.tensor([0.95, 0.95, 0.93])
+        image[near & (angle < 0.42)] = torch.tensor([0.35, 0.22, 0.12])
+        image[near & (angle < 0.18)] = 0.02
+    return image
+
+
+def test_gaze_follows_the_irises():
+    fits = {yaw: fit_head(detect_landmarks(render_gaze(yaw, 0.0)), (512, 512), head()) for yaw in (-20.0, 0.0, 20.0)}
+    gaze = {yaw: fit.gaze_deg for yaw, fit in fits.items()}
+    # Measured: -13.4, -0.6, 15.2 degrees of yaw; pitch within 3 degrees of level.
+    assert gaze[20.0][0] > 10 and gaze[-20.0][0] < -10 and abs(gaze[0.0][0]) < 4
+    assert all(abs(g[1]) < 5 for g in gaze.values())
+    assert torch.equal(fits[20.0].to_expression().gaze, gaze[20.0])
 
 
 # --- dense maps and unwrapping -----------------------------------------------------------------------------------

@@ -23,9 +23,10 @@ import scipy.sparse.linalg as spla
 import torch
 
 from fica.drive.expression import ARKIT_NAMES, Expression
-from fica.head.model import HeadModel
+from fica.head.model import REGIONS, HeadModel
 from fica.render.camera import Camera, intrinsics
 from fica.unwrap.landmarks import FACE_OVAL, NUM_LANDMARKS
+from fica.uv_ops import sphere_centre
 
 FIT_FOV_DEG = 25.0  # assumed vertical field of view of a portrait
 # The head frame seen by a frontal camera: camera x = head x, camera y = -head y, camera z = -head z.
@@ -34,6 +35,7 @@ R_FRONT = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 OVAL_WEIGHT = 0.3  # silhouette landmarks slide over the surface as the head turns
 CHIN = (152, 148, 377, 176, 400, 149, 378)  # face-oval landmarks around the chin tip: they stay put, trusted fully
 IRIS = slice(468, 478)  # iris landmarks follow the gaze, which the head's surface embedding cannot: left out
+IRIS_CENTRES = [468, 473]  # ...and give the gaze instead (gaze_from_landmarks)
 ROBUST_SCALE = 0.06  # landmarks off by more than this fraction of the face width count less (Cauchy weights)
 # MediaPipe's relative depth is coarse: on renders of the head it correlates ~0.8-0.9 with the true depth and
 # spans ~0.6-0.8 of it, so it enters rescaled and with a small weight.
@@ -62,7 +64,8 @@ class Fit:
     identity: ``[K]`` identity coefficients; expression: ``[52]`` ARKit weights 0..1;
     correction: ``[V, 3]`` metres, smooth per-vertex displacement added after identity and expression;
     error_px: median landmark reprojection error after the correction (median: a few landmarks can be far off
-    where MediaPipe or the landmark embedding is); face_width_px: landmark extent along x.
+    where MediaPipe or the landmark embedding is); face_width_px: landmark extent along x;
+    gaze_deg: ``[2]`` (yaw, pitch) of the eyes from the iris landmarks, as ``Expression.gaze``.
     """
 
     camera: Camera
@@ -71,6 +74,7 @@ class Fit:
     correction: torch.Tensor
     error_px: float
     face_width_px: float
+    gaze_deg: torch.Tensor | None = None
 
     @property
     def rotation_deg(self) -> torch.Tensor:
@@ -86,8 +90,8 @@ class Fit:
         return head.deform(self.identity, self.expression) + self.correction
 
     def to_expression(self) -> Expression:
-        """The portrait's expression weights and head rotation."""
-        return Expression(self.expression.clone(), self.rotation_deg)
+        """The expression weights, head rotation and gaze."""
+        return Expression(self.expression.clone(), self.rotation_deg, self.gaze_deg)
 
 
 def ypr_from_rotation(R: torch.Tensor) -> torch.Tensor:
@@ -328,6 +332,43 @@ def _correction(head: HeadModel, camera: Camera, vertices: torch.Tensor, landmar
     return correction.float()
 
 
+@lru_cache(maxsize=4)
+def _eyeballs(head: HeadModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vertex ids of the subject's right (-x) and left (+x) eyeball surfaces (the head's "eyes" region)."""
+    ids = torch.unique(head.faces[head.face_region == REGIONS.index("eyes")])
+    x = head.vertices[ids, 0]
+    return ids[x < 0], ids[x > 0]
+
+
+def gaze_from_landmarks(fit: Fit, head: HeadModel, landmarks: torch.Tensor) -> torch.Tensor:
+    """Gaze (yaw, pitch) in degrees ``[2]``, the mean of both eyes, from MediaPipe's iris centres.
+
+    Each eyeball is a sphere fitted to the head's eyeball vertices; the camera ray through an iris centre meets it
+    (or passes closest to it) at the pupil, and the pupil's direction from the centre is the eye's gaze.
+    Positive yaw looks toward +x (the subject's left), positive pitch looks up (as the prior's ``gaze_rotation``).
+    """
+    neutral = fit.neutral_vertices(head)
+    origin = fit.camera.center
+    R, K = fit.camera.viewmat[:3, :3], fit.camera.K
+    angles = []
+    for ids in _eyeballs(head):
+        centre = sphere_centre(neutral[ids])
+        radius = float((neutral[ids] - centre).norm(dim=1).mean())
+        # MediaPipe's iris centres are 468 and 473; take the one nearest this eye in the image.
+        pixel, _ = fit.camera.project(centre[None])
+        iris = landmarks[IRIS_CENTRES, :2]
+        px = iris[(iris - pixel).norm(dim=1).argmin()]
+        ray = torch.linalg.solve(K, torch.cat([px, px.new_ones(1)]))
+        ray = torch.nn.functional.normalize(R.T @ ray, dim=0)  # head frame
+        along = float((centre - origin) @ ray)
+        closest = origin + along * ray
+        miss2 = float(((closest - centre) ** 2).sum())
+        pupil = closest - math.sqrt(max(radius ** 2 - miss2, 0.0)) * ray  # the near intersection
+        d = torch.nn.functional.normalize(pupil - centre, dim=0)
+        angles.append(torch.stack([torch.atan2(d[0], d[2]), torch.asin(d[1].clamp(-1, 1))]))
+    return torch.rad2deg(torch.stack(angles).mean(0))
+
+
 def fit_head(landmarks: torch.Tensor, image_size: tuple[int, int], head: HeadModel, *,
              fov_deg: float = FIT_FOV_DEG, iterations: int = 15, correct: bool = True) -> Fit:
     """Fit camera, head pose, identity, expression and (if ``correct``) a smooth correction to the landmarks.
@@ -353,7 +394,9 @@ def fit_head(landmarks: torch.Tensor, image_size: tuple[int, int], head: HeadMod
     correction = (_correction(head, camera, vertices, landmarks, weights / bases.weights) if correct
                   else torch.zeros_like(vertices))
     error = _reprojection_error_px(camera, head.landmarks(vertices + correction), landmarks)
-    return Fit(camera, identity, expression, correction, error, _face_width(landmarks))
+    fit = Fit(camera, identity, expression, correction, error, _face_width(landmarks))
+    fit.gaze_deg = gaze_from_landmarks(fit, head, landmarks)
+    return fit
 
 
 def fit_expression(landmarks: torch.Tensor, image_size: tuple[int, int], head: HeadModel,
@@ -377,4 +420,6 @@ def fit_expression(landmarks: torch.Tensor, image_size: tuple[int, int], head: H
     camera = _camera(R, t, previous.camera.K, image_size)
     error = _reprojection_error_px(camera, head.landmarks(head.deform(expression=expression, base=neutral)),
                                    landmarks)
-    return Fit(camera, previous.identity, expression, previous.correction, error, _face_width(landmarks))
+    fit = Fit(camera, previous.identity, expression, previous.correction, error, _face_width(landmarks))
+    fit.gaze_deg = gaze_from_landmarks(fit, head, landmarks)
+    return fit
