@@ -121,5 +121,6 @@ def unwrap_from_dense(image: torch.Tensor, dense: DenseMaps, resolution: int, *,
     mean = acc_v / acc_w.clamp(min=1e-6) * reached
     visibility = mean[9:10].clamp(0, 1) * reached
     seen = (visibility > 0).float()
-    return PartialUV(rgb=mean[0:3].clamp(0, 1) * seen, visibility=visibility, normal=F.normalize(mean[6:9], dim=0,
-                     eps=1e-12) * seen, xyz=mean[3:6] * seen, valid=layout.valid.clone())
+    normal = F.normalize(mean[6:9], dim=0, eps=1e-12)
+    return PartialUV(rgb=mean[0:3].clamp(0, 1) * seen, visibility=visibility, normal=normal * seen,
+                     xyz=mean[3:6] * seen, valid=layout.valid.clone())
