@@ -28,10 +28,11 @@ class TrainConfig:
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     amp: bool = True  # bf16 autocast, CUDA only
     seed: int = 0
+    quiet: bool = False  # no loss lines on stdout (they still go to losses.jsonl)
 
 
 def train(model, loss_fn: Callable[[dict], tuple[torch.Tensor, dict[str, float]]],
-          make_batch: Callable[[torch.Generator], dict], cfg: TrainConfig, quiet: bool = False) -> list[dict]:
+          make_batch: Callable[[torch.Generator], dict], cfg: TrainConfig) -> list[dict]:
     """Optimise ``model``'s trainable parameters for ``cfg.steps`` steps (counting resumed ones).
 
     ``make_batch(generator)`` draws a batch (tensors on ``cfg.device``); ``loss_fn(batch)`` returns the total loss and
@@ -69,7 +70,7 @@ def train(model, loss_fn: Callable[[dict], tuple[torch.Tensor, dict[str, float]]
                 history.append(entry)
                 log.write(json.dumps(entry) + "\n")
                 log.flush()
-                if not quiet:
+                if not cfg.quiet:
                     print(json.dumps(entry), flush=True)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 model.save_pretrained(ckpt / "model")

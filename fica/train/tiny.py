@@ -45,7 +45,7 @@ def build_tiny_repo(out: str | Path, *, samples: int = 24, steps_scale: float = 
             def cfg(name: str) -> TrainConfig:
                 steps, lr, batch = SCHEDULE[name]
                 return TrainConfig(out=Path(runs) / name, steps=max(1, round(steps * steps_scale)), lr=lr,
-                                   batch_size=batch, device="cpu", seed=seed, log_every=10 ** 9 if quiet else 50)
+                                   batch_size=batch, device="cpu", seed=seed, log_every=50, quiet=quiet)
 
             dense.train_dense(dense_model, data, cfg("dense"))
             diffusion.train_autoencoder(vae, data, cfg("vae"))
