@@ -196,11 +196,12 @@ def test_fit_finds_an_open_jaw_and_closed_eyes():
     jaw = fit_head(detect_landmarks(render_head({"jawOpen": 0.7})[0]), (512, 512), head()).to_expression()
     blink = fit_head(detect_landmarks(render_head({"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0})[0]), (512, 512),
                      head()).to_expression()
-    # Measured: jawOpen 0.63 for a true 0.7, blink 0.27 for a true 1.0, neutral <= 0.1. MediaPipe sees the lids
-    # of an untextured render close only part of the way, hence the low blink.
+    # Measured: jawOpen 0.63 for a true 0.7, blink 0.40 for a true 1.0, neutral blink 0.10, other weights <= 0.1.
+    # MediaPipe puts the lids of an untextured render 5 px apart when open (11 px with painted eyes) and 1 px when
+    # closed, against 14 px of lid travel in the model, hence the low blink.
     assert jaw["jawOpen"] > 0.45 and jaw["jawOpen"] > neutral["jawOpen"] + 0.35
     closed = 0.5 * (blink["eyeBlinkLeft"] + blink["eyeBlinkRight"])
-    assert closed > 0.18 and closed > 0.5 * (neutral["eyeBlinkLeft"] + neutral["eyeBlinkRight"]) + 0.12
+    assert closed > 0.3 and closed > 0.5 * (neutral["eyeBlinkLeft"] + neutral["eyeBlinkRight"]) + 0.2
     for fitted in (jaw, blink):
         assert fitted["mouthSmileLeft"] < 0.15 and fitted["browInnerUp"] < 0.15
 

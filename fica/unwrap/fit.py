@@ -33,6 +33,10 @@ FIT_FOV_DEG = 25.0  # assumed vertical field of view of a portrait
 R_FRONT = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 
 OVAL_WEIGHT = 0.3  # silhouette landmarks slide over the surface as the head turns
+# The ring above each upper lid: MediaPipe keeps these on the lid crease, which hardly moves in a blink, while the
+# head model's lid skin under them closes with the lid; trusted less so that they do not hold blinks open.
+LID_CREASE = (27, 28, 29, 30, 56, 247, 257, 258, 259, 260, 286, 467)
+LID_CREASE_WEIGHT = 0.2
 CHIN = (152, 148, 377, 176, 400, 149, 378)  # face-oval landmarks around the chin tip: they stay put, trusted fully
 IRIS = slice(468, 478)  # iris landmarks follow the gaze, which the head's surface embedding cannot: left out
 IRIS_CENTRES = [468, 473]  # ...and give the gaze instead (gaze_from_landmarks)
@@ -132,6 +136,7 @@ def _landmark_bases(head: HeadModel) -> _LandmarkBases:
     weights = torch.ones(NUM_LANDMARKS)
     weights[list(FACE_OVAL)] = OVAL_WEIGHT
     weights[list(CHIN)] = 1.0
+    weights[list(LID_CREASE)] = LID_CREASE_WEIGHT
     weights[IRIS] = 0.0
     return _LandmarkBases(head.landmarks(head.vertices), torch.vmap(head.landmarks)(head.identity_basis),
                           torch.vmap(head.landmarks)(head.expression_basis), weights, gather)
