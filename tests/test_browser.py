@@ -55,6 +55,9 @@ def _choose_short_videos(page, presets: list[str], seconds: float) -> None:
     length = page.locator("#video-seconds input[type=number]")
     length.fill(str(seconds))
     length.press("Enter")
+    checked = [box.get_attribute("name") for box in page.locator("#expressions input[type=checkbox]").all()
+               if box.is_checked()]
+    assert checked == presets, checked
 
 
 def test_example_upload_shows_uv_gallery_3d_canvas_and_videos(page):
@@ -66,7 +69,8 @@ def test_example_upload_shows_uv_gallery_3d_canvas_and_videos(page):
     page.wait_for_function("document.querySelector('#report textarea')?.value.includes('Gaussians')",
                            timeout=OUTPUT_TIMEOUT_MS)
     page.wait_for_function("document.querySelectorAll('#uv-maps img').length >= 7", timeout=30_000)
-    page.wait_for_function("document.querySelectorAll('#expression-videos video').length == 1", timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('#expression-videos video').length >= 1", timeout=30_000)
+    assert page.locator("#expression-videos video").count() == 1
     page.wait_for_selector("#avatar-3d canvas", timeout=30_000)
     print(f"click to all outputs: {time.perf_counter() - start:.1f} s")
 
