@@ -218,6 +218,23 @@ def test_unreadable_tiny_and_bad_video_inputs_give_clear_errors(client, tmp_path
     assert "video" in message.lower() and "Traceback" not in message
 
 
+def test_driving_video_comes_back_beside_the_avatar(client, tmp_path):
+    from fica.io.video import write_mp4
+
+    driver = np.asarray(Image.open(EXAMPLES / "grace_hopper.jpg").convert("RGB").resize((256, 300)))
+    frames = [np.roll(driver, shift, axis=1) for shift in range(0, 12, 2)]  # 6 frames, the face drifting right
+    driving = write_mp4(frames, tmp_path / "driving.mp4", fps=12)
+    result = _generate(client, EXAMPLES / "astronaut.jpg", expressions=[], driving=driving)
+    side = list(iio.imiter(result[3]))
+    assert len(side) == len(frames)
+    height, width = side[0].shape[:2]
+    driver_width = round(driver.shape[1] * height / driver.shape[0])
+    assert width >= driver_width + 0.9 * height, "driving | avatar: the avatar's square render sits to the right"
+    left = np.asarray(Image.fromarray(side[0][:, :driver_width]).resize((256, 300)), dtype=np.float32)
+    assert np.abs(left - frames[0]).mean() < 12, "the left half is the driving video"
+    assert "driving.mp4" in [Path(p).name for p in result[4]]
+
+
 def test_two_concurrent_clients_get_their_own_results(client, astronaut_result):
     from gradio_client import Client
 
