@@ -188,6 +188,20 @@ def test_head_sized_cloud_renders_a_filled_disc_of_the_right_size_and_colour():
     assert torch.allclose(rgb[outside], torch.ones(3), atol=1e-6)
 
 
+def test_splitting_tiles_over_cpu_workers_changes_no_pixel(monkeypatch):
+    import fica.render.rasterize as rasterize
+
+    cam = orbit_camera(25, -10, width=256, height=256)
+    gaussians = sphere_cloud(20000)
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(rasterize, "cores", lambda: 3)
+    rgb_split, alpha_split = render(gaussians, cam)
+    monkeypatch.setattr(rasterize, "cores", lambda: 1)
+    rgb, alpha = render(gaussians, cam)
+    assert torch.equal(rgb, rgb_split) and torch.equal(alpha, alpha_split)
+    assert torch.get_num_threads() == threads  # the caller's torch threads are restored
+
+
 def test_render_picks_the_torch_backend_on_cpu_and_rejects_unknown_backends():
     cam = orbit_camera(width=48, height=40)
     means, quats, scales, opacities, colors = random_scene(4, 30, False)

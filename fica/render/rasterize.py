@@ -15,11 +15,11 @@ Two backends with one functional signature, gsplat-style (plain tensors in, plai
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
 from fica.prior.gaussians import GaussianSet
+from fica.render._workers import cores, parallel_map, single_threaded
 from fica.render.camera import Camera
 
 EPS2D = 0.3  # px², the low-pass dilation gsplat adds to every projected covariance
@@ -31,16 +31,6 @@ T_MIN = 1e-4  # a pixel is done once its transmittance would fall to this
 MAX_EXTEND_SIGMA = 3.33
 TILE = 8  # px, side of the square tiles the CPU compositor works on
 CHUNK = 16  # Gaussians composited per tile per step
-
-_threads_set = False
-
-
-def _use_all_cores() -> None:
-    global _threads_set
-    if not _threads_set:
-        torch.set_num_threads(max(torch.get_num_threads(), os.cpu_count() or 1))
-        _threads_set = True
-
 
 def project_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, viewmat: torch.Tensor,
                       K: torch.Tensor, width: int, height: int
@@ -126,7 +116,6 @@ def rasterize_torch(means: torch.Tensor,  # [N, 3] head frame, metres
                     background: torch.Tensor,  # [3]
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """CPU splat rasteriser with gsplat's classic semantics. Returns rgb ``[H, W, 3]``, alpha ``[H, W]``."""
-    _use_all_cores()
     device = means.device
     f32 = dict(dtype=torch.float32, device=device)
     means, quats, scales, opacities, colors, viewmat, K = (
@@ -137,7 +126,7 @@ def rasterize_torch(means: torch.Tensor,  # [N, 3] head frame, metres
     color_acc = torch.zeros(n_tiles, 3, TILE * TILE, **f32)
     T = torch.ones(n_tiles, TILE * TILE, **f32)
 
-    with torch.no_grad():
+    with torch.no_grad(), single_threaded():
         means2d, cov2d, conics, depths = project_gaussians(means, quats, scales, viewmat, K, width, height)
         idx, radii = _visible_footprints(means2d, cov2d, depths, opacities, width, height)
         order = torch.argsort(depths[idx])
@@ -162,17 +151,13 @@ def _composite(idx: torch.Tensor, radii: torch.Tensor, means2d: torch.Tensor, co
     Each step takes the next CHUNK Gaussians of every tile that still has a transparent pixel and evaluates them
     at all the tile's pixels: log αᵢ is a quadratic in the pixel's offset (u, v) from the tile corner, so one
     matrix product [A·B, 6] × [6, TILE²] gives every exponent; a cumulative product along the chunk composites.
-    The tiles being worked on are kept in a compact working set, longest Gaussian list first, so the tiles
-    that run out of Gaussians are always its tail.
     """
     if len(idx) == 0:
         return
     gid, tile_start, tile_count = _tile_lists(means2d[idx], radii, tiles_x, tiles_y)
-    n_pairs = len(gid)
     dtype, device = T.dtype, T.device
     # One column per kept Gaussian: centre, conic, log opacity, colour; one more (opacity 0) pads short tile
     # lists and starts every chunk.
-    pad = len(idx)
     table = torch.cat([means2d[idx], conics[idx], torch.log(opacities[idx, None]), colors[idx]], 1)  # [M, 9]
     table = torch.cat([table, table.new_tensor([[0, 0, 1, 0, 1, -1e4, 0, 0, 0]])]).T.contiguous()  # [9, M + 1]
     offset = torch.arange(TILE, dtype=dtype, device=device) + 0.5
@@ -182,6 +167,22 @@ def _composite(idx: torch.Tensor, radii: torch.Tensor, means2d: torch.Tensor, co
 
     tiles = tile_count.nonzero().squeeze(1)
     tiles = tiles[torch.argsort(tile_count[tiles], descending=True, stable=True)]
+    shared = (gid, tile_start, tile_count, table, monomials, tiles_x, color_acc, T)
+    # Tiles are independent: deal them out like cards (longest lists first), one part per core.
+    parts = max(1, min(cores(), len(tiles) // 64))
+    parallel_map(lambda part: _composite_tiles(tiles[part::parts], *shared), range(parts))
+
+
+def _composite_tiles(tiles: torch.Tensor, gid: torch.Tensor, tile_start: torch.Tensor, tile_count: torch.Tensor,
+                     table: torch.Tensor, monomials: torch.Tensor, tiles_x: int, color_acc: torch.Tensor,
+                     T: torch.Tensor) -> None:
+    """Composite the Gaussian lists of ``tiles [A]`` (longest first) into their rows of color_acc and T.
+
+    The tiles being worked on are kept in a compact working set, so the tiles that run out of Gaussians are
+    always its tail and fully opaque tiles leave it.
+    """
+    n_pairs, pad = len(gid), table.shape[1] - 1
+    dtype, device = T.dtype, T.device
     work = {"tile": tiles, "count": tile_count[tiles], "start": tile_start[tiles],
             "corner": torch.stack([tiles % tiles_x, tiles // tiles_x], 1).to(dtype) * TILE,
             "T": torch.ones(len(tiles), TILE * TILE, dtype=dtype, device=device),
@@ -196,7 +197,7 @@ def _composite(idx: torch.Tensor, radii: torch.Tensor, means2d: torch.Tensor, co
         work.update({key: value[rows] for key, value in work.items()})
 
     rank = torch.arange(-1, CHUNK, device=device)  # column 0: the padding Gaussian
-    for first in range(0, int(tile_count.max()), CHUNK):
+    for first in range(0, int(work["count"][0]), CHUNK):
         n = int((work["count"] > first).sum())
         if n < len(work["tile"]):
             retire(slice(n, None))
