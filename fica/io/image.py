@@ -124,7 +124,11 @@ def _decode(image: Image.Image) -> np.ndarray:
     if image.mode == "F":
         return _from_array(np.asarray(image).clip(0, 1))
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    return _from_array(np.asarray(image.convert("RGBA" if has_alpha else "RGB")))
+    try:
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    except ValueError as error:
+        raise UnsupportedInput(f"Images in the {image.mode} colour mode are not supported; save it as RGB.") from error
+    return _from_array(np.asarray(image))
 
 
 def _from_array(array: np.ndarray) -> np.ndarray:
