@@ -57,6 +57,8 @@ def test_expression_blendshapes_move_the_right_parts(head):
     neutral = lm(head.vertices)
     jaw = lm(head.deform(expression=torch.eye(52)[ARKIT_INDEX["jawOpen"]]))
     assert jaw[17, 1] - neutral[17, 1] < -0.01  # lower-lip centre drops by more than a centimetre
+    inner_gap = lambda p: float(p[13, 1] - p[14, 1])  # noqa: E731 - upper minus lower inner-lip centre (y up)
+    assert inner_gap(jaw) > inner_gap(neutral) + 0.01
     blink = lm(head.deform(expression=torch.eye(52)[ARKIT_INDEX["eyeBlinkLeft"]]))
     left_gap = lambda p: p[386, 1] - p[374, 1]  # noqa: E731 - subject's left upper/lower lid centres
     right_gap = lambda p: p[159, 1] - p[145, 1]  # noqa: E731

@@ -1,17 +1,26 @@
-"""Place MediaPipe's 478 face-mesh landmarks on the head model: run MediaPipe on Lambert renders of the neutral
-head and read back the triangle and barycentrics under each landmark (DESIGN.md §4)."""
+"""Place MediaPipe's 478 face-mesh landmarks on the head model: run MediaPipe on a frontal Lambert render of the
+neutral head and read back the triangle and barycentrics under each landmark (DESIGN.md §4).
+
+A frontal view is used because portraits are mostly frontal and MediaPipe's jaw-contour landmarks follow the
+silhouette of the view they are detected in. The detections are made left/right symmetric (the head and
+MediaPipe's topology both are), and a landmark whose pixel shows an eyeball, the mouth cavity or nothing is moved
+to the nearest skin pixel, so lid and lip landmarks follow the eyelids and lips. The render has the mouth a little
+open, so the upper and lower inner-lip landmarks land on different lips (on a closed mouth they coincide).
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.ndimage import distance_transform_edt
 from scipy.optimize import linear_sum_assignment
 
 from fica.render.camera import orbit_camera
 from fica.render.mesh import rasterize_mesh, shade
 
 EMBED_SIZE_PX = 768
-# Landmarks are read in a frontal view; views turned left and right refine the side of the face they show.
-VIEWS_YAW_DEG = (0.0, 25.0, -25.0)
+EMBED_DISTANCE_M = 0.75
+EMBED_JAW_OPEN = 0.35
+IRIS_LANDMARKS = range(468, 478)  # refine_landmarks' iris points: these belong on the eyeballs
 
 
 def _detect(image: np.ndarray) -> np.ndarray:
@@ -21,73 +30,38 @@ def _detect(image: np.ndarray) -> np.ndarray:
     return detect_landmarks(image)[:, :2].numpy()
 
 
+def _symmetric(pixels: np.ndarray, width: int) -> np.ndarray:
+    """Average each landmark ``[478, 2]`` with the mirror image of its one-to-one left/right twin."""
+    mirrored = pixels * np.array([-1.0, 1.0]) + np.array([width, 0.0])
+    cost = np.linalg.norm(mirrored[:, None] - pixels[None], axis=-1)
+    _, twin = linear_sum_assignment(cost)
+    return 0.5 * (pixels + mirrored[twin])
+
+
 def embed_landmarks(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Return landmark_face ``[478]`` int32 and landmark_bary ``[478, 3]`` float32 for the head asset arrays."""
     from fica.head.model import REGIONS, HeadModel
 
+    from fica.drive.expression import ARKIT_INDEX
+
     head = HeadModel(arrays)
-    vertices, faces = head.vertices, head.faces
-    normals = head.vertex_normals(vertices)
-    points = []  # per view: [478, 3] surface points and [478] weights
-    for yaw in VIEWS_YAW_DEG:
-        camera = orbit_camera(yaw, 0.0, width=EMBED_SIZE_PX, height=EMBED_SIZE_PX, distance_m=0.75)
-        image = shade(vertices, faces, camera, normals=normals).numpy()
-        pixels = _detect(image)
-        face_index, bary, _ = rasterize_mesh(vertices, faces, camera)
-        px = np.clip(pixels.astype(int), 0, EMBED_SIZE_PX - 1)
-        f = face_index[px[:, 1], px[:, 0]]
-        b = bary[px[:, 1], px[:, 0]]
-        on_head = f >= 0  # MediaPipe can put a jaw-contour landmark just outside the silhouette
-        f = f.clamp(min=0)
-        surface = (vertices[faces[f]] * b[..., None]).sum(1)  # [478, 3]
-        normal = (normals[faces[f]] * b[..., None]).sum(1)
-        view_dir = torch.nn.functional.normalize(camera.center[None] - surface, dim=1)
-        points.append((surface, (normal * view_dir).sum(1).clamp(min=0.05) ** 2 * on_head))
-    # Weight each view by how squarely it sees the landmark, then snap the mean point back onto the surface.
-    weight = torch.stack([w for _, w in points])  # [views, 478]
-    if (weight.sum(0) == 0).any():
-        raise RuntimeError(f"{int((weight.sum(0) == 0).sum())} landmarks fell off the head in every view")
-    mean = (torch.stack([p for p, _ in points]) * weight[..., None]).sum(0) / weight.sum(0)[:, None]
-    # MediaPipe's topology is left/right symmetric and so is the head: average each landmark with its mirror twin.
-    mirrored = mean * torch.tensor([-1.0, 1.0, 1.0])
-    _, twin = linear_sum_assignment(torch.cdist(mirrored, mean).numpy())  # a one-to-one pairing
-    symmetric = 0.5 * (mean + mirrored[twin])
-    # Snap onto the skin: lid and lip landmarks must follow the eyelids and lips, not the eyeballs or mouth cavity.
-    skin = ~torch.isin(head.face_region, torch.tensor([REGIONS.index("eyes"), REGIONS.index("mouth")]))
-    skin_faces = skin.nonzero().squeeze(1)
-    face, bary = _closest_surface_points(vertices, faces[skin_faces], symmetric)
-    return skin_faces[face].numpy().astype(np.int32), bary
-
-
-def _closest_surface_points(vertices: torch.Tensor, faces: torch.Tensor, points: torch.Tensor):
-    """For each point ``[P, 3]`` the closest triangle (among the nearest few by centroid) and its barycentrics."""
-    tri = vertices[faces]  # [F, 3, 3]
-    centroid = tri.mean(1)
-    near = torch.cdist(points, centroid).topk(16, largest=False).indices  # [P, 16]
-    best_face = torch.zeros(len(points), dtype=torch.long)
-    best_bary = torch.zeros(len(points), 3)
-    best_dist = torch.full((len(points),), float("inf"))
-    for k in range(near.shape[1]):
-        f = near[:, k]
-        a, b, c = tri[f, 0], tri[f, 1], tri[f, 2]
-        bary = _project_to_triangle(points, a, b, c)
-        q = bary[:, :1] * a + bary[:, 1:2] * b + bary[:, 2:] * c
-        d = (q - points).norm(dim=1)
-        better = d < best_dist
-        best_dist = torch.where(better, d, best_dist)
-        best_face = torch.where(better, f, best_face)
-        best_bary = torch.where(better[:, None], bary, best_bary)
-    return best_face, best_bary.numpy().astype(np.float32)
-
-
-def _project_to_triangle(p, a, b, c):
-    """Barycentrics ``[P, 3]`` of the closest point to ``p`` on triangles (a, b, c), each ``[P, 3]``, clamped inside
-    by projecting onto the plane and then pulling negative weights to the nearest edge."""
-    v0, v1, v2 = b - a, c - a, p - a
-    d00, d01, d11 = (v0 * v0).sum(1), (v0 * v1).sum(1), (v1 * v1).sum(1)
-    d20, d21 = (v2 * v0).sum(1), (v2 * v1).sum(1)
-    den = (d00 * d11 - d01 * d01).clamp(min=1e-20)
-    w1 = (d11 * d20 - d01 * d21) / den
-    w2 = (d00 * d21 - d01 * d20) / den
-    bary = torch.stack([1 - w1 - w2, w1, w2], 1).clamp(min=0)
-    return bary / bary.sum(1, keepdim=True)
+    jaw = torch.zeros(len(head.expression_basis))
+    jaw[ARKIT_INDEX["jawOpen"]] = EMBED_JAW_OPEN
+    vertices = head.deform(expression=jaw)
+    camera = orbit_camera(0.0, 0.0, width=EMBED_SIZE_PX, height=EMBED_SIZE_PX, distance_m=EMBED_DISTANCE_M)
+    image = shade(vertices, head.faces, camera, normals=head.vertex_normals(vertices)).numpy()
+    pixels = _symmetric(_detect(image), EMBED_SIZE_PX)
+    face_index, bary, _ = rasterize_mesh(vertices, head.faces, camera)
+    region = head.face_region[face_index.clamp(min=0)]
+    covered = face_index >= 0
+    skin = covered & ~torch.isin(region, torch.tensor([REGIONS.index("eyes"), REGIONS.index("mouth")]))
+    eyes = covered & (region == REGIONS.index("eyes"))
+    px = np.clip(np.floor(pixels).astype(int), 0, EMBED_SIZE_PX - 1)
+    face = np.zeros(len(px), np.int32)
+    weights = np.zeros((len(px), 3), np.float32)
+    for allowed, ids in ((skin, np.setdiff1d(np.arange(len(px)), IRIS_LANDMARKS)), (eyes, np.array(IRIS_LANDMARKS))):
+        # For every pixel, the nearest allowed pixel (itself where it is allowed).
+        _, (near_y, near_x) = distance_transform_edt(~allowed.numpy(), return_indices=True)
+        y, x = near_y[px[ids, 1], px[ids, 0]], near_x[px[ids, 1], px[ids, 0]]
+        face[ids], weights[ids] = face_index[y, x].numpy(), bary[y, x].numpy()
+    return face, weights
