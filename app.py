@@ -19,8 +19,8 @@ from pathlib import Path
 import gradio as gr
 import spaces
 
-from fica.app_support import (APP_EXPRESSIONS, UV_RESOLUTIONS, VIDEO_SECONDS, GenerateOptions, generate,
-                              load_pipeline)
+from fica.app_support import (APP_EXPRESSIONS, UV_RESOLUTIONS, VIDEO_SECONDS, GenerateOptions,
+                              generate_steps, load_pipeline)
 from fica.drive.presets import PRESETS
 from fica.errors import FiCAError, UnsupportedInput
 
@@ -38,29 +38,32 @@ CACHE_EXAMPLES = os.environ.get("FICA_CACHE_EXAMPLES", "lazy")
 @spaces.GPU(duration=120)
 def run_generate(portrait, uv_resolution, expressions, driving_video, seed, video_seconds=VIDEO_SECONDS[1],
                  progress=gr.Progress()):
-    """The /generate endpoint. Returns the outputs in the documented order."""
+    """The /generate endpoint: yields the outputs in the documented order, first without the videos (the avatar
+    shows while they render), then complete."""
     if portrait is None:
         raise gr.Error("Upload a portrait first, or pick one of the examples.", print_exception=False)
     options = GenerateOptions(uv_resolution=int(uv_resolution), expressions=tuple(expressions or ()),
                               driving=driving_video or None, seed=int(seed or 0), video_seconds=float(video_seconds))
+    steps = generate_steps(portrait, options, progress=lambda fraction, desc: progress(fraction, desc=desc))
     try:
-        result = generate(portrait, options, progress=lambda fraction, desc: progress(fraction, desc=desc))
+        for step, result in enumerate(steps):
+            if step == 0 and result.report["note"]:
+                gr.Warning(result.report["note"])
+            done = len(result.videos) == len(options.expressions) and (result.driving_video or not options.driving)
+            yield ([(str(p), label) for p, label in result.uv_maps], str(result.viewer_ply),
+                   [(str(p), name) for p, name in result.videos],
+                   str(result.driving_video) if result.driving_video else None,
+                   [str(p) for p in result.downloads], result.summary() + ("" if done else " · rendering videos…"))
     except FiCAError as err:
         raise gr.Error(str(err), print_exception=False) from None
     except Exception:
         log.exception("generate failed")
         raise gr.Error("Something went wrong while building the avatar; please try another portrait.") from None
-    if result.report["note"]:
-        gr.Warning(result.report["note"])
-    return ([(str(p), label) for p, label in result.uv_maps], str(result.viewer_ply),
-            [(str(p), name) for p, name in result.videos],
-            str(result.driving_video) if result.driving_video else None,
-            [str(p) for p in result.downloads], result.summary())
 
 
 def run_example(portrait):
     """Examples run with the default options (what their cached outputs show)."""
-    return run_generate(portrait, 256, list(APP_EXPRESSIONS), None, 0)
+    yield from run_generate(portrait, 256, list(APP_EXPRESSIONS), None, 0)
 
 
 def _readable_portrait_errors(component: gr.Image) -> gr.Image:

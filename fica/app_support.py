@@ -1,7 +1,8 @@
 """What the app needs from the library, without Gradio: one call from a portrait to every artifact on disk.
 
 ``generate(portrait, options)`` runs the pipeline, writes everything into a fresh per-request folder through
-``fica.export.export_all`` and returns a ``GenerateResult`` that names each file. The app only lays those files
+``fica.export.export_all`` and returns a ``GenerateResult`` that names each file; ``generate_steps`` yields the
+avatar's maps and splats first and the videos after them. The app only lays those files
 out; scripts and tests can call the same function.
 """
 from __future__ import annotations
@@ -12,9 +13,9 @@ import tempfile
 import threading
 import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -185,12 +186,14 @@ def _zip_uv_maps(uv_maps: list[tuple[Path, str]], path: Path) -> Path:
     return path
 
 
-def generate(portrait, options: GenerateOptions | None = None, *, source: str | None = None,
-             progress: Callable[[float, str], None] | None = None,
-             root: str | Path = OUTPUT_ROOT) -> GenerateResult:
+def generate_steps(portrait, options: GenerateOptions | None = None, *, source: str | None = None,
+                   progress: Callable[[float, str], None] | None = None,
+                   root: str | Path = OUTPUT_ROOT) -> Iterator[GenerateResult]:
     """Portrait (path, PIL image or ``[H, W, 3]`` array) -> every artifact, written to a new folder under ``root``.
 
-    ``progress(fraction, description)`` is called per pipeline stage and per exported video. Raises the
+    Yields twice, so a UI can show the avatar while the videos render: first a result with the UV maps and
+    splat files (``videos`` empty), then the complete one (once only when no video is asked for).
+    ``progress(fraction, description)`` is called per pipeline stage and per video. Raises the
     ``fica.errors.FiCAError`` subclasses for anything the input causes (the driving video is read first, so a
     bad one fails before any other work); on any failure the request's folder is removed.
     """
@@ -219,21 +222,37 @@ def generate(portrait, options: GenerateOptions | None = None, *, source: str | 
         generator = torch.Generator().manual_seed(int(options.seed))
         output = pipe(portrait, generator=generator, progress=lambda f, d: notify(PIPELINE_SHARE * f, d))
         notify(PIPELINE_SHARE, "writing UV maps and splat files")
-        report = export_all(output, out_dir, views_deg=(), expressions=tuple(options.expressions), driving=driving,
-                            seconds=options.video_seconds,
-                            progress=lambda f, d: notify(PIPELINE_SHARE + (1 - PIPELINE_SHARE) * f, d))
-        report["note"] = note
+        report = export_all(output, out_dir, views_deg=(), expressions=())
         viewer_ply = save_ply(to_gradio_viewer(output.avatar.gaussians()), out_dir / "viewer" / "avatar_view.ply")
         uv_maps = [(out_dir / "uv" / f"{stem}.png", label) for stem, label, _ in UV_MAP_FILES]
-        driving_video = out_dir / "expressions" / "driving.mp4" if driving is not None else None
-        result = GenerateResult(out_dir, uv_maps, out_dir / "avatar.ply", out_dir / "avatar.splat", viewer_ply,
-                                [(out_dir / "expressions" / f"{name}.mp4", name) for name in options.expressions],
-                                driving_video, _zip_uv_maps(uv_maps, out_dir / "uv_maps.zip"), report)
-        missing = [p.name for p in [*result.downloads, *(p for p, _ in uv_maps)] if not p.is_file()]
-        if missing:
-            raise RuntimeError(f"export did not write {', '.join(missing)}")
+        result = GenerateResult(out_dir, uv_maps, out_dir / "avatar.ply", out_dir / "avatar.splat", viewer_ply, [],
+                                None, _zip_uv_maps(uv_maps, out_dir / "uv_maps.zip"), {**report, "note": note})
+        _check_written(result)
+        if options.expressions or driving is not None:
+            yield result
+            # export_all replaces its own files in out_dir atomically (same maps and splats, now with videos).
+            report = export_all(output, out_dir, views_deg=(), expressions=tuple(options.expressions),
+                                driving=driving, seconds=options.video_seconds,
+                                progress=lambda f, d: notify(PIPELINE_SHARE + (1 - PIPELINE_SHARE) * f, d))
+            result = replace(result, report={**report, "note": note},
+                             videos=[(out_dir / "expressions" / f"{name}.mp4", name) for name in options.expressions],
+                             driving_video=out_dir / "expressions" / "driving.mp4" if driving is not None else None)
+            _check_written(result)
         notify(1.0, "done")
-        return result
+        yield result
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)
         raise
+
+
+def _check_written(result: GenerateResult) -> None:
+    missing = [p.name for p in [*result.downloads, result.viewer_ply, *(p for p, _ in result.uv_maps)]
+               if not p.is_file()]
+    if missing:
+        raise RuntimeError(f"export did not write {', '.join(missing)}")
+
+
+def generate(portrait, options: GenerateOptions | None = None, **kwargs) -> GenerateResult:
+    """The complete result of ``generate_steps`` (same arguments)."""
+    *_, result = generate_steps(portrait, options, **kwargs)
+    return result

@@ -58,7 +58,7 @@ def intrinsics(fov_deg: float, width: int, height: int) -> torch.Tensor:
 def rotation_ypr(yaw_deg: float, pitch_deg: float, roll_deg: float) -> torch.Tensor:
     """Head-frame rotation ``[3, 3]``: yaw about +y (positive turns the face toward +x, the subject's left),
     pitch about +x (positive tilts the face down, chin toward the chest), roll about +z (positive tips the top of
-    the head toward +x); applied as R = Ry @ Rx @ Rz."""
+    the head toward −x); applied as R = Ry @ Rx @ Rz."""
     y, p, r = (math.radians(a) for a in (yaw_deg, pitch_deg, roll_deg))
     Ry = torch.tensor([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
     Rx = torch.tensor([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
