@@ -77,19 +77,36 @@ def client():
         yield Client(url, verbose=False)
 
 
-def _generate(client, portrait: Path, expressions=TEST_EXPRESSIONS, driving: Path | None = None):
+def _submit(client, portrait: Path, expressions=TEST_EXPRESSIONS, driving: Path | None = None):
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(portrait)), 256, expressions,
-                          handle_file(str(driving)) if driving else None, 0, 1.0, api_name="/generate")
+    return client.submit(handle_file(str(portrait)), 256, expressions,
+                         handle_file(str(driving)) if driving else None, 0, 1.0, api_name="/generate")
+
+
+def _generate(client, *args, **kwargs):
+    return _submit(client, *args, **kwargs).result()
 
 
 @pytest.fixture(scope="module")
-def astronaut_result(client):
+def astronaut_job(client):
     start = time.perf_counter()
-    result = _generate(client, EXAMPLES / "astronaut.jpg")
+    job = _submit(client, EXAMPLES / "astronaut.jpg")
+    job.result()
     print(f"astronaut via gradio_client: {time.perf_counter() - start:.1f} s")
-    return result
+    return job
+
+
+@pytest.fixture(scope="module")
+def astronaut_result(astronaut_job):
+    return astronaut_job.result()
+
+
+def test_avatar_comes_before_the_videos(astronaut_job):
+    first, final = astronaut_job.outputs()
+    assert len(first[0]) == 7 and first[1].endswith(".ply"), "UV maps and the splat come first"
+    assert first[2] == [] and "rendering videos" in first[5]
+    assert len(final[2]) == 1 and "rendering videos" not in final[5]
 
 
 def _app_error_message(client, *args, **kwargs) -> str:

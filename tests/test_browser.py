@@ -66,7 +66,9 @@ def test_example_upload_shows_uv_gallery_3d_canvas_and_videos(page):
     _choose_short_videos(page, ["smile"], 1.0)
     start = time.perf_counter()
     page.click("#generate")
-    page.wait_for_selector("#avatar-3d canvas", timeout=OUTPUT_TIMEOUT_MS)
+    page.wait_for_function("document.querySelector('#report textarea')?.value.includes('Gaussians')",
+                           timeout=OUTPUT_TIMEOUT_MS)
+    page.wait_for_selector("#avatar-3d canvas", timeout=30_000)
     print(f"click to avatar and UV maps (videos still rendering): {time.perf_counter() - start:.1f} s")
     page.wait_for_function("(v => v.includes('Gaussians') && !v.includes('rendering videos'))"
                            "(document.querySelector('#report textarea')?.value ?? '')", timeout=OUTPUT_TIMEOUT_MS)
