@@ -31,6 +31,7 @@ T_MIN = 1e-4  # a pixel is done once its transmittance would fall to this
 MAX_EXTEND_SIGMA = 3.33
 TILE = 8  # px, side of the square tiles the CPU compositor works on
 CHUNK = 16  # Gaussians composited per tile per step
+MAX_TILES_PER_PART = 2048  # bounds a part's working set to ~10 MB a tensor
 
 def project_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, viewmat: torch.Tensor,
                       K: torch.Tensor, width: int, height: int
@@ -168,8 +169,9 @@ def _composite(idx: torch.Tensor, radii: torch.Tensor, means2d: torch.Tensor, co
     tiles = tile_count.nonzero().squeeze(1)
     tiles = tiles[torch.argsort(tile_count[tiles], descending=True, stable=True)]
     shared = (gid, tile_start, tile_count, table, monomials, tiles_x, color_acc, T)
-    # Tiles are independent: deal them out like cards (longest lists first), one part per core.
-    parts = max(1, min(cores(), len(tiles) // 64))
+    # Tiles are independent: deal them out like cards (longest lists first), one part per core, and more parts
+    # for big images so that a part's working memory stays bounded.
+    parts = max(1, min(cores(), len(tiles) // 64), math.ceil(len(tiles) / MAX_TILES_PER_PART))
     parallel_map(lambda part: _composite_tiles(tiles[part::parts], *shared), range(parts))
 
 
