@@ -26,7 +26,7 @@ from fica.uv_ops import erode, sphere_centre
 
 NECK_PIVOT_M = (0.0, -0.08, 0.0)
 NECK_BLEND_M = 0.02  # the head rotation fades to zero over this height above the bottom of the neck
-FOOTPRINT = 0.7  # tangential scale in texel spacings: neighbours overlap without holes
+FOOTPRINT = 0.6  # tangential scale in texel spacings: neighbours overlap without holes or a visible grid
 BORDER_SPREAD = 1.6  # chart-border texels reach across the seam to the other side's border
 THICKNESS = 0.12  # normal scale as a fraction of the mean tangential scale
 SCALE_RANGE_M = (2e-4, 1.5e-2)
