@@ -3,6 +3,10 @@
 Every preset is a function of time ``t_s`` (seconds) and clip length, so a clip is smooth at any frame rate:
 weights stay in 0..1, every clip starts and ends at the neutral, forward-facing pose, and no weight changes by
 more than ~0.35 (no head angle by more than 4°) between frames at 24 fps.
+
+Head rotations are (yaw, pitch, roll) degrees for ``fica.render.camera.rotation_ypr``, whose matrix turns the face
+toward +x for positive yaw and tilts it down for positive pitch (as ARKit's HeadPitch does), so a chin-up
+laugh has negative pitch.
 """
 from __future__ import annotations
 
@@ -51,7 +55,7 @@ def _smile(t, d):
     w = {"mouthSmileLeft": 0.9 * e, "mouthSmileRight": 0.9 * e, "cheekSquintLeft": 0.5 * e,
          "cheekSquintRight": 0.5 * e, "eyeSquintLeft": 0.3 * e, "eyeSquintRight": 0.3 * e,
          "mouthDimpleLeft": 0.3 * e, "mouthDimpleRight": 0.3 * e}
-    return w, (0.0, 3.0 * e, 0.0)
+    return w, (0.0, -3.0 * e, 0.0)
 
 
 def _talk(t, d):
@@ -72,7 +76,7 @@ def _surprise(t, d):
     e = envelope(t, d, 0.5)
     w = {"browInnerUp": e, "browOuterUpLeft": 0.9 * e, "browOuterUpRight": 0.9 * e, "eyeWideLeft": 0.8 * e,
          "eyeWideRight": 0.8 * e, "jawOpen": 0.55 * e, "mouthFunnel": 0.3 * e}
-    return w, (0.0, 4.0 * e, 0.0)
+    return w, (0.0, -4.0 * e, 0.0)
 
 
 def _blink_times(d):
@@ -105,21 +109,21 @@ def _angry(t, d):
     w = {"browDownLeft": e, "browDownRight": e, "eyeSquintLeft": 0.6 * e, "eyeSquintRight": 0.6 * e,
          "noseSneerLeft": 0.5 * e, "noseSneerRight": 0.5 * e, "mouthPressLeft": 0.6 * e, "mouthPressRight": 0.6 * e,
          "mouthFrownLeft": 0.4 * e, "mouthFrownRight": 0.4 * e, "jawForward": 0.2 * e}
-    return w, (0.0, -4.0 * e, 0.0)
+    return w, (0.0, 4.0 * e, 0.0)
 
 
 def _sad(t, d):
     e = envelope(t, d, 0.8)
     w = {"browInnerUp": 0.8 * e, "mouthFrownLeft": 0.8 * e, "mouthFrownRight": 0.8 * e,
          "mouthShrugLower": 0.4 * e, "eyeLookDownLeft": 0.3 * e, "eyeLookDownRight": 0.3 * e}
-    return w, (0.0, -6.0 * e, 0.0)
+    return w, (0.0, 6.0 * e, 0.0)
 
 
 def _kiss(t, d):
     e = envelope(t, d, 0.6)
     w = {"mouthPucker": 0.95 * e, "mouthFunnel": 0.3 * e, "cheekSquintLeft": 0.2 * e, "cheekSquintRight": 0.2 * e,
          "eyeBlinkLeft": 0.5 * e, "eyeBlinkRight": 0.5 * e}
-    return w, (0.0, 3.0 * e, 5.0 * e)
+    return w, (0.0, -3.0 * e, 5.0 * e)
 
 
 def _laugh(t, d):
@@ -128,7 +132,7 @@ def _laugh(t, d):
     w = {"mouthSmileLeft": e, "mouthSmileRight": e, "jawOpen": e * (0.35 + 0.25 * shake),
          "cheekSquintLeft": 0.7 * e, "cheekSquintRight": 0.7 * e, "eyeSquintLeft": 0.6 * e,
          "eyeSquintRight": 0.6 * e, "mouthUpperUpLeft": 0.3 * e, "mouthUpperUpRight": 0.3 * e}
-    return w, (0.0, e * (6.0 + 2.0 * shake), 0.0)
+    return w, (0.0, -e * (6.0 + 2.0 * shake), 0.0)
 
 
 def _glance(t, d):
@@ -137,7 +141,7 @@ def _glance(t, d):
     w = {"eyeLookOutLeft": 0.8 * left, "eyeLookInRight": 0.8 * left, "eyeLookInLeft": 0.8 * right,
          "eyeLookOutRight": 0.8 * right, "eyeLookUpLeft": 0.7 * up, "eyeLookUpRight": 0.7 * up,
          "browInnerUp": 0.3 * up}
-    return w, (12.0 * (left - right), 6.0 * up, 0.0)
+    return w, (12.0 * (left - right), -6.0 * up, 0.0)
 
 
 _CURVES: dict[str, Callable[[float, float], tuple[dict[str, float], tuple[float, float, float]]]] = {
