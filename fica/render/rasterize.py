@@ -8,7 +8,9 @@ Two backends with one functional signature, gsplat-style (plain tensors in, plai
   front-to-back compositing by Gaussian depth within 8×8-pixel tiles, a pixel stops (exclusively) once its
   transmittance would fall to 1e-4. Gaussians are culled when behind the near plane, off-screen or too faint,
   their tile footprints are sized by the projected covariance (opacity-aware 3-sigma box), and tiles stop
-  being processed once every pixel in them is opaque, so the back of a head costs almost nothing.
+  being processed once every pixel in them is opaque, so most of the back of a head is never evaluated.
+  The 0.999 clamp, the 1/255 skip and the 1e-4 stop are those of gsplat 1.5.3's CUDA kernel. It runs torch
+  single-threaded and splits the tiles over one single-threaded worker per core (see ``fica.render._workers``).
 
 ``render(gaussians, camera)`` picks the backend from the tensors' device.
 """
@@ -32,6 +34,7 @@ MAX_EXTEND_SIGMA = 3.33
 TILE = 8  # px, side of the square tiles the CPU compositor works on
 CHUNK = 16  # Gaussians composited per tile per step
 MAX_TILES_PER_PART = 2048  # bounds a part's working set to ~10 MB a tensor
+
 
 def project_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, viewmat: torch.Tensor,
                       K: torch.Tensor, width: int, height: int
