@@ -157,3 +157,32 @@ def test_decode_takes_tens_of_milliseconds(prior_and_identity):
         prior.decode(identity, e)
     per_frame = (time.perf_counter() - start) / 5
     assert per_frame < 0.1, f"{per_frame * 1000:.1f} ms a frame (about 20 ms on an idle 2-core CPU)"
+
+
+
+def _unwrapped_on(unwrapped, device):
+    from dataclasses import replace
+
+    return replace(unwrapped, partial=unwrapped.partial.to(device),
+                   fitted_geometry=unwrapped.fitted_geometry.to(device))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_complete_refine_prior_run_on_cuda_like_on_cpu():
+    from fica.complete.embedded import EmbeddedCompleter
+    from fica.refine.embedded import EmbeddedRefiner
+    from test_complete import synthetic_unwrapped
+
+    unwrapped = synthetic_unwrapped(30.0)
+    image = torch.zeros(8, 8, 3)
+    results = []
+    for u in (unwrapped, _unwrapped_on(unwrapped, "cuda")):
+        complete = EmbeddedCompleter()(u, image)
+        maps = EmbeddedRefiner()(complete, u, image)
+        prior = AnalyticPrior()
+        e = Expression.from_dict({"jawOpen": 0.5}, rotation_deg=(20.0, 5.0, 0.0), gaze=(5.0, 0.0))
+        results.append(prior.decode(prior.encode(maps), e))
+    cpu, cuda = results
+    assert cuda.means.is_cuda
+    assert (cuda.means.cpu() - cpu.means).abs().max() < 1e-4
+    assert (cuda.colors.cpu() - cpu.colors).abs().max() < 1e-3

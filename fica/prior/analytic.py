@@ -11,7 +11,7 @@ Scalp texels get a second, thicker layer just above the surface so hair has some
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -70,6 +70,11 @@ class AnalyticIdentity:
     def resolution(self) -> int:
         return int(self.valid.shape[-1])
 
+    def to(self, device) -> "AnalyticIdentity":
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
+                 if isinstance(getattr(self, f.name), (torch.Tensor, GaussianSet))}
+        return replace(self, **moved)
+
 
 def matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
     """Unit quaternions ``[N, 4]`` (w, x, y, z, w >= 0) of rotation matrices ``[N, 3, 3]``.
@@ -89,7 +94,7 @@ def matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
         torch.stack([m10 - m01, m02 + m20, m12 + m21, four[:, 3]], -1),
     ], 1) / (2 * root.clamp(min=0.1))[..., None]  # [N, 4 candidates, 4]
     best = root.argmax(-1)
-    q = candidates[torch.arange(len(m)), best]
+    q = candidates[torch.arange(len(m), device=m.device), best]
     q = q * torch.where(q[:, :1] < 0, -1.0, 1.0)
     return torch.nn.functional.normalize(q, dim=-1)
 
@@ -140,9 +145,10 @@ class AnalyticPrior(Prior):
         self.head = head
 
     def encode(self, refined: CompleteUV) -> AnalyticIdentity:
-        """Gather everything per texel once: positions, colours, blendshapes, rig weights, eyes and mouth."""
+        """Gather everything per texel once: positions, colours, blendshapes, rig weights, eyes and mouth.
+        Built on the CPU (where the head model lives), returned on the maps' device."""
         with one_thread():  # many small ops: a second torch thread only waits on a busy CPU
-            return self._encode(refined)
+            return self._encode(refined.to("cpu")).to(refined.texture.device)
 
     def _encode(self, refined: CompleteUV) -> AnalyticIdentity:
         head = self.head or default_head()

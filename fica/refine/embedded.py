@@ -52,7 +52,7 @@ def fit_sh_shading(luminance: torch.Tensor, normals: torch.Tensor, weights: torc
     A = sh_basis(normals).double()
     b = luminance.double()
     w = weights.double()
-    ridge = torch.full((9,), SH_RIDGE, dtype=torch.float64)
+    ridge = torch.full((9,), SH_RIDGE, dtype=torch.float64, device=A.device)
     ridge[0] = 0.0
     coeffs = None
     for _ in range(2):
@@ -73,7 +73,7 @@ def shading_map(complete: CompleteUV, normals: torch.Tensor, seen: torch.Tensor,
         return None
     luminance = complete.texture.mean(0)
     n = normals.permute(1, 2, 0)  # [R, R, 3]
-    coeffs = fit_sh_shading(luminance[fit[0]], n[fit[0]], torch.ones(int(fit.sum())))
+    coeffs = fit_sh_shading(luminance[fit[0]], n[fit[0]], luminance.new_ones(int(fit.sum())))
     shading = (sh_basis(n) @ coeffs)[None]  # [1, R, R]
     seen_values = shading[fit]
     mean = seen_values.mean()
