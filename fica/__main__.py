@@ -5,11 +5,9 @@ import argparse
 import json
 import os
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-
-# MediaPipe and TF Lite log to stderr at import and first use; the CLI's stderr is for its own message.
-os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 EXIT_USER_ERROR = 2
 
@@ -44,6 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="seed for stages that sample (learned UV diffusion)")
     sub.add_parser("presets", help="list the expression presets")
     return parser
+
+
+@contextmanager
+def native_stderr_to_log(log_path: Path):
+    """Send what native libraries write to file descriptor 2 (MediaPipe's and TF Lite's start-up logging) to
+    ``log_path``, so the CLI's stderr holds only its own messages. Python's ``sys.stderr`` is untouched."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def generate(args) -> dict:
@@ -81,7 +94,8 @@ def main(argv=None) -> int:
             print(f"{name:12s} {description}")
         return 0
     try:
-        report = generate(args)
+        with native_stderr_to_log(Path(tempfile.gettempdir()) / "fica-native.log"):
+            report = generate(args)
     except FiCAError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -45,7 +45,9 @@ def test_generate_writes_every_promised_file(generated):
     assert set(report["implementations"]) == {"unwrap", "complete", "refine", "prior"}
     assert report["uv_resolution"] == 256 and report["gaussians"] > 10000
     assert {"unwrap", "complete", "refine", "prior", "total"} <= set(report["timings_s"])
-    assert (out / "avatar.ply").stat().st_size > 100 * report["gaussians"]
+    ply = (out / "avatar.ply").read_bytes()
+    header_end = ply.index(b"end_header\n") + len(b"end_header\n")
+    assert len(ply) - header_end == 17 * 4 * report["gaussians"]  # x y z, n, f_dc, opacity, scale, rot: float32
     assert (out / "avatar.splat").stat().st_size == 32 * report["gaussians"]
 
 
@@ -53,7 +55,7 @@ def test_generate_writes_every_promised_file(generated):
     (lambda d: ROOT / "examples" / "no_face_coffee.jpg", "no face"),
     (lambda d: ROOT / "examples" / "two_faces.jpg", "faces were found"),
     (lambda d: _write(d / "notes.jpg", b"this is not an image"), "image"),
-    (lambda d: _tiny(d / "tiny.png"), "small"),
+    (lambda d: _tiny(d / "tiny.png"), "64 pixels"),
 ])
 def test_bad_portrait_exits_2_with_one_line_and_writes_nothing(tmp_path, make_input, message):
     portrait = make_input(tmp_path)
