@@ -107,6 +107,26 @@ def test_identity_fit_from_true_dense_maps_matches_the_true_head():
     assert error_fit < 0.5 * error_template
 
 
+def test_learned_unwrapper_with_true_dense_maps_recovers_camera_and_head(monkeypatch):
+    """The stage around the network: given perfect dense maps it finds the camera and the identity."""
+    from fica.head.model import default_head
+    from fica.train.synthetic import make_dataset
+    from fica.unwrap.learned import LearnedUnwrapper
+
+    head = default_head()
+    s = make_dataset(1, seed=4)[0]
+    stage = LearnedUnwrapper(tiny("dense"), uv_resolution=64)
+    monkeypatch.setattr(stage, "dense", lambda image: s.dense)
+    out = stage(s.image)
+    assert (out.camera.viewmat - s.camera.viewmat).abs().max() < 0.03  # the expression moves some pixels
+    truth = head.uv_layout(64).vertices_to_map(head.deform(identity=s.identity))
+    template = head.uv_layout(64).vertices_to_map(head.vertices)
+    assert (out.fitted_geometry - truth).norm(dim=0).mean() < 0.5 * (template - truth).norm(dim=0).mean()
+    seen = out.partial.visibility[0] > 0.5
+    assert int(seen.sum()) > 200
+    assert (out.partial.rgb - s.partial.rgb).abs().amax(0)[seen].max() < 1e-4
+
+
 def test_learned_prior_untrained_puts_gaussians_on_the_surface_and_rotates_the_head():
     from fica.drive.expression import Expression
     from fica.head.model import default_head

@@ -18,6 +18,8 @@ from fica.unwrap.base import DenseMaps, Unwrapped, Unwrapper
 
 COMPONENT = "dense_predictor"
 MAX_CORRESPONDENCES = 4000  # pixels used by the camera solve and the identity fit
+POSE_ITERATIONS = 10  # Gauss-Newton steps on the reprojection error after the linear solve
+HUBER_PX = 1.0  # pixels; larger residuals (e.g. where an expression moved the surface) are down-weighted
 IDENTITY_RIDGE = 1e-2  # Tikhonov weight on identity coefficients, relative to the mean diagonal of AᵀA
 
 
@@ -45,8 +47,8 @@ def solve_camera(points_m: torch.Tensor, pixels: torch.Tensor, width: int, heigh
                  fov_deg: float = DEFAULT_FOV_DEG) -> Camera:
     """Camera from head-frame points ``[N, 3]`` seen at ``pixels [N, 2]`` (centres at +0.5), N ≥ 6.
 
-    Linear PnP (DLT with known intrinsics) on normalised data, then the nearest rotation and the translation
-    re-solved by least squares with the rotation fixed.
+    Linear PnP (DLT with known intrinsics) on normalised data, the nearest rotation and the translation
+    re-solved by least squares with the rotation fixed, then a robust Gauss-Newton refinement (``refine_pose``).
     """
     K = intrinsics(fov_deg, width, height).double()
     X = points_m.double()
@@ -68,9 +70,35 @@ def solve_camera(points_m: torch.Tensor, pixels: torch.Tensor, width: int, heigh
     B = torch.cat([rows_x, rows_y])
     rhs = torch.cat([x[:, 0] * RX[:, 2] - RX[:, 0], y[:, 0] * RX[:, 2] - RX[:, 1]])
     t = torch.linalg.lstsq(B, rhs[:, None]).solution[:, 0]
+    R, t = refine_pose(R, t, X, pixels.double(), K)
     viewmat = torch.eye(4, dtype=torch.float64)
     viewmat[:3, :3], viewmat[:3, 3] = R, t
     return Camera(viewmat.float(), K.float(), width, height)
+
+
+def refine_pose(R: torch.Tensor, t: torch.Tensor, X: torch.Tensor, pixels: torch.Tensor, K: torch.Tensor,
+                iterations: int = POSE_ITERATIONS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gauss-Newton on the reprojection error with Huber weights (IRLS), from the linear solution.
+
+    R ``[3, 3]``, t ``[3]``, X ``[N, 3]``, pixels ``[N, 2]``, K ``[3, 3]`` (float64). Returns the refined (R, t).
+    """
+    from fica.unwrap.fit import _axis_angle_matrix
+
+    def residual(params: torch.Tensor) -> torch.Tensor:  # params: axis-angle update [3], translation update [3]
+        cam = X @ (_axis_angle_matrix(params[:3]) @ R).T + (t + params[3:])
+        proj = cam[:, :2] / cam[:, 2:3].clamp(min=1e-6) @ K[:2, :2].T + K[:2, 2]
+        return (proj - pixels).reshape(-1)
+
+    params = torch.zeros(6, dtype=X.dtype)
+    for _ in range(iterations):
+        r = residual(params)
+        J = torch.func.jacfwd(residual)(params)  # [2N, 6], forward mode: 6 inputs
+        JW = J * (HUBER_PX / r.abs().clamp(min=1e-9)).clamp(max=1.0)[:, None]
+        step = torch.linalg.solve(JW.T @ J + 1e-9 * torch.eye(6, dtype=X.dtype), -(JW.T @ r))
+        params = params + step
+        if step.abs().max() < 1e-10:
+            break
+    return _axis_angle_matrix(params[:3]) @ R, t + params[3:]
 
 
 def sample_maps(maps: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
