@@ -62,8 +62,9 @@ def run_generate(portrait, uv_resolution, expressions, driving_video, seed, vide
 
 
 def run_example(portrait):
-    """Examples run with the default options (what their cached outputs show)."""
-    yield from run_generate(portrait, 256, list(APP_EXPRESSIONS), None, 0)
+    """Examples run with the default options and no driving video (Gradio cannot read back a cached empty video)."""
+    for outputs in run_generate(portrait, 256, list(APP_EXPRESSIONS), None, 0):
+        yield outputs[:3] + outputs[4:]
 
 
 def _readable_portrait_errors(component: gr.Image) -> gr.Image:
@@ -116,7 +117,8 @@ def build_demo() -> gr.Blocks:
                 downloads = gr.File(label="Downloads", file_count="multiple", height=240, elem_id="downloads")
                 report = gr.Textbox(label="Report", lines=2, interactive=False, elem_id="report")
         outputs = [uv_maps, avatar_3d, expression_videos, driving_result, downloads, report]
-        gr.Examples([[str(EXAMPLES_DIR / name)] for name in EXAMPLES], inputs=[portrait], outputs=outputs,
+        gr.Examples([[str(EXAMPLES_DIR / name)] for name in EXAMPLES], inputs=[portrait],
+                    outputs=[uv_maps, avatar_3d, expression_videos, downloads, report],
                     fn=run_example, cache_examples=CACHE_EXAMPLES != "0",
                     cache_mode="lazy" if CACHE_EXAMPLES == "lazy" else "eager")
         generate_btn.click(run_generate, outputs=outputs, api_name="generate",

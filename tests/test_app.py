@@ -169,6 +169,16 @@ def test_viewer_copy_faces_the_start_camera_centred_and_upright():
     assert torch.allclose(view.scales / head.scales, view.scales[:1] / head.scales[:1])
 
 
+def test_unreachable_weights_fall_back_to_embedded_with_a_note(monkeypatch):
+    from fica.app_support import load_pipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("FICA_MODEL", "fica-test/no-such-weights")
+    pipe, note = load_pipeline(uv_resolution=128)
+    assert "fica-test/no-such-weights" in note and "embedded" in note
+    assert all(impl.startswith("embedded") for impl in pipe.implementations.values())
+
+
 # ---------------------------------------------------------------------------------------------- the running app
 
 def test_generate_endpoint_returns_every_output_in_order(astronaut_result):
