@@ -21,7 +21,7 @@ from fica.maps import CompleteUV, geometry_tangents
 from fica.prior.base import Prior
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import Camera, rotation_ypr
-from fica.unwrap.fit import one_thread
+from fica.threads import one_thread
 from fica.uv_ops import erode, sphere_centre
 
 NECK_PIVOT_M = (0.0, -0.08, 0.0)
@@ -127,7 +127,8 @@ def texel_interpolation(texel_vertices: torch.Tensor, bary: torch.Tensor, num_ve
     ``UVLayout.vertices_to_map``, restricted to the texels given by ``texel_vertices [N, 3]``, ``bary [N, 3]``)."""
     rows = torch.arange(len(texel_vertices)).repeat_interleave(3)
     indices = torch.stack([rows, texel_vertices.reshape(-1)])
-    return torch.sparse_coo_tensor(indices, bary.reshape(-1), (len(texel_vertices), num_vertices)).coalesce()
+    return torch.sparse_coo_tensor(indices, bary.reshape(-1), (len(texel_vertices), num_vertices),
+                                   check_invariants=True).coalesce()
 
 
 def gaze_rotation(yaw_deg: float, pitch_deg: float) -> torch.Tensor:
