@@ -2,7 +2,7 @@
 
 Run ``python app.py`` (``--share`` for a public link, ``--host``/``--port`` for servers). ``FICA_MODEL`` names a
 Hub repo or folder with learned weights (``HF_TOKEN`` for private ones); without it everything runs embedded.
-The UI only: all the work is ``fica.app_support.generate``.
+The UI only: all the work is ``fica.app_support.generate_steps``.
 
 API (``api_name="/generate"``), inputs in order: portrait, uv_resolution, expressions, driving_video, seed,
 video_seconds.
@@ -22,7 +22,8 @@ import spaces
 from fica.app_support import (APP_EXPRESSIONS, UV_RESOLUTIONS, VIDEO_SECONDS, GenerateOptions,
                               generate_steps, load_pipeline)
 from fica.drive.presets import PRESETS
-from fica.errors import FiCAError, UnsupportedInput
+from fica.errors import FiCAError
+from fica.io.image import load_portrait
 
 log = logging.getLogger("fica.app")
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -49,11 +50,10 @@ def run_generate(portrait, uv_resolution, expressions, driving_video, seed, vide
         for step, result in enumerate(steps):
             if step == 0 and result.report["note"]:
                 gr.Warning(result.report["note"])
-            done = len(result.videos) == len(options.expressions) and (result.driving_video or not options.driving)
             yield ([(str(p), label) for p, label in result.uv_maps], str(result.viewer_ply),
                    [(str(p), name) for p, name in result.videos],
                    str(result.driving_video) if result.driving_video else None,
-                   [str(p) for p in result.downloads], result.summary() + ("" if done else " · rendering videos…"))
+                   [str(p) for p in result.downloads], result.summary())
     except FiCAError as err:
         raise gr.Error(str(err), print_exception=False) from None
     except Exception:
@@ -68,16 +68,19 @@ def run_example(portrait):
 
 
 def _readable_portrait_errors(component: gr.Image) -> gr.Image:
-    """Gradio opens an uploaded image with PIL before our code sees it; turn its failure on an unreadable file
-    into the same clear message the library gives."""
+    """Gradio opens an uploaded image with PIL before our code sees it; when that fails, show the library's own
+    message for the file (``fica.io.image.load_portrait``) instead of Gradio's generic error."""
     preprocess = component.preprocess
 
     def checked(payload):
         try:
             return preprocess(payload)
-        except (OSError, ValueError) as err:
-            raise gr.Error(str(UnsupportedInput("The portrait is not a readable image file (PNG, JPEG or WebP).")),
-                           print_exception=False) from err
+        except (OSError, ValueError):
+            try:
+                load_portrait(payload.path)
+            except FiCAError as err:
+                raise gr.Error(str(err), print_exception=False) from None
+            raise
 
     component.preprocess = checked
     return component

@@ -61,6 +61,7 @@ class GenerateResult:
     driving_video: Path | None  # driving video | avatar, side by side
     uv_zip: Path
     report: dict = field(default_factory=dict)
+    videos_pending: bool = False  # True in generate_steps' first result when videos follow
 
     @property
     def downloads(self) -> list[Path]:
@@ -69,7 +70,7 @@ class GenerateResult:
 
     def summary(self) -> str:
         """One line: time and implementation per stage, Gaussian count, export time."""
-        return report_line(self.report)
+        return report_line(self.report) + (" · rendering videos…" if self.videos_pending else "")
 
 
 def report_line(report: dict) -> str:
@@ -229,7 +230,7 @@ def generate_steps(portrait, options: GenerateOptions | None = None, *, source: 
                                 None, _zip_uv_maps(uv_maps, out_dir / "uv_maps.zip"), {**report, "note": note})
         _check_written(result)
         if options.expressions or driving is not None:
-            yield result
+            yield replace(result, videos_pending=True)
             # export_all replaces its own files in out_dir atomically (same maps and splats, now with videos).
             report = export_all(output, out_dir, views_deg=(), expressions=tuple(options.expressions),
                                 driving=driving, seconds=options.video_seconds,

@@ -221,12 +221,14 @@ def test_face_errors_show_the_library_message_and_the_app_keeps_serving(client, 
 
 
 def test_unreadable_tiny_and_bad_video_inputs_give_clear_errors(client, tmp_path):
-    from fica.errors import ImageTooSmall
+    from fica.errors import ImageTooSmall, UnsupportedInput
     from fica.io.image import load_portrait
 
     not_an_image = tmp_path / "portrait.png"
     not_an_image.write_text("this is not a picture")
-    assert "not a readable image" in _app_error_message(client, not_an_image)
+    with pytest.raises(UnsupportedInput) as expected:
+        load_portrait(str(not_an_image))
+    assert str(expected.value) in _app_error_message(client, not_an_image)
 
     tiny = tmp_path / "tiny.png"
     Image.open(EXAMPLES / "astronaut.jpg").resize((40, 40)).save(tiny)

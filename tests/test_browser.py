@@ -49,9 +49,9 @@ def test_no_face_upload_shows_the_clear_error(page):
 def _choose_short_videos(page, presets: list[str], seconds: float) -> None:
     """Open Options, keep only ``presets`` checked and set the video length (keeps the suite fast on a CPU)."""
     page.get_by_text("Options").click()
+    page.locator("#expressions").wait_for(state="visible")
     for box in page.locator("#expressions input[type=checkbox]").all():
-        if box.is_checked() != (box.get_attribute("name") in presets):
-            box.click()
+        box.set_checked(box.get_attribute("name") in presets)
     length = page.locator("#video-seconds input[type=number]")
     length.fill(str(seconds))
     length.press("Enter")
