@@ -8,6 +8,7 @@ out; scripts and tests can call the same function.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 import threading
@@ -89,7 +90,8 @@ _pipelines_lock = threading.Lock()
 
 
 def load_pipeline(source: str | None = None, uv_resolution: int = 256, device: str | None = None):
-    """The pipeline for ``source`` (default: ``FICA_MODEL``, else embedded), built once per resolution.
+    """The pipeline for ``source`` (default: ``FICA_MODEL``, else embedded), built once per resolution, on
+    ``device`` (default: ``FICA_DEVICE``, else the CPU; set ``FICA_DEVICE=cuda`` on GPU hardware).
 
     Returns ``(pipeline, note)``: when the weights cannot be had (offline, private, missing) the embedded
     pipeline runs instead and ``note`` says why, for the UI to show; otherwise ``note`` is ''.
@@ -98,7 +100,7 @@ def load_pipeline(source: str | None = None, uv_resolution: int = 256, device: s
     from fica.pipeline import FiCAPipeline
 
     source = resolve_source(source)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or os.environ.get("FICA_DEVICE", "cpu")
     key = (source, int(uv_resolution), device)
     with _pipelines_lock:
         if key not in _pipelines:
@@ -166,6 +168,7 @@ def to_gradio_viewer(gaussians: GaussianSet, screen_height_px: float = 260.0) ->
     """The Gaussians moved into Gradio's Model3D splat viewer frame: the head's centre at the orbit target,
     facing the start camera, scaled to about ``screen_height_px`` tall on first load. Colours and opacities
     are unchanged; only the exported *view* copy uses this (the downloadable .ply stays in metres)."""
+    gaussians = gaussians.to("cpu")
     means = gaussians.means.float()
     lo, hi = torch.quantile(means, 0.01, dim=0), torch.quantile(means, 0.99, dim=0)
     centre = (lo + hi) / 2
