@@ -21,7 +21,9 @@ from typing import Callable, Iterator
 import torch
 
 from fica.errors import UnsupportedInput, WeightsUnavailable
+from fica.prior.analytic import matrix_to_quat, quat_multiply
 from fica.prior.gaussians import GaussianSet
+from fica.render.camera import rotation_ypr
 
 UV_RESOLUTIONS = (128, 256, 512)
 APP_EXPRESSIONS = ("smile", "talk", "turn")
@@ -132,36 +134,14 @@ def new_output_dir(root: str | Path = OUTPUT_ROOT, max_age_s: float = OUTPUT_MAX
 
 # ---------------------------------------------------------------------------------------------- Model3D framing
 
-def _quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Hamilton product of (w, x, y, z) quaternions ``[..., 4]``."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                        aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
-
-
-def _axis_quat(axis: int, angle_rad: float) -> torch.Tensor:
-    q = torch.zeros(4)
-    q[0], q[1 + axis] = math.cos(angle_rad / 2), math.sin(angle_rad / 2)
-    return q
-
-
-def _quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
-    w, x, y, z = q.tolist()
-    return torch.tensor([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                         [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                         [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
-
-
 def gradio_viewer_rotation() -> torch.Tensor:
-    """Unit quaternion ``[4]`` (w, x, y, z) turning the head frame into Gradio's splat-viewer world so that the
-    viewer's start camera sees the head as the frontal ``orbit_camera()`` does (face toward it, upright).
+    """Rotation ``[3, 3]`` from the head frame into Gradio's splat-viewer world such that the viewer's start camera
+    sees the head as the frontal ``orbit_camera()`` does (face toward it, upright, subject's left on the right).
 
-    The viewer's start camera has camera-to-world rotation Ry(-alpha) Rx(-beta); the frontal camera's
-    world-to-camera rotation is a half turn about x. Their product maps head-frame directions into the viewer.
+    The start camera's camera-to-world rotation is Ry(-alpha) Rx(-beta); the frontal camera's world-to-camera
+    rotation is a half turn about x. Their product, Ry(-alpha) Rx(pi - beta), maps head directions into the viewer.
     """
-    camera_to_world = _quat_mul(_axis_quat(1, -GRADIO_ORBIT_ALPHA_RAD), _axis_quat(0, -GRADIO_ORBIT_BETA_RAD))
-    return _quat_mul(camera_to_world, _axis_quat(0, math.pi))
+    return rotation_ypr(-math.degrees(GRADIO_ORBIT_ALPHA_RAD), 180.0 - math.degrees(GRADIO_ORBIT_BETA_RAD), 0.0)
 
 
 def to_gradio_viewer(gaussians: GaussianSet, screen_height_px: float = 260.0) -> GaussianSet:
@@ -173,10 +153,10 @@ def to_gradio_viewer(gaussians: GaussianSet, screen_height_px: float = 260.0) ->
     lo, hi = torch.quantile(means, 0.01, dim=0), torch.quantile(means, 0.99, dim=0)
     centre = (lo + hi) / 2
     scale = screen_height_px * GRADIO_ORBIT_RADIUS / GRADIO_FOCAL_PX / float(hi[1] - lo[1])
-    q = gradio_viewer_rotation()
-    rotation = _quat_to_matrix(q)
+    rotation = gradio_viewer_rotation()
+    q = matrix_to_quat(rotation[None])
     return GaussianSet(means=scale * (means - centre) @ rotation.T,
-                       quats=_quat_mul(q.expand_as(gaussians.quats), gaussians.quats.float()),
+                       quats=quat_multiply(q.expand_as(gaussians.quats), gaussians.quats.float()),
                        scales=gaussians.scales.float() * scale,
                        opacities=gaussians.opacities, colors=gaussians.colors)
 
