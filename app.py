@@ -111,12 +111,12 @@ def build_demo() -> gr.Blocks:
                     seed = gr.Number(value=0, precision=0, label="Seed (used by learned completion)")
             with gr.Column(scale=2):
                 with gr.Row():
-                    avatar_3d = gr.Model3D(label="Avatar (3D Gaussians)", height=420,
-                                           elem_id="avatar-3d")
+                    avatar_3d = gr.Model3D(label="Avatar (3D Gaussians)", height=420, elem_id="avatar-3d")
                     expression_videos = gr.Gallery(label="Expressions", columns=2, height=420,
                                                    elem_id="expression-videos")
                 uv_maps = gr.Gallery(label="UV maps", columns=4, object_fit="contain", elem_id="uv-maps")
-                driving_result = gr.Video(label="Driving video | avatar (with a driving video)", elem_id="driving-result")
+                driving_result = gr.Video(label="Driving video | avatar (with a driving video)",
+                                          elem_id="driving-result")
                 downloads = gr.File(label="Downloads", file_count="multiple", height=240, elem_id="downloads")
                 report = gr.Textbox(label="Report", lines=2, interactive=False, elem_id="report")
         outputs = [uv_maps, avatar_3d, expression_videos, driving_result, downloads, report]
