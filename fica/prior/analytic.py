@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from fica.drive.expression import ARKIT_INDEX, ARKIT_NAMES, Expression
+from fica.drive.expression import ARKIT_NAMES, Expression
 from fica.head.model import REGIONS, HeadModel, default_head
 from fica.maps import CompleteUV, geometry_tangents
 from fica.prior.base import Prior
