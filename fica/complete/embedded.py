@@ -16,7 +16,7 @@ from fica.complete.base import Completer
 from fica.head.model import HeadModel, UVLayout, default_head
 from fica.maps import CompleteUV, PartialUV
 from fica.unwrap.base import Unwrapped
-from fica.unwrap.fit import one_thread
+from fica.threads import one_thread
 from fica.uv_ops import harmonic_fill, smoothstep, sphere_centre
 
 SEEN_THRESHOLD = 0.5

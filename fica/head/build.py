@@ -118,7 +118,6 @@ def layout_chart(mesh, cut_quads: np.ndarray, islands: list[Island], mirror: np.
     tex = mesh.quad_texcoords[cut_quads]
     corner_uv = mesh.texcoords[tex] * np.array([1.0, -1.0])  # v down
     out = np.zeros_like(corner_uv)
-    by_name = {i.name: i for i in islands}
     # Corner pairing: corner (q, c) with vertex v <-> corner of the mirrored quad holding mirror[v].
     key = {frozenset(q.tolist()): i for i, q in enumerate(quads)}
     mirror_quad = np.array([key[frozenset(mirror[q].tolist())] for q in quads])

@@ -26,7 +26,7 @@ from fica.maps import CompleteUV
 from fica.complete.embedded import SEEN_THRESHOLD, SOURCE_VISIBILITY
 from fica.refine.base import Refiner
 from fica.unwrap.base import Unwrapped
-from fica.unwrap.fit import one_thread
+from fica.threads import one_thread
 from fica.uv_ops import erode, laplacian_blend, neighbour_mean, push_pull_fill, smoothstep
 
 KEEP_VISIBILITY = 0.9  # texels at least this visible keep the completed (photo) colour exactly

@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 import torch
 
@@ -57,14 +56,3 @@ def parallel_map(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
     if pool is None or len(parts) < 2:
         return [fn(part) for part in parts]
     return list(pool.map(fn, parts))
-
-
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run torch single-threaded in the calling thread inside the block; restore its thread count after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

@@ -21,7 +21,8 @@ import math
 import torch
 
 from fica.prior.gaussians import GaussianSet
-from fica.render._workers import cores, parallel_map, single_threaded
+from fica.render._workers import cores, parallel_map
+from fica.threads import one_thread
 from fica.render.camera import Camera
 
 EPS2D = 0.3  # px², the low-pass dilation gsplat adds to every projected covariance
@@ -130,7 +131,7 @@ def rasterize_torch(means: torch.Tensor,  # [N, 3] head frame, metres
     color_acc = torch.zeros(n_tiles, 3, TILE * TILE, **f32)
     T = torch.ones(n_tiles, TILE * TILE, **f32)
 
-    with torch.no_grad(), single_threaded():
+    with torch.no_grad(), one_thread():
         means2d, cov2d, conics, depths = project_gaussians(means, quats, scales, viewmat, K, width, height)
         idx, radii = _visible_footprints(means2d, cov2d, depths, opacities, width, height)
         order = torch.argsort(depths[idx])

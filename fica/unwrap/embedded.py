@@ -8,7 +8,8 @@ from fica.drive.expression import Expression
 from fica.head.model import HeadModel, default_head
 from fica.unwrap.base import Unwrapped, Unwrapper
 from fica.unwrap.dense import dense_from_fit, rasterize_fit
-from fica.unwrap.fit import fit_head, one_thread
+from fica.threads import one_thread
+from fica.unwrap.fit import fit_head
 from fica.unwrap.landmarks import detect_landmarks
 from fica.unwrap.uv_unwrap import unwrap_to_uv
 

@@ -13,7 +13,6 @@ displacement of every vertex that moves the landmarks onto their detections in t
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -25,6 +24,7 @@ import torch
 from fica.drive.expression import ARKIT_NAMES, Expression
 from fica.head.model import REGIONS, HeadModel
 from fica.render.camera import Camera, intrinsics
+from fica.threads import one_thread
 from fica.unwrap.landmarks import FACE_OVAL, NUM_LANDMARKS
 from fica.uv_ops import sphere_centre
 
@@ -271,19 +271,6 @@ class _Problem:
             if not improved or relative < 1e-5:
                 break
         return R.float(), t.float(), c.float()
-
-
-@contextmanager
-def one_thread():
-    """Run torch single-threaded for the duration. The unwrap stage is many small ops, and on a busy CPU torch's
-    worker threads wait on each other: measured on the 2-core dev box under load, one fit took 0.12 s on one thread
-    against 2-8 s on two, and the whole stage 0.3 s against 1-3 s."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _initial_pose(landmarks: torch.Tensor, points: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
