@@ -170,3 +170,50 @@ def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+# The UV-map helpers (fica.uv_ops) the completion is built from, which other stages reuse.
+
+
+def test_push_pull_keeps_known_texels_and_fills_a_constant_field_exactly():
+    from fica.uv_ops import push_pull_fill
+
+    torch.manual_seed(0)
+    values = torch.rand(3, 37, 50)
+    known = (torch.rand(1, 37, 50) > 0.8).float()
+    filled = push_pull_fill(values, known)
+    assert torch.equal(filled[known.expand(3, -1, -1) > 0], values[known.expand(3, -1, -1) > 0])
+    lo, hi = values.amin(dim=(1, 2)), values.amax(dim=(1, 2))
+    assert ((filled >= lo[:, None, None] - 1e-6) & (filled <= hi[:, None, None] + 1e-6)).all()
+    constant = torch.full((3, 37, 50), 0.25) * known
+    assert torch.allclose(push_pull_fill(constant, known), torch.full((3, 37, 50), 0.25), atol=1e-6)
+
+
+def test_harmonic_fill_stays_inside_its_domain_and_island():
+    from fica.uv_ops import harmonic_fill
+
+    values = torch.zeros(1, 20, 40)
+    values[:, :, :3] = 1.0  # known bright strip on the left island
+    known = torch.zeros(1, 20, 40)
+    known[:, :, :3] = 1
+    domain = torch.zeros(1, 20, 40)
+    domain[:, :, :15] = 1  # left island; columns 15.. are another island or outside the chart
+    filled = harmonic_fill(values, known, domain, iterations=20)
+    assert torch.allclose(filled[:, :, :15], torch.ones(1, 20, 15))
+    assert filled[:, :, 15:].abs().max() == 0, "nothing written outside the domain"
+
+
+def test_laplacian_blend_returns_either_input_under_a_constant_alpha_and_mixes_across_a_seam():
+    from fica.uv_ops import laplacian_blend
+
+    torch.manual_seed(1)
+    a, b = torch.rand(3, 64, 64), torch.rand(3, 64, 64)
+    assert torch.allclose(laplacian_blend(a, b, torch.ones(1, 64, 64)), a, atol=1e-5)
+    assert torch.allclose(laplacian_blend(a, b, torch.zeros(1, 64, 64)), b, atol=1e-5)
+    alpha = torch.zeros(1, 64, 64)
+    alpha[..., :32] = 1
+    flat_a, flat_b = torch.full((3, 64, 64), 0.8), torch.full((3, 64, 64), 0.2)
+    mixed = laplacian_blend(flat_a, flat_b, alpha)
+    assert 0.3 < float(mixed[0, 32, 32]) < 0.7, "the low band mixes across the seam"
+    assert torch.allclose(mixed[..., :4], flat_a[..., :4], atol=0.02) and torch.allclose(
+        mixed[..., -4:], flat_b[..., -4:], atol=0.02)
