@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import torch
 
+from fica.complete.embedded import SEEN_THRESHOLD, SOURCE_VISIBILITY
 from fica.head.model import HeadModel, UVLayout, default_head
 from fica.maps import CompleteUV
-from fica.complete.embedded import SEEN_THRESHOLD, SOURCE_VISIBILITY
 from fica.refine.base import Refiner
 from fica.unwrap.base import Unwrapped
 from fica.threads import one_thread
