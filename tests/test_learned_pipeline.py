@@ -15,7 +15,7 @@ from fica.render.camera import orbit_camera
 def tiny_repo(tmp_path_factory):
     from fica.train.tiny import build_tiny_repo
 
-    return build_tiny_repo(tmp_path_factory.mktemp("tiny"), samples=6, steps_scale=0.1)
+    return build_tiny_repo(tmp_path_factory.mktemp("tiny"), samples=8)
 
 
 @pytest.fixture(scope="module")

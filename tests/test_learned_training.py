@@ -46,7 +46,7 @@ def test_autoencoder_reconstruction_improves(samples, tmp_path):
             return float((vae.decode(vae.encode(images).latent_dist.mode()).sample - images).abs().mean())
 
     before = reconstruction_l1()
-    diffusion.train_autoencoder(vae, samples[:2], cfg(tmp_path, 20, 2e-3, 4))
+    diffusion.train_autoencoder(vae, samples[:2], cfg(tmp_path, 40, 2e-3, 4))
     assert reconstruction_l1() < 0.7 * before
 
 
@@ -89,7 +89,7 @@ def test_prior_reproduces_one_target_render(samples, tmp_path):
 
     torch.manual_seed(0)
     model = CodecPrior(**prior.TINY_CONFIG)
-    history = prior.train_prior(model, samples[:1], cfg(tmp_path, 40, 3e-3, 1))
+    history = prior.train_prior(model, samples[:1], cfg(tmp_path, 25, 5e-3, 1))
     assert history[-1]["render_l1"] < 0.5 * history[0]["render_l1"]
     assert history[-1]["render_l1"] < 0.03
 

@@ -24,10 +24,10 @@ from fica.models.uv_dit import DOMAINS, UVDiT
 
 TINY_VAE = dict(block_out_channels=(16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3,
                 up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=8, layers_per_block=1,
-                sample_size=64, scaling_factor=1.0)
+                sample_size=32, scaling_factor=1.0)
 TINY_CLIP = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
                  patch_size=8, projection_dim=16)
-TINY_DIT = dict(sample_size=16, patch_size=2, latent_channels=4, condition_channels=12, hidden_size=64,
+TINY_DIT = dict(sample_size=8, patch_size=2, latent_channels=4, condition_channels=12, hidden_size=64,
                 num_layers=2, num_heads=4, image_embed_dim=16)
 CFG_DROPOUT = 0.1
 KL_WEIGHT = 1e-6
