@@ -45,7 +45,8 @@ def tangent_frames(geometry: torch.Tensor, valid: torch.Tensor) -> tuple[torch.T
 
 def prior_inputs(texture: torch.Tensor, geometry: torch.Tensor, valid: torch.Tensor,
                  geometry_scale_m: float) -> torch.Tensor:
-    """Network input ``[B, 7, R, R]`` from texture ``[B, 3, R, R]``, geometry ``[B, 3, R, R]``, valid ``[B, 1, R, R]``."""
+    """Network input ``[B, 7, R, R]`` from texture ``[B, 3, R, R]``, geometry ``[B, 3, R, R]``,
+    valid ``[B, 1, R, R]``."""
     return torch.cat([(2 * texture - 1) * valid, geometry / geometry_scale_m * valid, valid], 1)
 
 

@@ -14,7 +14,8 @@ from fica.train.loop import TrainConfig
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--out", type=Path, required=True, help="run folder: losses.jsonl, checkpoint/, the trained component")
+    p.add_argument("--out", type=Path, required=True,
+                   help="run folder: losses.jsonl, checkpoint/, the trained component")
     p.add_argument("--data", type=Path, help="dataset folder (sample_*.pt)")
     p.add_argument("--synthetic", type=int, default=64, help="synthetic samples to draw when --data is not given")
     p.add_argument("--steps", type=int, default=1000)

@@ -20,7 +20,8 @@ TINY_CONFIG = dict(image_height=64, image_width=48, patch_size=8, hidden_size=64
 
 
 def prepare(samples, model: DenseViT) -> dict[str, torch.Tensor]:
-    """Letterboxed inputs ``image [N, 3, h, w]`` and targets (uv ``[N, 2, h, w]``, xyz, normal, mask ``[N, 1, h, w]``)."""
+    """Letterboxed inputs ``image [N, 3, h, w]`` and targets: uv ``[N, 2, h, w]``, xyz, normal,
+    mask ``[N, 1, h, w]``."""
     out = {k: [] for k in ("image", "uv", "xyz", "normal", "mask")}
     for s in samples:
         out["image"].append(letterbox(s.image.permute(2, 0, 1), model.image_size)[0])

@@ -60,7 +60,8 @@ def autoencoder_images(samples, resolution: int, geometry_scale_m: float) -> tor
         p = resample_partial(s.partial, resolution)
         out += [to_vae_space(resample(s.complete.texture, resolution)[None], "texture", geometry_scale_m),
                 to_vae_space(resample(s.complete.geometry, resolution)[None], "geometry", geometry_scale_m),
-                to_vae_space(p["rgb"], "texture", geometry_scale_m), to_vae_space(p["xyz"], "geometry", geometry_scale_m)]
+                to_vae_space(p["rgb"], "texture", geometry_scale_m),
+                to_vae_space(p["xyz"], "geometry", geometry_scale_m)]
     return torch.cat(out)
 
 
