@@ -27,7 +27,7 @@ from fica.render.camera import rotation_ypr
 
 UV_RESOLUTIONS = (128, 256, 512)
 APP_EXPRESSIONS = ("smile", "talk", "turn")
-VIDEO_SECONDS = (1.0, 3.0, 6.0)  # shortest, default, longest expression video the app renders
+VIDEO_SECONDS = (1.0, 2.0, 6.0)  # shortest, default, longest expression video the app renders
 DRIVING_MAX_FRAMES = 96  # the app fits at most this many driving frames (one face fit each)
 PIPELINE_SHARE = 0.3  # of the progress bar: the four stages; the rest is export (videos dominate)
 OUTPUT_ROOT = Path(tempfile.gettempdir()) / "fica-app"
