@@ -6,7 +6,7 @@ The UI only: all the work is ``fica.app_support.generate_steps``.
 
 API (``api_name="/generate"``), inputs in order: portrait, uv_resolution, expressions, driving_video, seed,
 video_seconds.
-Outputs in order (stable): uv_maps (gallery of 7 labelled PNGs), avatar_3d (.ply framed for the viewer),
+Outputs in order (stable): uv_maps (gallery of 7 labelled PNGs), avatar_3d (.splat framed for the viewer),
 expression_videos (gallery of mp4s, one per preset), driving_video (mp4 or None), downloads (files), report (text).
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ def run_generate(portrait, uv_resolution, expressions, driving_video, seed, vide
         for step, result in enumerate(steps):
             if step == 0 and result.report["note"]:
                 gr.Warning(result.report["note"])
-            yield ([(str(p), label) for p, label in result.uv_maps], str(result.viewer_ply),
+            yield ([(str(p), label) for p, label in result.uv_maps], str(result.viewer_splat),
                    [(str(p), name) for p, name in result.videos],
                    str(result.driving_video) if result.driving_video else None,
                    [str(p) for p in result.downloads], result.summary())

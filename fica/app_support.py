@@ -59,7 +59,7 @@ class GenerateResult:
     uv_maps: list[tuple[Path, str]]  # (png, label) in fica.export.UV_MAP_FILES order
     ply: Path  # head frame, metres (DESIGN.md §3)
     splat: Path
-    viewer_ply: Path  # the same Gaussians framed for Gradio's Model3D (see to_gradio_viewer)
+    viewer_splat: Path  # the same Gaussians framed for Gradio's Model3D (see to_gradio_viewer), as .splat
     videos: list[tuple[Path, str]]  # (mp4, preset name) per expression preset
     driving_video: Path | None  # driving video | avatar, side by side
     uv_zip: Path
@@ -147,7 +147,7 @@ def gradio_viewer_rotation() -> torch.Tensor:
 def to_gradio_viewer(gaussians: GaussianSet, screen_height_px: float = 260.0) -> GaussianSet:
     """The Gaussians moved into Gradio's Model3D splat viewer frame: the head's centre at the orbit target,
     facing the start camera, scaled to about ``screen_height_px`` tall on first load. Colours and opacities
-    are unchanged; only the exported *view* copy uses this (the downloadable .ply stays in metres)."""
+    are unchanged; only the exported *view* copy uses this (the downloads stay in metres)."""
     gaussians = gaussians.to("cpu")
     means = gaussians.means.float()
     lo, hi = torch.quantile(means, 0.01, dim=0), torch.quantile(means, 0.99, dim=0)
@@ -184,7 +184,7 @@ def generate_steps(portrait, options: GenerateOptions | None = None, *, source: 
     from fica.drive.presets import PRESETS
     from fica.drive.video import clip_from_video
     from fica.export import UV_MAP_FILES, export_all
-    from fica.io.splat_files import save_ply
+    from fica.io.splat_files import save_splat
 
     options = options or GenerateOptions()
     if options.uv_resolution not in UV_RESOLUTIONS:
@@ -207,10 +207,12 @@ def generate_steps(portrait, options: GenerateOptions | None = None, *, source: 
         output = pipe(portrait, generator=generator, progress=lambda f, d: notify(PIPELINE_SHARE * f, d))
         notify(PIPELINE_SHARE, "writing UV maps and splat files")
         report = export_all(output, out_dir, views_deg=(), expressions=())
-        viewer_ply = save_ply(to_gradio_viewer(output.avatar.gaussians()), out_dir / "viewer" / "avatar_view.ply")
+        # .splat: half the bytes of .ply and no parsing in the browser, so the viewer shows up sooner.
+        viewer_splat = save_splat(to_gradio_viewer(output.avatar.gaussians()),
+                                  out_dir / "viewer" / "avatar_view.splat")
         uv_maps = [(out_dir / "uv" / f"{stem}.png", label) for stem, label, _ in UV_MAP_FILES]
-        result = GenerateResult(out_dir, uv_maps, out_dir / "avatar.ply", out_dir / "avatar.splat", viewer_ply, [],
-                                None, _zip_uv_maps(uv_maps, out_dir / "uv_maps.zip"), {**report, "note": note})
+        result = GenerateResult(out_dir, uv_maps, out_dir / "avatar.ply", out_dir / "avatar.splat", viewer_splat,
+                                [], None, _zip_uv_maps(uv_maps, out_dir / "uv_maps.zip"), {**report, "note": note})
         _check_written(result)
         if options.expressions or driving is not None:
             yield replace(result, videos_pending=True)
@@ -230,7 +232,7 @@ def generate_steps(portrait, options: GenerateOptions | None = None, *, source: 
 
 
 def _check_written(result: GenerateResult) -> None:
-    missing = [p.name for p in [*result.downloads, result.viewer_ply, *(p for p, _ in result.uv_maps)]
+    missing = [p.name for p in [*result.downloads, result.viewer_splat, *(p for p, _ in result.uv_maps)]
                if not p.is_file()]
     if missing:
         raise RuntimeError(f"export did not write {', '.join(missing)}")
