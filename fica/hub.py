@@ -46,6 +46,8 @@ COMPONENT_CLASSES: dict[str, tuple[str, str]] = {
     "universal_prior": ("fica.models.codec_prior", "CodecPrior"),
 }
 ALLOW_PATTERNS = [MODEL_INDEX, "*/config.json", "*/scheduler_config.json", "*/*.safetensors"]
+# diffusers models load without `accelerate` here; saying so up front silences its warning on every load
+QUIET_LOAD = {"low_cpu_mem_usage": False}
 HELP = "set FICA_MODEL to a FiCA pipeline repo id or folder (HF_TOKEN for a private repo), or unset it to run embedded"
 
 

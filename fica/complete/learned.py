@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from fica.complete.base import Completer
+from fica.hub import QUIET_LOAD
 from fica.maps import CompleteUV, PartialUV
 from fica.models.uv_dit import DOMAINS
 from fica.unwrap.base import Unwrapped
@@ -124,7 +125,8 @@ class LearnedCompleter(Completer):
         from fica.models.uv_dit import UVDiT
 
         folder = Path(folder)
-        return cls(UVDiT.from_pretrained(folder / "uv_diffusion"), AutoencoderKL.from_pretrained(folder / "vae"),
+        return cls(UVDiT.from_pretrained(folder / "uv_diffusion", **QUIET_LOAD),
+                   AutoencoderKL.from_pretrained(folder / "vae", **QUIET_LOAD),
                    CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder"),
                    FlowMatchEulerDiscreteScheduler.from_pretrained(folder / "scheduler"),
                    implementation=f"learned: {source}/uv_diffusion", device=device)

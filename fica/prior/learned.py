@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from fica.drive.expression import Expression
+from fica.hub import QUIET_LOAD
 from fica.maps import CompleteUV, geometry_normals, geometry_tangents
 from fica.prior.analytic import matrix_to_quat, quat_multiply
 from fica.prior.base import Prior
@@ -109,7 +110,7 @@ class LearnedPrior(Prior):
                         device: str | torch.device = "cpu") -> "LearnedPrior":
         from fica.models.codec_prior import CodecPrior
 
-        model = CodecPrior.from_pretrained(Path(folder) / COMPONENT)
+        model = CodecPrior.from_pretrained(Path(folder) / COMPONENT, **QUIET_LOAD)
         return cls(model, f"learned: {source}/{COMPONENT}", device)
 
     @property

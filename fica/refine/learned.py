@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fica.hub import QUIET_LOAD
 from fica.maps import CompleteUV
 from fica.refine.base import Refiner
 from fica.unwrap.base import Unwrapped
@@ -61,7 +62,8 @@ class LearnedRefiner(Refiner):
         from fica.models.uv_refiner import UVRefiner
 
         folder = Path(folder)
-        return cls(UVRefiner.from_pretrained(folder / COMPONENT), DenseViT.from_pretrained(folder / BACKBONE),
+        return cls(UVRefiner.from_pretrained(folder / COMPONENT, **QUIET_LOAD),
+                   DenseViT.from_pretrained(folder / BACKBONE, **QUIET_LOAD),
                    implementation=f"learned: {source}/{COMPONENT}", device=device)
 
     @torch.no_grad()

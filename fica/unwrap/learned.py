@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from fica.drive.expression import Expression
+from fica.hub import QUIET_LOAD
 from fica.render.camera import DEFAULT_FOV_DEG, Camera, intrinsics
 from fica.unwrap.base import DenseMaps, Unwrapped, Unwrapper
 
@@ -144,7 +145,7 @@ class LearnedUnwrapper(Unwrapper):
                         device: str | torch.device = "cpu") -> "LearnedUnwrapper":
         from fica.models.dense_vit import DenseViT
 
-        model = DenseViT.from_pretrained(Path(folder) / COMPONENT)
+        model = DenseViT.from_pretrained(Path(folder) / COMPONENT, **QUIET_LOAD)
         return cls(model, uv_resolution=uv_resolution, implementation=f"learned: {source}/{COMPONENT}",
                    device=device)
 
