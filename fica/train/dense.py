@@ -3,7 +3,8 @@
 Data: per sample the portrait and its per-pixel ground truth (``dense``: uv, xyz, normal, mask), letterboxed to
 the network's input like ``LearnedUnwrapper`` does. Losses (on the ground-truth mask): L1 on uv and xyz
 (xyz in units of ``xyz_scale_m``), cosine + L1 on normals, and binary cross-entropy on the mask.
-Start from Sapiens backbone weights with ``--init`` where they are converted to this layout.
+``--init`` resumes from a saved ``dense_predictor`` folder; the default configuration has Sapiens-0.3b's backbone
+shape (no converter from Sapiens checkpoints to this layout is included).
 
 ``python -m fica.train.dense --out runs/dense [--data DIR | --synthetic N] [--steps N] [--tiny]``
 """
