@@ -74,6 +74,25 @@ def test_dit_domain_token_and_image_embedding_change_the_velocity():
     assert (texture - unconditional).abs().mean() > 1e-4
 
 
+def test_flow_sampling_is_seeded_and_guidance_moves_it():
+    from fica.complete.learned import flow_sample
+
+    model = tiny("dit")
+    for p in model.parameters():
+        p.data.add_(0.02 * torch.randn_like(p))
+    _, scheduler = diffusion.tiny_components()[1:]
+    _, condition, _, _, embeds = example_inputs("dit", 1)
+
+    def run(seed, guidance):
+        with torch.no_grad():
+            return flow_sample(model, scheduler, condition, embeds, "texture", steps=4, guidance_scale=guidance,
+                               generator=torch.Generator().manual_seed(seed))
+
+    assert torch.equal(run(0, 2.0), run(0, 2.0))
+    assert not torch.equal(run(0, 2.0), run(1, 2.0))
+    assert (run(0, 2.0) - run(0, 1.0)).abs().mean() > 1e-4
+
+
 def test_untrained_refiner_is_the_identity():
     with torch.no_grad():
         assert tiny("refiner")(*example_inputs("refiner")).abs().max() == 0
