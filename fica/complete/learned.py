@@ -16,10 +16,9 @@ import torch.nn.functional as F
 from fica.complete.base import Completer
 from fica.hub import QUIET_LOAD
 from fica.maps import CompleteUV, PartialUV
-from fica.models.uv_dit import DOMAINS
+from fica.models.uv_dit import DOMAINS, UVDiT
 from fica.unwrap.base import Unwrapped
 
-COMPONENTS = ("uv_diffusion", "vae", "image_encoder", "scheduler")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -121,8 +120,6 @@ class LearnedCompleter(Completer):
                         device: str | torch.device = "cpu") -> "LearnedCompleter":
         from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
         from transformers import CLIPVisionModelWithProjection
-
-        from fica.models.uv_dit import UVDiT
 
         folder = Path(folder)
         return cls(UVDiT.from_pretrained(folder / "uv_diffusion", **QUIET_LOAD),
