@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from fica.drive.expression import Expression
 from fica.hub import QUIET_LOAD
-from fica.render.camera import DEFAULT_FOV_DEG, Camera, intrinsics
+from fica.render.camera import DEFAULT_FOV_DEG, Camera, intrinsics, orbit_camera
 from fica.unwrap.base import DenseMaps, Unwrapped, Unwrapper
 
 COMPONENT = "dense_predictor"
@@ -49,7 +49,8 @@ def solve_camera(points_m: torch.Tensor, pixels: torch.Tensor, width: int, heigh
     """Camera from head-frame points ``[N, 3]`` seen at ``pixels [N, 2]`` (centres at +0.5), N ≥ 6.
 
     Linear PnP (DLT with known intrinsics) on normalised data, the nearest rotation and the translation
-    re-solved by least squares with the rotation fixed, then a robust Gauss-Newton refinement (``refine_pose``).
+    re-solved by least squares with the rotation fixed, then a robust Gauss-Newton refinement (``refine_pose``)
+    from it and from a frontal camera; the pose with the lower ``pose_cost`` wins.
     """
     K = intrinsics(fov_deg, width, height).double()
     X = points_m.double()
@@ -71,10 +72,29 @@ def solve_camera(points_m: torch.Tensor, pixels: torch.Tensor, width: int, heigh
     B = torch.cat([rows_x, rows_y])
     rhs = torch.cat([x[:, 0] * RX[:, 2] - RX[:, 0], y[:, 0] * RX[:, 2] - RX[:, 1]])
     t = torch.linalg.lstsq(B, rhs[:, None]).solution[:, 0]
-    R, t = refine_pose(R, t, X, pixels.double(), K)
+    # Noisy points can make the linear solution put the head behind the camera: also start from a frontal view,
+    # refine both and keep the better one.
+    frontal = orbit_camera(width=width, height=height, fov_deg=fov_deg).viewmat.double()
+    refined = [refine_pose(R0, t0, X, pixels.double(), K) for R0, t0 in ((R, t), (frontal[:3, :3], frontal[:3, 3]))]
+    R, t = min(refined, key=lambda Rt: pose_cost(*Rt, X, pixels.double(), K))
     viewmat = torch.eye(4, dtype=torch.float64)
     viewmat[:3, :3], viewmat[:3, 3] = R, t
     return Camera(viewmat.float(), K.float(), width, height)
+
+
+def project_points(R: torch.Tensor, t: torch.Tensor, X: torch.Tensor, K: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixels ``[N, 2]`` and camera depths ``[N]`` of head-frame points ``X [N, 3]`` under pose (R, t) and K."""
+    cam = X @ R.T + t
+    return cam[:, :2] / cam[:, 2:3].clamp(min=1e-6) @ K[:2, :2].T + K[:2, 2], cam[:, 2]
+
+
+def pose_cost(R: torch.Tensor, t: torch.Tensor, X: torch.Tensor, pixels: torch.Tensor, K: torch.Tensor) -> float:
+    """Median reprojection error in pixels; infinite when most points fall behind the camera."""
+    proj, depth = project_points(R, t, X, K)
+    if float((depth > 0).float().mean()) < 0.5:
+        return float("inf")
+    return float((proj - pixels).norm(dim=1).median())
 
 
 def refine_pose(R: torch.Tensor, t: torch.Tensor, X: torch.Tensor, pixels: torch.Tensor, K: torch.Tensor,
@@ -86,9 +106,7 @@ def refine_pose(R: torch.Tensor, t: torch.Tensor, X: torch.Tensor, pixels: torch
     from fica.unwrap.fit import _axis_angle_matrix
 
     def residual(params: torch.Tensor) -> torch.Tensor:  # params: axis-angle update [3], translation update [3]
-        cam = X @ (_axis_angle_matrix(params[:3]) @ R).T + (t + params[3:])
-        proj = cam[:, :2] / cam[:, 2:3].clamp(min=1e-6) @ K[:2, :2].T + K[:2, 2]
-        return (proj - pixels).reshape(-1)
+        return (project_points(_axis_angle_matrix(params[:3]) @ R, t + params[3:], X, K)[0] - pixels).reshape(-1)
 
     params = torch.zeros(6, dtype=X.dtype)
     for _ in range(iterations):
