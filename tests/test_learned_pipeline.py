@@ -34,8 +34,11 @@ def test_every_stage_runs_learned_on_a_portrait(learned_run, tiny_repo, portrait
     for maps in (out.complete, out.refined):
         assert torch.isfinite(maps.texture).all() and torch.isfinite(maps.geometry).all()
         assert maps.texture.min() >= 0 and maps.texture.max() <= 1
-    R = out.unwrapped.camera.viewmat[:3, :3]
+    camera, dense = out.unwrapped.camera, out.unwrapped.dense
+    R = camera.viewmat[:3, :3]
     assert torch.allclose(R @ R.T, torch.eye(3), atol=1e-4) and float(torch.det(R)) > 0.99
+    _, depth = camera.project(dense.xyz[dense.mask > 0.5])
+    assert float((depth > 0).float().mean()) > 0.9  # the predicted head surface lies in front of the solved camera
 
 
 def test_learned_avatar_renders_and_follows_expressions(learned_run):
