@@ -146,10 +146,11 @@ def test_learned_unwrapper_with_true_dense_maps_recovers_camera_and_head(monkeyp
     assert (out.partial.rgb - s.partial.rgb).abs().amax(0)[seen].max() < 1e-4
 
 
-def test_learned_prior_untrained_puts_gaussians_on_the_surface_and_rotates_the_head():
+def test_learned_prior_untrained_puts_gaussians_on_the_surface_and_turns_the_head_about_the_neck():
     from fica.drive.expression import Expression
     from fica.head.model import default_head
     from fica.maps import CompleteUV
+    from fica.prior.analytic import NECK_BLEND_M, NECK_PIVOT_M
     from fica.prior.learned import LearnedPrior
     from fica.render.camera import rotation_ypr
 
@@ -164,6 +165,10 @@ def test_learned_prior_untrained_puts_gaussians_on_the_surface_and_rotates_the_h
     assert torch.allclose(neutral.means, maps.geometry.permute(1, 2, 0)[layout.valid[0] > 0], atol=1e-6)
     assert torch.allclose(neutral.quats.norm(dim=1), torch.ones(len(neutral)), atol=1e-5)
     turned = stage.decode(identity, Expression(rotation_deg=torch.tensor([30.0, 0.0, 0.0])))
-    assert torch.allclose(turned.means, neutral.means @ rotation_ypr(30, 0, 0).T, atol=1e-5)
+    pivot, y = torch.tensor(NECK_PIVOT_M), neutral.means[:, 1]
+    head_texels, neck_base = y > y.min() + 2 * NECK_BLEND_M, y < y.min() + 1e-4
+    assert torch.allclose(turned.means[head_texels], (neutral.means[head_texels] - pivot) @ rotation_ypr(30, 0, 0).T
+                          + pivot, atol=1e-5)
+    assert torch.allclose(turned.means[neck_base], neutral.means[neck_base], atol=1e-6)  # the neck stays on the torso
     jaw = Expression.from_dict({"jawOpen": 1.0})
     assert (stage.decode(identity, jaw).means - neutral.means).norm(dim=1).max() > 0.005

@@ -3,7 +3,8 @@
 One Gaussian per valid texel of the prior's chart. The decoder's per-texel parameters act on a template: the
 refined geometry moved by the head model's ARKit blendshapes (so expressions have a sensible starting point),
 with the surface's tangent frame and texel footprint; the network adds the position offset δx, colour offset δc,
-a rotation residual, a log-scale and the opacity. Head rotation (``Expression.rotation_deg``) turns the result.
+a rotation residual, a log-scale and the opacity. Head rotation (``Expression.rotation_deg``) turns the result
+about the neck pivot, as the analytic prior does.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from fica.drive.expression import Expression
 from fica.hub import QUIET_LOAD
 from fica.maps import CompleteUV, geometry_normals, geometry_tangents
-from fica.prior.analytic import matrix_to_quat, quat_multiply
+from fica.prior.analytic import NECK_BLEND_M, matrix_to_quat, quat_multiply, rotate_head
 from fica.prior.base import Prior
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import Camera, rotation_ypr
@@ -69,24 +70,30 @@ class PriorIdentity:
     valid: torch.Tensor  # [1, R, R]
 
 
-def params_to_gaussians(params: torch.Tensor, texture: torch.Tensor, geometry: torch.Tensor, valid: torch.Tensor,
-                        rotation: torch.Tensor | None = None) -> GaussianSet:
+def params_to_gaussians(params: torch.Tensor, texture: torch.Tensor, geometry: torch.Tensor,
+                        valid: torch.Tensor) -> GaussianSet:
     """Turn decoder output ``params [14, R, R]`` on the template ``geometry [3, R, R]`` (already expressed),
-    ``texture [3, R, R]``, ``valid [1, R, R]`` into Gaussians at the valid texels; ``rotation [3, 3]`` turns the
-    head. Differentiable in ``params``."""
+    ``texture [3, R, R]``, ``valid [1, R, R]`` into Gaussians at the valid texels. Differentiable in ``params``."""
     frame_q, footprint = tangent_frames(geometry, valid)
     keep = valid[0] > 0.5
     p = params.permute(1, 2, 0)[keep]  # [N, 14]
     offset, dcolor, drot, log_scale, opacity = p.split([3, 3, 4, 3, 1], -1)
-    means = geometry.permute(1, 2, 0)[keep] + OFFSET_M * offset
     residual = F.normalize(drot + torch.tensor([1.0, 0, 0, 0], device=p.device), dim=-1, eps=1e-12)
-    quats = quat_multiply(frame_q[keep], residual)
-    if rotation is not None:
-        means = means @ rotation.T.to(means)
-        quats = quat_multiply(matrix_to_quat(rotation.to(quats)[None]).expand_as(quats), quats)
-    return GaussianSet(means=means, quats=quats, scales=footprint[keep] * log_scale.exp(),
+    return GaussianSet(means=geometry.permute(1, 2, 0)[keep] + OFFSET_M * offset,
+                       quats=quat_multiply(frame_q[keep], residual), scales=footprint[keep] * log_scale.exp(),
                        opacities=(opacity[:, 0] + OPACITY_BIAS).sigmoid(),
                        colors=(texture.permute(1, 2, 0)[keep] + dcolor).clamp(0, 1))
+
+
+def turn_head(gaussians: GaussianSet, geometry: torch.Tensor, valid: torch.Tensor,
+              rotation_deg: torch.Tensor) -> GaussianSet:
+    """Apply the head rotation (yaw, pitch, roll) ``[3]`` as the analytic prior does: about the neck pivot,
+    fading out toward the bottom of the neck (``fica.prior.analytic.rotate_head``)."""
+    if float(rotation_deg.abs().sum()) < 1e-6:
+        return gaussians
+    y = geometry[1][valid[0] > 0.5]
+    weight = ((y - y.min()) / NECK_BLEND_M).clamp(0, 1)
+    return rotate_head(gaussians, rotation_ypr(*rotation_deg.tolist()), weight)
 
 
 def expression_displacement_maps(resolution: int) -> torch.Tensor:
@@ -138,5 +145,5 @@ class LearnedPrior(Prior):
         params = self.model.decode(identity.biases, code[None])[0]
         w = expression.weights.to(self.device)
         geometry = identity.geometry + torch.einsum("k,kcij->cij", w, self.blendshapes()) * identity.valid
-        rotation = rotation_ypr(*expression.rotation_deg.tolist()).to(self.device)
-        return params_to_gaussians(params, identity.texture, geometry, identity.valid, rotation)
+        gaussians = params_to_gaussians(params, identity.texture, geometry, identity.valid)
+        return turn_head(gaussians, geometry, identity.valid, expression.rotation_deg)

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from fica.models.codec_prior import CodecPrior
-from fica.prior.learned import (expression_code, expression_displacement_maps, params_to_gaussians, prior_inputs)
-from fica.render.camera import rotation_ypr
+from fica.prior.learned import (expression_code, expression_displacement_maps, params_to_gaussians, prior_inputs,
+                                turn_head)
 from fica.train.losses import perceptual
 from fica.train.splat import render_train, scaled_camera
 
@@ -39,7 +39,7 @@ def prepare(samples, model: CodecPrior, render_scale: float) -> list[dict]:
                                           model.config.geometry_scale_m)[0],
                     "code": expression_code(s.expression, s.camera), "texture": texture * valid, "valid": valid,
                     "geometry": (geometry + torch.einsum("k,kcij->cij", s.expression.weights, blendshapes)) * valid,
-                    "rotation": rotation_ypr(*s.expression.rotation_deg.tolist()), "camera": camera,
+                    "rotation_deg": s.expression.rotation_deg, "camera": camera,
                     "target": target, "background": s.background})
     return out
 
@@ -49,7 +49,8 @@ def prior_loss(model: CodecPrior, batch: list[dict]) -> tuple[torch.Tensor, dict
     params = model(x, torch.stack([b["code"] for b in batch])).float()
     renders, targets = [], []
     for p, b in zip(params, batch):
-        g = params_to_gaussians(p, b["texture"], b["geometry"], b["valid"], b["rotation"])
+        g = turn_head(params_to_gaussians(p, b["texture"], b["geometry"], b["valid"]), b["geometry"], b["valid"],
+                      b["rotation_deg"])
         rgb, _ = render_train(g, b["camera"], b["background"])
         renders.append(rgb.permute(2, 0, 1))
         targets.append(b["target"])
