@@ -30,21 +30,29 @@ class Avatar:
         return self.prior.decode(self.identity, expression or Expression.neutral(), camera)
 
     def render(self, camera: Camera | None = None, expression: Expression | None = None,
-               background=(1.0, 1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
-        """Render at ``camera`` (default: frontal 512²) -> rgb ``[H, W, 3]``, alpha ``[H, W]``."""
+               background=(1.0, 1.0, 1.0), backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+        """Render at ``camera`` (default: frontal 512²) -> rgb ``[H, W, 3]``, alpha ``[H, W]``.
+        ``backend`` as in ``fica.render.rasterize.render``."""
         from fica.render.rasterize import render
 
         camera = camera or orbit_camera()
-        return render(self.gaussians(expression, camera), camera, background=background)
+        return render(self.gaussians(expression, camera), camera, background=background, backend=backend)
 
     def render_portrait_view(self, background=(1.0, 1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
         """Render as the portrait saw the head: fitted camera and fitted expression."""
         return self.render(self.fitted_camera, self.fitted_expression, background)
 
-    def animate(self, clip: Clip, camera: Camera | None = None, background=(1.0, 1.0, 1.0)) -> Iterator[np.ndarray]:
-        """Frames ``[H, W, 3]`` uint8 of ``clip`` seen from ``camera`` (default: frontal 512²)."""
+    def animate(self, clip: Clip, camera: Camera | None = None, background=(1.0, 1.0, 1.0),
+                backend: str | None = None) -> Iterator[np.ndarray]:
+        """Frames ``[H, W, 3]`` uint8 of ``clip`` seen from ``camera`` (default: frontal 512²).
+
+        backend: as in ``fica.render.rasterize.render``; default "surface" (fast surface splatting) on a CPU,
+        "auto" (gsplat) on CUDA.
+        """
+        if backend is None:
+            backend = "auto" if self.gaussians().means.is_cuda else "surface"
         for expression in clip.frames:
-            rgb, _ = self.render(camera, expression, background)
+            rgb, _ = self.render(camera, expression, background, backend)
             yield (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
     def save_ply(self, path: str | Path, expression: Expression | None = None) -> Path:

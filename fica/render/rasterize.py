@@ -12,7 +12,8 @@ Two backends with one functional signature, gsplat-style (plain tensors in, plai
   The 0.999 clamp, the 1/255 skip and the 1e-4 stop are those of gsplat 1.5.3's CUDA kernel. It runs torch
   single-threaded and splits the tiles over one single-threaded worker per core (see ``fica.render._workers``).
 
-``render(gaussians, camera)`` picks the backend from the tensors' device.
+``render(gaussians, camera)`` picks the backend from the tensors' device; ``backend="surface"`` renders with the
+faster approximate surface splatting of ``fica.render.surface`` (videos on a CPU).
 """
 from __future__ import annotations
 
@@ -268,13 +269,17 @@ def render(gaussians: GaussianSet, camera: Camera, background=(1.0, 1.0, 1.0), b
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render ``gaussians`` seen by ``camera`` over ``background``. Returns rgb ``[H, W, 3]``, alpha ``[H, W]``.
 
-    backend: "gsplat" (CUDA), "torch" (any device), or "auto": gsplat when the Gaussians are on CUDA.
+    backend: "gsplat" (CUDA), "torch" (any device), "surface" (surface splatting, any device; approximate) or
+    "auto": gsplat when the Gaussians are on CUDA, else torch.
     """
     if backend == "auto":
         backend = "gsplat" if gaussians.means.is_cuda else "torch"
-    if backend not in ("gsplat", "torch"):
-        raise ValueError(f"Unknown render backend {backend!r}; use 'auto', 'gsplat' or 'torch'.")
-    rasterize = rasterize_gsplat if backend == "gsplat" else rasterize_torch
+    if backend not in ("gsplat", "torch", "surface"):
+        raise ValueError(f"Unknown render backend {backend!r}; use 'auto', 'gsplat', 'torch' or 'surface'.")
+    if backend == "surface":
+        from fica.render.surface import rasterize_surface as rasterize  # it builds on this module
+    else:
+        rasterize = rasterize_gsplat if backend == "gsplat" else rasterize_torch
     device = gaussians.means.device
     background = torch.as_tensor(background, dtype=torch.float32, device=device)
     return rasterize(gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, gaussians.colors,

@@ -38,7 +38,7 @@ from typing import Iterator
 import torch
 
 from fica.render._workers import cores, parallel_map
-from fica.render.rasterize import _visible_footprints, project_gaussians
+from fica.render.rasterize import NEAR_PLANE_M, _visible_footprints, project_gaussians
 from fica.threads import one_thread
 
 DEPTH_SIGMA = 1.0  # depth-pass footprint, standard deviations: neighbouring surface splats overlap without holes
@@ -50,6 +50,7 @@ DEPTH_FALLOFF_M = 1.5e-3  # colour weights fall by e for each such distance a sp
 FRONT_BONUS = 1.0  # the colour weight of a splat in front of the surface grows by at most e^FRONT_BONUS
 SLOPE_EXTENT = 3.0  # the plane depth changes by at most this many largest scales across the footprint
 ALPHA_MAX = 0.999  # opacity clamp, as the compositor's
+STRIDE_2_MIN_SIGMA_PX = 1.75  # sample every other pixel when the median splat is at least this wide
 CHUNK_PAIRS = 1 << 19  # (splat, pixel) pairs evaluated at once: bounds the working memory
 MIN_LOG_WEIGHT = -30.0
 _BIG = 100.0  # penalty slope (per falloff depth, per squared sigma) standing in for masks
@@ -72,27 +73,46 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
     viewmat, K = viewmat.to(**f32), K.to(**f32)
     background = torch.as_tensor(background, **f32)
     pad = 2 * MAX_RADIUS_PX + 1  # splats centred up to MAX_RADIUS_PX off the image, windows as wide
-    canvas = (height + 2 * pad, width + 2 * pad)
+    stride = _sampling_stride(*gaussians[:3], viewmat, K, width, height)
+    low_w, low_h = -(-width // stride), -(-height // stride)
+    canvas = (low_h + 2 * pad, low_w + 2 * pad)
     # Every part (a share of the Gaussians, one per core) is projected, depth-tested and accumulated by one
     # worker; only the depth buffers and the sums meet.
     n_parts = max(1, min(cores(), len(means) // 1024))
 
     def depth_pass(i: int) -> tuple[dict, torch.Tensor]:
-        splats = _splats(*(x[i::n_parts] for x in gaussians), viewmat, K, width, height, pad)
+        splats = _splats(*(x[i::n_parts] for x in gaussians), viewmat, K, width, height, pad, stride)
         return splats, _depth_pass(splats, canvas)
 
     def accumulate(splats: dict) -> torch.Tensor:
-        shown, reach = _visible(splats, surface)
-        return _accumulate(splats, shown, reach, surface, canvas)
+        return _accumulate(splats, *_visible(splats, surface), surface, canvas)
 
     with torch.no_grad(), one_thread():
         parts = parallel_map(depth_pass, range(n_parts))
         surface = torch.stack([zbuf for _, zbuf in parts]).amin(0) + DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M
         sums = torch.stack(parallel_map(accumulate, [splats for splats, _ in parts])).sum(0)
-        sums = sums.view(5, *canvas)[:, pad:pad + height, pad:pad + width]
+        sums = sums.view(5, *canvas)[:, pad:pad + low_h, pad:pad + low_w]
         alpha = 1 - sums[4].exp()
-        rgb = sums[1:4] * (alpha / sums[0].clamp(min=1e-30)) + (1 - alpha) * background[:, None, None]
+        image = torch.cat([sums[1:4] * (alpha / sums[0].clamp(min=1e-30)), alpha[None]])  # premultiplied
+        if stride > 1:
+            image = torch.nn.functional.interpolate(image[None], scale_factor=stride, mode="bilinear",
+                                                    align_corners=False)[0, :, :height, :width]
+        alpha = image[3]
+        rgb = image[:3] + (1 - alpha) * background[:, None, None]
         return rgb.permute(1, 2, 0).contiguous(), alpha
+
+
+def _sampling_stride(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, viewmat: torch.Tensor,
+                     K: torch.Tensor, width: int, height: int) -> int:
+    """2 when the splats are wide enough that sampling every other pixel and interpolating loses nothing
+    (median projected standard deviation >= ``STRIDE_2_MIN_SIGMA_PX``, over ~4k of them), else 1."""
+    step = max(1, len(means) // 4096)
+    means2d, cov2d, _, depths = project_gaussians(means[::step], quats[::step], scales[::step], viewmat, K,
+                                                  width, height)
+    on_screen = ((depths > NEAR_PLANE_M) & (means2d[:, 0] >= 0) & (means2d[:, 0] < width)
+                 & (means2d[:, 1] >= 0) & (means2d[:, 1] < height))
+    sigma = torch.maximum(cov2d[on_screen, 0], cov2d[on_screen, 2]).sqrt()
+    return 2 if len(sigma) and float(sigma.median()) >= STRIDE_2_MIN_SIGMA_PX else 1
 
 
 def _smallest_axes(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -112,7 +132,8 @@ def _smallest_axes(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     return rotation.gather(0, torch.stack([column, column + 3, column + 6]))
 
 
-def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, height: int, pad: int) -> dict:
+def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, height: int, pad: int,
+            stride: int) -> dict:
     """Project, cull and tabulate the splats (canvas coordinates: the image plus ``pad`` px on every side).
 
     Returns ``kept`` ``[M]`` the indices of the splats that may reach the image, and per-splat tensors over all
@@ -124,23 +145,26 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     """
     means2d, cov2d, conics, depth = project_gaussians(means, quats, scales, viewmat, K, width, height)
     kept, _ = _visible_footprints(means2d, cov2d, depth, opacities, width, height)
-    mx, my = means2d.T.contiguous()
-    var_x, _, var_y = cov2d.T.contiguous()
-    a, b, c = conics.T.contiguous()
+    mx, my = means2d.T / stride  # sample grid coordinates
+    var_x, cov_xy, var_y = cov2d.T / stride ** 2
+    a, b, c = conics.T * stride ** 2
+    width, height = -(-width // stride), -(-height // stride)
     # footprints are capped, so a splat centred further out than the cap cannot reach the image
     kept = kept[(mx[kept] > -MAX_RADIUS_PX) & (mx[kept] < width + MAX_RADIUS_PX)
                 & (my[kept] > -MAX_RADIUS_PX) & (my[kept] < height + MAX_RADIUS_PX)]
     px, py = mx.floor(), my.floor()
     dx, dy = px + 0.5 - mx, py + 0.5 - my  # offset of the base pixel's centre from the splat centre, px
     sigma = torch.maximum(var_x, var_y).sqrt()
+    spread = (0.25 * (var_x - var_y) ** 2 + cov_xy * cov_xy).sqrt()
+    sigma_min = (0.5 * (var_x + var_y) - spread).clamp(min=0).sqrt()  # along the ellipse's short axis
 
     # Plane depth: the tangent plane n·X = n·t in the camera frame, linearised about the projected centre.
     W = viewmat[:3, :3]
     normal = W @ _smallest_axes(quats, scales)  # [3, N]
     n_dot_t = (normal * (W @ means.T + viewmat[:3, 3:])).sum(0)
     n_dot_t = torch.where(n_dot_t.abs() < 1e-12, 1e-12, n_dot_t)
-    gx = -depth * depth * normal[0] / (K[0, 0] * n_dot_t)  # ∂z/∂x, m per px
-    gy = -depth * depth * normal[1] / (K[1, 1] * n_dot_t)
+    gx = -stride * depth * depth * normal[0] / (K[0, 0] * n_dot_t)  # ∂z/∂x, m per sample
+    gy = -stride * depth * depth * normal[1] / (K[1, 1] * n_dot_t)
     s0, s1, s2 = scales.T
     reach = (RIM_SIGMA * sigma).clamp(min=1.0, max=MAX_RADIUS_PX)
     extent = SLOPE_EXTENT * torch.maximum(torch.maximum(s0, s1), s2)
@@ -159,17 +183,17 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     base = (py.clamp(-pad, height + pad).long() + pad) * canvas_width + px.clamp(-pad, width + pad).long() + pad
     return {"kept": kept, "base": base, "coeffs": torch.stack([log_w, plane, pushed]),
             "centre": (depth + DEPTH_TOLERANCE_M) / DEPTH_FALLOFF_M, "colors": colors.T.contiguous(),
-            "sigma": sigma, "canvas_width": canvas_width}
+            "sigma": sigma, "sigma_min": sigma_min, "canvas_width": canvas_width}
 
 
-def _windows(splats: dict, part: torch.Tensor, n_sigma: float
+def _windows(splats: dict, part: torch.Tensor, radius_px: torch.Tensor
              ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Bucket the splats ``part`` ``[G]`` by footprint radius ``ceil(n_sigma · sigma)`` (px, capped).
+    """Bucket the splats ``part`` ``[G]`` by footprint radius ``ceil(radius_px)`` (``[G]``, capped).
 
     Yields chunks of one radius: splat indices ``[B]``, canvas indices ``[P, B]`` of the window pixels and the
     monomials ``[P, 6]`` of their offsets.
     """
-    radius = torch.ceil(n_sigma * splats["sigma"][part]).clamp(1, MAX_RADIUS_PX).long()
+    radius = torch.ceil(radius_px).clamp(1, MAX_RADIUS_PX).long()
     counts = torch.bincount(radius, minlength=MAX_RADIUS_PX + 1).tolist()
     ids = part[torch.argsort(radius, stable=True)]
     start = 0
@@ -191,20 +215,22 @@ def _depth_pass(splats: dict, canvas: tuple[int, int]) -> torch.Tensor:
     """Nearest plane depth per canvas pixel ``[H · W]`` (over ``DEPTH_FALLOFF_M``; inf where none is) of the
     kept splats."""
     zbuf = torch.full((canvas[0] * canvas[1],), math.inf, device=splats["base"].device)
-    for members, pixels, monomials in _windows(splats, splats["kept"], DEPTH_SIGMA):
+    kept = splats["kept"]
+    for members, pixels, monomials in _windows(splats, kept, DEPTH_SIGMA * splats["sigma"][kept]):
         z, pushed = monomials @ splats["coeffs"][1:, :, members]  # each [P, B]
         zbuf.scatter_reduce_(0, pixels.view(-1), torch.maximum(z, pushed).view(-1), "amin")
     return zbuf
 
 
 def _visible(splats: dict, surface: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which kept splats show, and how far they reach.
+    """Which kept splats show, and how far (px) their footprints reach.
 
     A splat shows when its plane, at its centre or at 1.5 standard deviations from it along x or y, is not
     behind ``surface`` ``[H · W]`` (the nearest plane depth plus the tolerance, in the coefficients' units): a
-    splat hidden but near its rim still shows at a silhouette. A shown splat in front of the surface (or of
-    nothing) at one of those points is at a silhouette and reaches ``RIM_SIGMA`` standard deviations, the
-    others ``WEIGHT_SIGMA``. Returns indices ``[S]`` and reach ``[N]``.
+    splat hidden but near its rim still shows at a silhouette. A footprint reaches ``WEIGHT_SIGMA`` standard
+    deviations along the ellipse's long axis; at a silhouette (the splat is in front of the surface, or of
+    nothing, at one of those points) also ``RIM_SIGMA`` along its short axis. Returns indices ``[S]`` and
+    radii ``[S]``.
     """
     kept = splats["kept"]
     step = (1.5 * splats["sigma"][kept]).round().clamp(max=MAX_RADIUS_PX)
@@ -215,31 +241,31 @@ def _visible(splats: dict, surface: torch.Tensor) -> tuple[torch.Tensor, torch.T
     plane = z + gx * ox + gy * oy
     at_probes = surface[splats["base"][kept] + (oy * splats["canvas_width"] + ox).long()]
     rim = (plane + 2 * DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M < at_probes).any(0)
-    reach = torch.full_like(splats["sigma"], WEIGHT_SIGMA)
-    reach[kept] = torch.where(rim, RIM_SIGMA, WEIGHT_SIGMA)
-    return kept[(plane <= at_probes).any(0)], reach
+    shown = (plane <= at_probes).any(0)
+    radius = WEIGHT_SIGMA * splats["sigma"][kept]
+    radius = torch.where(rim, torch.maximum(radius, RIM_SIGMA * splats["sigma_min"][kept]), radius)
+    return kept[shown], radius[shown]
 
 
-def _accumulate(splats: dict, part: torch.Tensor, reach: torch.Tensor, surface: torch.Tensor,
+def _accumulate(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, surface: torch.Tensor,
                 canvas: tuple[int, int]) -> torch.Tensor:
-    """Σ w', Σ w'·rgb and Σ log(1 − w) per canvas pixel ``[5, H · W]`` over the splats ``part``.
+    """Σ w', Σ w'·rgb and Σ log(1 − w) per canvas pixel ``[5, H · W]`` over the splats ``part`` ``[S]`` with
+    footprint radii ``radius_px`` ``[S]``.
 
     Exponents are clamped to ``MIN_LOG_WEIGHT`` before ``exp``: it is many times slower where the result would
     be subnormal or zero.
     """
     sums = torch.zeros(5, canvas[0] * canvas[1], device=surface.device)
-    for r_sigma in (WEIGHT_SIGMA, RIM_SIGMA):
-        group = part[reach[part] == r_sigma]
-        for members, pixels, monomials in _windows(splats, group, r_sigma):
-            log_w, z = monomials @ splats["coeffs"][:2, :, members]  # each [P, B]
-            nearest = surface.take(pixels)
-            # off the surface (plane behind the nearest one by more than the tolerance): weight e^(−BIG·excess)
-            log_w.add_(z.sub_(nearest).clamp_(min=0), alpha=-_BIG).clamp_(min=MIN_LOG_WEIGHT)
-            # colour: nearer splats weigh more, by e^(z_surface − z_centre) / falloff, at most e^FRONT_BONUS
-            front = nearest.sub_(splats["centre"][members]).clamp_(-_FAR_BEHIND, FRONT_BONUS)
-            out = torch.empty(5, *log_w.shape, device=log_w.device)
-            torch.exp(front.add_(log_w), out=out[0])
-            torch.mul(out[0], splats["colors"][:, None, members], out=out[1:4])
-            torch.log(torch.rsub(log_w.exp_(), 1), out=out[4])
-            sums.index_add_(1, pixels.view(-1), out.view(5, -1))
+    for members, pixels, monomials in _windows(splats, part, radius_px):
+        log_w, z = monomials @ splats["coeffs"][:2, :, members]  # each [P, B]
+        nearest = surface.take(pixels)
+        # off the surface (plane behind the nearest one by more than the tolerance): weight e^(−BIG·excess)
+        log_w.add_(z.sub_(nearest).clamp_(min=0), alpha=-_BIG).clamp_(min=MIN_LOG_WEIGHT)
+        # colour: nearer splats weigh more, by e^(z_surface − z_centre) / falloff, at most e^FRONT_BONUS
+        front = nearest.sub_(splats["centre"][members]).clamp_(-_FAR_BEHIND, FRONT_BONUS)
+        out = torch.empty(5, *log_w.shape, device=log_w.device)
+        torch.exp(front.add_(log_w), out=out[0])
+        torch.mul(out[0], splats["colors"][:, None, members], out=out[1:4])
+        torch.log(torch.rsub(log_w.exp_(), 1), out=out[4])
+        sums.index_add_(1, pixels.view(-1), out.view(5, -1))
     return sums
