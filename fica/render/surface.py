@@ -44,7 +44,7 @@ from fica.threads import one_thread
 DEPTH_SIGMA = 1.0  # depth-pass footprint, standard deviations: neighbouring surface splats overlap without holes
 WEIGHT_SIGMA = 1.75  # footprint of a splat inside a surface, standard deviations
 RIM_SIGMA = 2.5  # footprint of a splat at a silhouette: the compositor's reach for opaque splats
-MAX_RADIUS_PX = 8  # cap on a footprint's radius
+MAX_RADIUS_PX = 12  # cap on a footprint's radius
 DEPTH_TOLERANCE_M = 6e-3  # a splat belongs to a pixel's surface when its plane lies this close to the nearest
 DEPTH_FALLOFF_M = 1.5e-3  # colour weights fall by e for each such distance a splat's centre lies further back
 FRONT_BONUS = 1.0  # the colour weight of a splat in front of the surface grows by at most e^FRONT_BONUS
@@ -259,12 +259,14 @@ def _accumulate(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, surfa
     for members, pixels, monomials in _windows(splats, part, radius_px):
         log_w, z = monomials @ splats["coeffs"][:2, :, members]  # each [P, B]
         nearest = surface.take(pixels)
-        # off the surface (plane behind the nearest one by more than the tolerance): weight e^(−BIG·excess)
-        log_w.add_(z.sub_(nearest).clamp_(min=0), alpha=-_BIG).clamp_(min=MIN_LOG_WEIGHT)
-        # colour: nearer splats weigh more, by e^(z_surface − z_centre) / falloff, at most e^FRONT_BONUS
-        front = nearest.sub_(splats["centre"][members]).clamp_(-_FAR_BEHIND, FRONT_BONUS)
+        log_w.clamp_(min=MIN_LOG_WEIGHT)
+        # colour: nearer splats weigh more, by e^(z_surface − z_centre) / falloff, at most e^FRONT_BONUS, and
+        # splats off the surface (plane behind the nearest one by more than the tolerance) by e^(−BIG·excess)
+        off_surface = z.sub_(nearest).clamp_(min=0).mul_(-_BIG)
+        log_wc = nearest.sub_(splats["centre"][members]).clamp_(-_FAR_BEHIND, FRONT_BONUS).add_(log_w)
+        log_wc.add_(off_surface).clamp_(min=MIN_LOG_WEIGHT - _FAR_BEHIND)
         out = torch.empty(5, *log_w.shape, device=log_w.device)
-        torch.exp(front.add_(log_w), out=out[0])
+        torch.exp(log_wc, out=out[0])
         torch.mul(out[0], splats["colors"][:, None, members], out=out[1:4])
         torch.log(torch.rsub(log_w.exp_(), 1), out=out[4])
         sums.index_add_(1, pixels.view(-1), out.view(5, -1))
