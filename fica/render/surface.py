@@ -4,7 +4,7 @@ The analytic prior puts one flat, nearly opaque Gaussian per texel on the head s
 nearest surface, a blend of the few splats lying on it (Zwicker et al., "Surface Splatting", 2001), not a
 long front-to-back list. This renders that with a few vectorised scatters instead of per-tile compositing:
 
-1. Projection as in ``fica.render.rasterize`` (``project_gaussians``, same culling). A splat's depth at a
+1. Projection as in ``fica.render.rasterize`` (``project_gaussians``, its culling). A splat's depth at a
    pixel is the depth of its tangent plane (the plane across its smallest scale), linear in the pixel's offset
    from the projected centre, its slope bounded so that it changes by at most a few of the splat's sizes over
    the footprint (edge-on splats).
@@ -41,7 +41,7 @@ from typing import Iterator
 import torch
 
 from fica.render._workers import cores, parallel_map
-from fica.render.rasterize import NEAR_PLANE_M, _visible_footprints, project_gaussians
+from fica.render.rasterize import ALPHA_MIN, NEAR_PLANE_M, project_gaussians
 from fica.threads import one_thread
 
 DEPTH_SIGMA = 1.0  # depth-pass footprint, standard deviations: neighbouring surface splats overlap without holes
@@ -122,12 +122,11 @@ def _smallest_axes(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     quats ``[N, 4]`` (w, x, y, z), scales ``[N, 3]``: the axis is the column of the rotation for the argmin scale.
     (Row by row: reductions across the short axis of these tensors are slow on a CPU.)
     """
-    w, x, y, z = quats.T.contiguous()
-    norm2 = (w * w + x * x + y * y + z * z).clamp(min=1e-24)
-    w, x, y, z = (v * norm2.rsqrt() for v in (w, x, y, z))
-    rotation = torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)])  # [9, N] row-major
+    w, x, y, z = quats.T
+    s = 2 / (w * w + x * x + y * y + z * z).clamp(min=1e-24)  # normalises the quaternion
+    rotation = torch.stack([1 - s * (y * y + z * z), s * (x * y - w * z), s * (x * z + w * y),
+                            s * (x * y + w * z), 1 - s * (x * x + z * z), s * (y * z - w * x),
+                            s * (x * z - w * y), s * (y * z + w * x), 1 - s * (x * x + y * y)])  # [9, N] row-major
     s0, s1, s2 = scales.T.contiguous()
     column = torch.where((s1 < s0) & (s1 <= s2), 1, torch.where((s2 < s0) & (s2 < s1), 2, 0))
     return rotation.gather(0, torch.stack([column, column + 3, column + 6]))
@@ -146,14 +145,14 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     ``colors`` ``[3, N]``; ``sigma`` ``[N]`` the largest projected standard deviation (px); ``canvas_width``.
     """
     means2d, cov2d, conics, depth = project_gaussians(means, quats, scales, viewmat, K, width, height)
-    kept, _ = _visible_footprints(means2d, cov2d, depth, opacities, width, height)
     mx, my = means2d.T / stride  # sample grid coordinates
     var_x, cov_xy, var_y = cov2d.T / stride ** 2
     a, b, c = conics.T * stride ** 2
     width, height = -(-width // stride), -(-height // stride)
-    # footprints are capped, so a splat centred further out than the cap cannot reach the image
-    kept = kept[(mx[kept] > -MAX_RADIUS_PX) & (mx[kept] < width + MAX_RADIUS_PX)
-                & (my[kept] > -MAX_RADIUS_PX) & (my[kept] < height + MAX_RADIUS_PX)]
+    # culled as by the compositor (behind the near plane, too faint); footprints are capped, so a splat
+    # centred further out than the cap cannot reach the image
+    kept = ((depth > NEAR_PLANE_M) & (opacities >= ALPHA_MIN) & (mx > -MAX_RADIUS_PX) & (my > -MAX_RADIUS_PX)
+            & (mx < width + MAX_RADIUS_PX) & (my < height + MAX_RADIUS_PX)).nonzero()[:, 0]
     px, py = mx.floor(), my.floor()
     dx, dy = px + 0.5 - mx, py + 0.5 - my  # offset of the base pixel's centre from the splat centre, px
     sigma = torch.maximum(var_x, var_y).sqrt()
@@ -174,16 +173,17 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     gx, gy = gx * shrink / DEPTH_FALLOFF_M, gy * shrink / DEPTH_FALLOFF_M
 
     log_opacity = torch.log(opacities.clamp(max=ALPHA_MAX))
-    log_w = torch.stack([-0.5 * a, -b, -0.5 * c, -(a * dx + b * dy), -(b * dx + c * dy),
-                         log_opacity - 0.5 * (a * dx * dx + 2 * b * dx * dy + c * dy * dy)])
-    zero = torch.zeros_like(a)
-    plane = torch.stack([zero, zero, zero, gx, gy, depth / DEPTH_FALLOFF_M + gx * dx + gy * dy])
+    coeffs = torch.zeros(3, 6, len(a), device=a.device)
+    log_w, plane, pushed = coeffs
+    torch.stack([-0.5 * a, -b, -0.5 * c, -(a * dx + b * dy), -(b * dx + c * dy),
+                 log_opacity - 0.5 * (a * dx * dx + 2 * b * dx * dy + c * dy * dy)], out=log_w)
+    torch.stack([gx, gy, depth / DEPTH_FALLOFF_M + gx * dx + gy * dy], out=plane[3:])
     # z + BIG (q − DEPTH_SIGMA²): above z outside the depth footprint's ellipse, so max(z, pushed) drops there
-    pushed = plane - 2 * _BIG * log_w
+    torch.add(plane, log_w, alpha=-2 * _BIG, out=pushed)
     pushed[5] += _BIG * (2 * log_opacity - DEPTH_SIGMA ** 2)
     canvas_width = width + 2 * pad
     base = (py.clamp(-pad, height + pad).long() + pad) * canvas_width + px.clamp(-pad, width + pad).long() + pad
-    return {"kept": kept, "base": base, "coeffs": torch.stack([log_w, plane, pushed]),
+    return {"kept": kept, "base": base, "coeffs": coeffs,
             "centre": (depth + DEPTH_TOLERANCE_M) / DEPTH_FALLOFF_M, "colors": colors.T.contiguous(),
             "sigma": sigma, "sigma_min": sigma_min, "canvas_width": canvas_width}
 
