@@ -38,6 +38,14 @@ CHUNK = 16  # Gaussians composited per tile per step
 MAX_TILES_PER_PART = 2048  # bounds a part's working set to ~10 MB a tensor
 
 
+def quat_rotations(quats: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices of quaternions ``[N, 4]`` (w, x, y, z; normalised here), row-major ``[9, N]``."""
+    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).T
+    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)])
+
+
 def project_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, viewmat: torch.Tensor,
                       K: torch.Tensor, width: int, height: int
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -50,10 +58,7 @@ def project_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Te
     """
     W, t = viewmat[:3, :3], viewmat[:3, 3]
     tx, ty, tz = (W @ means.T + t[:, None]).unbind(0)  # camera frame, each [N]
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).T
-    rotation = torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)])  # [9, N] row-major
+    rotation = quat_rotations(quats)
     M = (W @ rotation.view(3, 3 * len(means))).view(3, 3, -1) * scales.T[None]  # W R S, [3, 3, N]
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     # Evaluate the Jacobian at most 30 % of the half field of view outside the image, like gsplat, so that

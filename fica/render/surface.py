@@ -41,7 +41,7 @@ from typing import Iterator
 import torch
 
 from fica.render._workers import cores, parallel_map
-from fica.render.rasterize import ALPHA_MIN, NEAR_PLANE_M, project_gaussians
+from fica.render.rasterize import ALPHA_MIN, NEAR_PLANE_M, project_gaussians, quat_rotations
 from fica.threads import one_thread
 
 DEPTH_SIGMA = 1.0  # depth-pass footprint, standard deviations: neighbouring surface splats overlap without holes
@@ -77,18 +77,18 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
     background = torch.as_tensor(background, **f32)
     pad = 2 * MAX_RADIUS_PX + 1  # splats centred up to MAX_RADIUS_PX off the image, windows as wide
     n_parts = max(1, min(cores(), len(means) // 1024))  # shares of the Gaussians, one per worker
-
-    def depth_pass(i: int) -> tuple[dict, torch.Tensor]:
-        splats = _splats(*(x[i::n_parts] for x in gaussians), viewmat, K, width, height, pad, stride)
-        return splats, _depth_pass(splats, canvas)
-
-    def accumulate(splats: dict) -> torch.Tensor:
-        return _accumulate(splats, *_visible(splats, surface), surface, canvas)
-
     with torch.no_grad(), one_thread():
         stride = _sampling_stride(*gaussians[:3], viewmat, K, width, height)
         low_w, low_h = -(-width // stride), -(-height // stride)
         canvas = (low_h + 2 * pad, low_w + 2 * pad)
+
+        def depth_pass(i: int) -> tuple[dict, torch.Tensor]:
+            splats = _splats(*(x[i::n_parts] for x in gaussians), viewmat, K, width, height, pad, stride)
+            return splats, _depth_pass(splats, canvas)
+
+        def accumulate(splats: dict) -> torch.Tensor:
+            return _accumulate(splats, *_visible(splats, surface), surface, canvas)
+
         parts = parallel_map(depth_pass, range(n_parts))
         surface = torch.stack([zbuf for _, zbuf in parts]).amin(0) + DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M
         sums = torch.stack(parallel_map(accumulate, [splats for splats, _ in parts])).sum(0)
@@ -117,19 +117,11 @@ def _sampling_stride(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
 
 
 def _smallest_axes(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """Unit axes ``[3, N]`` of the smallest scale of each Gaussian (the normal of a flat one).
-
-    quats ``[N, 4]`` (w, x, y, z), scales ``[N, 3]``: the axis is the column of the rotation for the argmin scale.
-    (Row by row: reductions across the short axis of these tensors are slow on a CPU.)
-    """
-    w, x, y, z = quats.T
-    s = 2 / (w * w + x * x + y * y + z * z).clamp(min=1e-24)  # normalises the quaternion
-    rotation = torch.stack([1 - s * (y * y + z * z), s * (x * y - w * z), s * (x * z + w * y),
-                            s * (x * y + w * z), 1 - s * (x * x + z * z), s * (y * z - w * x),
-                            s * (x * z - w * y), s * (y * z + w * x), 1 - s * (x * x + y * y)])  # [9, N] row-major
-    s0, s1, s2 = scales.T.contiguous()
+    """Unit axes ``[3, N]`` of the smallest scale of each Gaussian (the normal of a flat one): the column of its
+    rotation for the argmin scale. quats ``[N, 4]`` (w, x, y, z), scales ``[N, 3]``."""
+    s0, s1, s2 = scales.T.contiguous()  # row by row: reductions across the short axis are slow on a CPU
     column = torch.where((s1 < s0) & (s1 <= s2), 1, torch.where((s2 < s0) & (s2 < s1), 2, 0))
-    return rotation.gather(0, torch.stack([column, column + 3, column + 6]))
+    return quat_rotations(quats).gather(0, torch.stack([column, column + 3, column + 6]))
 
 
 def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, height: int, pad: int,
