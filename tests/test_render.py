@@ -7,6 +7,8 @@ import torch
 
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import orbit_camera
+from scenes import flat_sphere
+
 from fica.render.rasterize import project_gaussians, rasterize_gsplat, rasterize_torch, render
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat needs CUDA")
@@ -64,20 +66,6 @@ def stacked_layers(seed: int, layers: int = 3, side: int = 10):
     means = means + 0.004 * torch.randn(n, 3, generator=g)
     scales = torch.rand(n, 3, generator=g) * 0.01 + 0.012
     return means, torch.randn(n, 4, generator=g), scales, torch.ones(n), torch.rand(n, 3, generator=g)
-
-
-def sphere_cloud(n: int = 60000, radius_m: float = 0.1) -> GaussianSet:
-    """Flat Gaussians tiling a sphere (Fibonacci lattice), coloured by their normal."""
-    i = torch.arange(n) + 0.5
-    polar = torch.acos(1 - 2 * i / n)
-    azimuth = math.pi * (1 + 5 ** 0.5) * i
-    normal = torch.stack([torch.cos(azimuth) * torch.sin(polar), torch.cos(polar),
-                          torch.sin(azimuth) * torch.sin(polar)], 1)
-    z = torch.tensor([0.0, 0.0, 1.0]).expand(n, 3)
-    quats = torch.nn.functional.normalize(torch.cat([1 + normal[:, 2:], torch.cross(z, normal, dim=1)], 1), dim=1)
-    spacing = math.sqrt(4 * math.pi * radius_m ** 2 / n)
-    scales = torch.tensor([0.8 * spacing, 0.8 * spacing, 0.05 * spacing]).expand(n, 3).clone()
-    return GaussianSet(radius_m * normal, quats, scales, torch.full((n,), 0.95), (normal + 1) / 2)
 
 
 @pytest.mark.parametrize("scene", [random_scene(0, 60, False), random_scene(1, 60, True), stacked_layers(2)],
@@ -173,7 +161,7 @@ def test_gaussians_behind_the_camera_or_empty_sets_leave_the_background():
 
 def test_head_sized_cloud_renders_a_filled_disc_of_the_right_size_and_colour():
     cam = orbit_camera()  # frontal, 512²
-    rgb, alpha = render(sphere_cloud(), cam)
+    rgb, alpha = render(flat_sphere(60000), cam)
     f, distance = cam.K[0, 0].item(), cam.center.norm().item()
     radius_px = f * 0.1 / math.sqrt(distance ** 2 - 0.1 ** 2)  # silhouette of a 0.1 m sphere
     mask = alpha > 0.5
@@ -192,7 +180,7 @@ def test_splitting_tiles_over_cpu_workers_changes_no_pixel(monkeypatch):
     import fica.render.rasterize as rasterize
 
     cam = orbit_camera(25, -10, width=256, height=256)
-    gaussians = sphere_cloud(20000)
+    gaussians = flat_sphere(20000)
     threads = torch.get_num_threads()
     monkeypatch.setattr(rasterize, "cores", lambda: 3)
     rgb_split, alpha_split = render(gaussians, cam)
@@ -229,7 +217,7 @@ def test_torch_and_gsplat_agree_on_a_small_scene():
 @cuda
 def test_render_uses_gsplat_for_cuda_tensors():
     cam = orbit_camera(width=128, height=128)
-    gaussians = sphere_cloud(5000)
+    gaussians = flat_sphere(5000)
     rgb, alpha = render(gaussians.to("cuda"), cam)
     rgb_cpu, alpha_cpu = render(gaussians, cam)
     assert rgb.is_cuda and (rgb.cpu() - rgb_cpu).abs().mean() < 1e-3

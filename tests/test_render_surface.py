@@ -11,6 +11,7 @@ from fica.prior.gaussians import GaussianSet
 from fica.render.camera import orbit_camera
 from fica.render.rasterize import rasterize_torch, render
 from fica.render.surface import rasterize_surface
+from scenes import flat_sphere
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -20,22 +21,6 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def _args(g: GaussianSet, cam, background=(1.0, 1.0, 1.0)):
     return (g.means, g.quats, g.scales, g.opacities, g.colors, cam.viewmat, cam.K, cam.width, cam.height,
             torch.tensor(background))
-
-
-def surface_sphere(n: int = 8000, radius_m: float = 0.1) -> GaussianSet:
-    """Flat, nearly opaque splats tiling a sphere (Fibonacci lattice), like the analytic prior's: scales 0.6 of
-    the spacing along the surface, 0.07 of it along the normal; colours vary smoothly with stripes."""
-    i = torch.arange(n) + 0.5
-    polar = torch.acos(1 - 2 * i / n)
-    azimuth = math.pi * (1 + 5 ** 0.5) * i
-    normal = torch.stack([torch.cos(azimuth) * torch.sin(polar), torch.cos(polar),
-                          torch.sin(azimuth) * torch.sin(polar)], 1)
-    z = torch.tensor([0.0, 0.0, 1.0]).expand(n, 3)
-    quats = torch.nn.functional.normalize(torch.cat([1 + normal[:, 2:], torch.cross(z, normal, dim=1)], 1), dim=1)
-    spacing = math.sqrt(4 * math.pi * radius_m ** 2 / n)
-    scales = torch.tensor([0.6 * spacing, 0.6 * spacing, 0.07 * spacing]).expand(n, 3).clone()
-    colors = torch.stack([(normal[:, 0] + 1) / 2, 0.5 + 0.4 * torch.sin(12 * polar), (normal[:, 2] + 1) / 2], 1)
-    return GaussianSet(radius_m * normal, quats, scales, torch.full((n,), 0.99), colors)
 
 
 def plane(z_m: float, half_m: float, color, n: int = 48) -> GaussianSet:
@@ -54,7 +39,7 @@ def plane(z_m: float, half_m: float, color, n: int = 48) -> GaussianSet:
 def test_surface_sphere_matches_exact_compositor(width, stride, yaw):
     """Small splats are evaluated at every pixel, wide ones (here ~3.4 px) at every other pixel (odd image
     sizes included)."""
-    g = surface_sphere()
+    g = flat_sphere(8000, tangent_scale=0.6, normal_scale=0.07, opacity=0.99, striped=True)
     cam = orbit_camera(yaw, 15, width=width, height=width * 4 // 5)
     assert surface._sampling_stride(g.means, g.quats, g.scales, cam.viewmat, cam.K, cam.width, cam.height) == stride
     rgb_exact, alpha_exact = rasterize_torch(*_args(g, cam))
