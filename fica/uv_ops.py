@@ -1,4 +1,4 @@
-"""Operations on UV maps shared by the stages: hole filling, masked blurs, multi-band blending, and a sphere
+"""Operations on UV maps shared by the stages: hole filling, blurs, erosion, multi-band blending, and a sphere
 fit for the points a map holds.
 
 Maps are ``[C, R, R]`` float tensors (any square or rectangular size works), masks and weights ``[1, R, R]``
@@ -99,23 +99,6 @@ def gaussian_blur(values: torch.Tensor, sigma_px: float) -> torch.Tensor:
     x = F.conv2d(x, k.view(1, 1, 1, -1), padding=(0, r))
     x = F.conv2d(x, k.view(1, 1, -1, 1), padding=(r, 0))
     return x[:, 0]
-
-
-def masked_blur(values: torch.Tensor, mask: torch.Tensor, sigma_px: float, eps: float = 1e-4) -> torch.Tensor:
-    """Normalised-convolution blur: the Gaussian-weighted mean of ``values`` over the texels in ``mask``.
-
-    values: ``[C, H, W]``; mask: ``[1, H, W]`` 0..1. Returns ``[C, H, W]``, zero where no masked texel is near.
-    """
-    num = gaussian_blur(values * mask, sigma_px)
-    den = gaussian_blur(mask, sigma_px)
-    return torch.where(den > eps, num / den.clamp(min=eps), torch.zeros_like(num))
-
-
-def dilate(mask: torch.Tensor, radius_px: int) -> torch.Tensor:
-    """Binary dilation of ``[1, H, W]`` by a square of half-size ``radius_px``."""
-    if radius_px <= 0:
-        return mask
-    return F.max_pool2d(mask[None], 2 * radius_px + 1, stride=1, padding=radius_px)[0]
 
 
 def erode(mask: torch.Tensor, radius_px: int) -> torch.Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from fica.drive.expression import Clip, Expression
 from fica.errors import FiCAError, NoFaceFound, UnsupportedInput
@@ -65,18 +64,3 @@ def clip_from_video(path: str | Path, head: HeadModel | None = None,
         raise UnsupportedInput("The driving video has no frames.")
     return clip_from_frames(frames, fps, head), frames
 
-
-def smooth_clip(clip: Clip, window: int = 3) -> Clip:
-    """Moving average of weights and rotation over ``window`` frames (landmark jitter is frame-to-frame noise)."""
-    if len(clip) < window:
-        return clip
-    w = torch.stack([e.weights for e in clip.frames])  # [T, 52]
-    r = torch.stack([e.rotation_deg for e in clip.frames])  # [T, 3]
-    kernel = torch.ones(1, 1, window) / window
-    pad = window // 2
-
-    def smooth(x):
-        padded = torch.nn.functional.pad(x.T[:, None], (pad, window - 1 - pad), mode="replicate")
-        return torch.nn.functional.conv1d(padded, kernel)[:, 0].T
-
-    return Clip([Expression(a, b) for a, b in zip(smooth(w), smooth(r))], fps=clip.fps)
