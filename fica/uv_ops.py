@@ -1,12 +1,10 @@
-"""Operations on UV maps shared by the stages: hole filling, blurs, erosion, multi-band blending, and a sphere
+"""Operations on UV maps shared by the stages: hole filling, erosion, multi-band blending, and a sphere
 fit for the points a map holds.
 
 Maps are ``[C, R, R]`` float tensors (any square or rectangular size works), masks and weights ``[1, R, R]``
 in 0..1. Nothing here knows about heads; the stages decide which texels are known and where to write.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -80,25 +78,6 @@ def harmonic_fill(values: torch.Tensor, known: torch.Tensor, domain: torch.Tenso
     out = values.clone()
     out[window] = torch.where(write > 0, x, values[window])
     return out
-
-
-def _gaussian_kernel(sigma_px: float) -> torch.Tensor:
-    radius = max(1, math.ceil(3 * sigma_px))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (x / sigma_px) ** 2)
-    return k / k.sum()
-
-
-def gaussian_blur(values: torch.Tensor, sigma_px: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``[C, H, W]`` (zero padding: pair it with a blurred mask to normalise)."""
-    if sigma_px <= 0:
-        return values
-    k = _gaussian_kernel(sigma_px).to(values)
-    r = (k.numel() - 1) // 2
-    x = values[:, None]  # [C, 1, H, W]
-    x = F.conv2d(x, k.view(1, 1, 1, -1), padding=(0, r))
-    x = F.conv2d(x, k.view(1, 1, -1, 1), padding=(r, 0))
-    return x[:, 0]
 
 
 def erode(mask: torch.Tensor, radius_px: int) -> torch.Tensor:

@@ -20,10 +20,6 @@ class GaussianSet:
     def to(self, device) -> "GaussianSet":
         return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
-    def select(self, mask: torch.Tensor) -> "GaussianSet":
-        """Keep the Gaussians where ``mask [N]`` (bool) is true."""
-        return replace(self, **{f.name: getattr(self, f.name)[mask] for f in fields(self)})
-
     @staticmethod
     def concat(sets: list["GaussianSet"]) -> "GaussianSet":
         return GaussianSet(**{f.name: torch.cat([getattr(s, f.name) for s in sets]) for f in fields(GaussianSet)})
