@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from fica.errors import ImageTooSmall, MultipleFaces, NoFaceFound
+from fica.io.image import to_uint8
 
 NUM_LANDMARKS = 478
 MIN_FACE_WIDTH_PX = 48
@@ -44,11 +45,9 @@ def _selfie_segmentation():
 
 def _to_uint8(image) -> np.ndarray:
     """``[H, W, 3]`` float 0..1 (tensor or array) or uint8 -> contiguous uint8 RGB."""
-    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    arr = to_uint8(image)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected an [H, W, 3] RGB image, got shape {list(arr.shape)}")
-    if arr.dtype != np.uint8:
-        arr = np.clip(np.rint(arr.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(arr)
 
 
