@@ -17,7 +17,7 @@ class DenseViT(ModelMixin, ConfigMixin):
     """ViT backbone + dense head.
 
     ``forward(image [B, 3, H, W] sRGB 0..1)`` at ``(image_height, image_width)`` returns raw maps
-    ``[B, 9, H, W]``; ``predict`` applies the activations; ``features`` gives the backbone tokens ``[B, N, D]``.
+    ``[B, 9, H, W]``; ``activate`` applies the activations; ``features`` gives the backbone tokens ``[B, N, D]``.
     xyz is predicted in units of ``xyz_scale_m`` metres.
     """
 
@@ -67,6 +67,3 @@ class DenseViT(ModelMixin, ConfigMixin):
         """Raw maps ``[B, 9, H, W]`` -> uv ``[B, 2, H, W]`` 0..1, xyz metres, unit normal, mask 0..1."""
         return {"uv": raw[:, 0:2].sigmoid(), "xyz": raw[:, 2:5] * self.config.xyz_scale_m,
                 "normal": F.normalize(raw[:, 5:8], dim=1, eps=1e-6), "mask": raw[:, 8:9].sigmoid()}
-
-    def predict(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.activate(self(image))
