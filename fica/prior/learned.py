@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from fica.drive.expression import Expression
 from fica.hub import QUIET_LOAD
 from fica.maps import CompleteUV, geometry_normals, geometry_tangents
+from fica.models.codec_prior import PARAM_SPLITS
 from fica.prior.analytic import NECK_BLEND_M, matrix_to_quat, quat_multiply, rotate_head
 from fica.prior.base import Prior
 from fica.prior.gaussians import GaussianSet
@@ -77,7 +78,7 @@ def params_to_gaussians(params: torch.Tensor, texture: torch.Tensor, geometry: t
     frame_q, footprint = tangent_frames(geometry, valid)
     keep = valid[0] > 0.5
     p = params.permute(1, 2, 0)[keep]  # [N, 14]
-    offset, dcolor, drot, log_scale, opacity = p.split([3, 3, 4, 3, 1], -1)
+    offset, dcolor, drot, log_scale, opacity = p.split(list(PARAM_SPLITS.values()), -1)
     residual = F.normalize(drot + torch.tensor([1.0, 0, 0, 0], device=p.device), dim=-1, eps=1e-12)
     return GaussianSet(means=geometry.permute(1, 2, 0)[keep] + OFFSET_M * offset,
                        quats=quat_multiply(frame_q[keep], residual), scales=footprint[keep] * log_scale.exp(),
