@@ -19,6 +19,7 @@ from fica.maps import CompleteUV, PartialUV
 from fica.models.uv_dit import DOMAINS, UVDiT
 from fica.unwrap.base import Unwrapped
 
+COMPONENT = "uv_diffusion"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -122,11 +123,11 @@ class LearnedCompleter(Completer):
         from transformers import CLIPVisionModelWithProjection
 
         folder = Path(folder)
-        return cls(UVDiT.from_pretrained(folder / "uv_diffusion", **QUIET_LOAD),
+        return cls(UVDiT.from_pretrained(folder / COMPONENT, **QUIET_LOAD),
                    AutoencoderKL.from_pretrained(folder / "vae", **QUIET_LOAD),
                    CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder"),
                    FlowMatchEulerDiscreteScheduler.from_pretrained(folder / "scheduler"),
-                   implementation=f"learned: {source}/uv_diffusion", device=device)
+                   implementation=f"learned: {source}/{COMPONENT}", device=device)
 
     @property
     def resolution(self) -> int:
