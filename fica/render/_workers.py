@@ -1,4 +1,5 @@
-"""Single-threaded torch on CPU: a context for the calling thread and workers, one per core, for parts.
+"""Single-threaded torch on CPU: workers, one per core, for parts (the calling thread's side is
+``fica.threads.one_thread``).
 
 torch's own intra-op threads meet at a barrier after every operation (and spin while they wait). The CPU
 rasteriser issues about a thousand small operations a frame; on a busy machine (more runnable threads than
