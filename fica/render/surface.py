@@ -41,7 +41,7 @@ from typing import Iterator
 import torch
 
 from fica.render._workers import cores, parallel_map
-from fica.render.rasterize import ALPHA_MIN, NEAR_PLANE_M, project_gaussians, quat_rotations
+from fica.render.rasterize import ALPHA_MAX, ALPHA_MIN, NEAR_PLANE_M, project_gaussians, quat_rotations
 from fica.threads import one_thread
 
 DEPTH_SIGMA = 1.0  # depth-pass footprint, standard deviations: neighbouring surface splats overlap without holes
@@ -52,7 +52,6 @@ DEPTH_TOLERANCE_M = 3e-3  # a splat belongs to a pixel's surface when its plane 
 DEPTH_FALLOFF_M = 7e-4  # colour weights fall by e for each such distance a splat's centre lies further back
 FRONT_BONUS = 1.0  # the colour weight of a splat in front of the surface grows by at most e^FRONT_BONUS
 SLOPE_EXTENT = 3.0  # the plane depth changes by at most this many largest scales across the footprint
-ALPHA_MAX = 0.999  # opacity clamp, as the compositor's
 STRIDE_2_MIN_SIGMA_PX = 1.75  # sample every other pixel when the median splat is at least this wide
 CHUNK_PAIRS = 1 << 19  # (splat, pixel) pairs evaluated at once: bounds the working memory
 MIN_LOG_WEIGHT = -30.0  # exp is many times slower where its result would be subnormal or zero
@@ -134,7 +133,8 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     monomials (ox², ox·oy, oy², ox, oy, 1) of a pixel's offset from ``base``, of: log w (log opacity −
     ½ dᵀ Σ⁻¹ d); the plane depth; the plane depth pushed far back outside the depth footprint; ``centre``
     ``[N]`` the centre depth plus the tolerance (depths in units of ``DEPTH_FALLOFF_M``);
-    ``colors`` ``[3, N]``; ``sigma`` ``[N]`` the largest projected standard deviation (px); ``canvas_width``.
+    ``colors`` ``[3, N]``; ``sigma`` ``[N]`` the largest projected standard deviation (px); ``sigma_min``
+    ``[N]`` the one along the ellipse's short axis (px); ``canvas_width``.
     """
     means2d, cov2d, conics, depth = project_gaussians(means, quats, scales, viewmat, K, width, height)
     mx, my = means2d.T / stride  # sample grid coordinates
