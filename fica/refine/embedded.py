@@ -121,7 +121,7 @@ def smooth_unseen_geometry(geometry: torch.Tensor, visibility: torch.Tensor, mov
 
 
 class EmbeddedRefiner(Refiner):
-    implementation = "embedded: seam blend + shading removal"
+    implementation = "embedded: shading re-bake + seam blend"
 
     def __init__(self, head: HeadModel | None = None):
         self.head = head
