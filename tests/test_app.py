@@ -25,6 +25,7 @@ from PIL import Image
 from fica.app_support import (GRADIO_FOCAL_PX, GRADIO_ORBIT_ALPHA_RAD, GRADIO_ORBIT_BETA_RAD, GRADIO_ORBIT_RADIUS,
                               to_gradio_viewer)
 from fica.prior.gaussians import GaussianSet
+from fica.render.rasterize import quat_rotations
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -136,10 +137,8 @@ def _gsplat_js_start_view(points: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 
 def _quat_matrix(q: torch.Tensor) -> torch.Tensor:
-    w, x, y, z = q.unbind(-1)
-    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(-1, 3, 3)
+    """Rotation matrices ``[N, 3, 3]`` of quaternions ``[N, 4]`` (w, x, y, z)."""
+    return quat_rotations(q).T.reshape(-1, 3, 3)
 
 
 def test_viewer_copy_faces_the_start_camera_centred_and_upright():
