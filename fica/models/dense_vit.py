@@ -50,7 +50,8 @@ class DenseViT(ModelMixin, ConfigMixin):
         return self.config.image_height, self.config.image_width
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
-        """Backbone tokens ``[B, N, D]`` (N = H/16 · W/16) of ``image [B, 3, H, W]`` 0..1 at the model's size."""
+        """Backbone tokens ``[B, N, D]`` (N = H/patch_size · W/patch_size) of ``image [B, 3, H, W]`` 0..1 at the
+        model's size."""
         x = self.patch_embed((image - self.mean) / self.std)  # [B, D, h, w]
         x = x.flatten(2).transpose(1, 2) + self.pos_embed
         return self.norm(self.blocks(x))

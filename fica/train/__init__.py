@@ -6,5 +6,7 @@
 - ``prior``: the universal prior (CodecPrior) — L1 + structure term on differentiable splat renders;
 - ``synthetic``: the data generator and the on-disk dataset format; ``tiny``: a tiny complete pipeline repo.
 
-Each is runnable: ``python -m fica.train.<recipe> --out DIR [--data DIR | --synthetic N] [--steps N] [--tiny]``.
+The four network recipes are runnable: ``python -m fica.train.<recipe> --out DIR [--data DIR | --synthetic N]
+[--steps N] [--tiny]`` (diffusion and refiner take more options, see their docstrings); so is
+``python -m fica.train.tiny --out DIR``.
 """

@@ -2,8 +2,8 @@
 
 portrait -> letterboxed to the network's input -> per-pixel uv, xyz, normal, mask (DenseMaps) -> partial UV maps
 (``fica.unwrap.uv_unwrap.unwrap_from_dense``); the camera comes from the xyz <-> pixel correspondences (linear
-PnP at a fixed field of view), and the head model's identity basis is fitted to the predicted xyz so the template
-geometry is complete where the portrait does not see it.
+PnP at a fixed field of view, refined by robust Gauss-Newton), and the head model's identity basis is fitted to the
+predicted xyz so the template geometry is complete where the portrait does not see it.
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def pose_cost(R: torch.Tensor, t: torch.Tensor, X: torch.Tensor, pixels: torch.T
 
 def refine_pose(R: torch.Tensor, t: torch.Tensor, X: torch.Tensor, pixels: torch.Tensor, K: torch.Tensor,
                 iterations: int = POSE_ITERATIONS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gauss-Newton on the reprojection error with Huber weights (IRLS), from the linear solution.
+    """Gauss-Newton on the reprojection error with Huber weights (IRLS), starting from the pose (R, t).
 
     R ``[3, 3]``, t ``[3]``, X ``[N, 3]``, pixels ``[N, 2]``, K ``[3, 3]`` (float64). Returns the refined (R, t).
     """
