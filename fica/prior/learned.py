@@ -107,9 +107,9 @@ def expression_displacement_maps(resolution: int) -> torch.Tensor:
 
 
 class LearnedPrior(Prior):
-    def __init__(self, model, implementation: str = "learned", device: str | torch.device = "cpu"):
-        self.model = model.to(device).eval()
+    def __init__(self, model, *, implementation: str = "learned", device: str | torch.device = "cpu"):
         self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
         self.implementation = implementation
         self._blendshapes: torch.Tensor | None = None
 
@@ -119,7 +119,7 @@ class LearnedPrior(Prior):
         from fica.models.codec_prior import CodecPrior
 
         model = CodecPrior.from_pretrained(Path(folder) / COMPONENT, **QUIET_LOAD)
-        return cls(model, f"learned: {source}/{COMPONENT}", device)
+        return cls(model, implementation=f"learned: {source}/{COMPONENT}", device=device)
 
     @property
     def resolution(self) -> int:
