@@ -2,12 +2,15 @@
 
 A dataset is a folder of ``sample_*.pt`` files in the format of ``fica.train.synthetic.save_dataset`` (portrait,
 per-pixel uv/xyz/normal/mask, partial and complete UV maps, target render, keypoints, camera, expression);
-``--synthetic N`` draws N synthetic samples instead.
+``--synthetic N`` draws N synthetic samples instead. ``resample`` brings a sample's UV maps to a network's resolution.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+import torch
+import torch.nn.functional as F
 
 from fica.train.loop import TrainConfig
 
@@ -33,6 +36,15 @@ def load_samples(args, **synthetic_kwargs) -> list:
     if args.data is not None:
         return load_dataset(args.data)
     return make_dataset(args.synthetic, **synthetic_kwargs)
+
+
+def resample(maps: torch.Tensor, resolution: int) -> torch.Tensor:
+    """``[C, R, R]`` -> ``[C, S, S]`` (area when shrinking, bilinear when growing)."""
+    if maps.shape[-1] == resolution:
+        return maps
+    mode = "area" if maps.shape[-1] > resolution else "bilinear"
+    kwargs = {} if mode == "area" else {"align_corners": False}
+    return F.interpolate(maps[None], size=(resolution, resolution), mode=mode, **kwargs)[0]
 
 
 def config(args) -> TrainConfig:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from fica.complete.learned import (clip_image_embeds, condition_channels, encode_latents, resample_partial,
                                    to_vae_space, vae_scale_factor)
 from fica.models.uv_dit import DOMAINS, UVDiT
+from fica.train.data import resample
 
 TINY_VAE = dict(block_out_channels=(16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3,
                 up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=8, layers_per_block=1,
@@ -41,15 +42,6 @@ def tiny_components():
     torch.manual_seed(0)
     return (AutoencoderKL(**TINY_VAE), CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_CLIP)),
             FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0))
-
-
-def resample(maps: torch.Tensor, resolution: int) -> torch.Tensor:
-    """``[C, R, R]`` -> ``[C, S, S]`` (area when shrinking, bilinear when growing)."""
-    if maps.shape[-1] == resolution:
-        return maps
-    mode = "area" if maps.shape[-1] > resolution else "bilinear"
-    kwargs = {} if mode == "area" else {"align_corners": False}
-    return F.interpolate(maps[None], size=(resolution, resolution), mode=mode, **kwargs)[0]
 
 
 def autoencoder_images(samples, resolution: int, geometry_scale_m: float) -> torch.Tensor:

@@ -25,7 +25,7 @@ PERCEPTUAL_WEIGHT = 0.2
 def prepare(samples, model: CodecPrior, render_scale: float) -> list[dict]:
     """Per sample: network input ``[7, R, R]``, code ``[60]``, the expressed template geometry ``[3, R, R]``,
     texture, valid, head rotation, camera and target ``[3, h, w]`` at the render size."""
-    from fica.train.diffusion import resample
+    from fica.train.data import resample
 
     R = model.config.resolution
     blendshapes = expression_displacement_maps(R)

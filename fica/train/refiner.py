@@ -48,7 +48,7 @@ def degrade(texture: torch.Tensor, geometry: torch.Tensor, valid: torch.Tensor,
 @torch.no_grad()
 def prepare(samples, model: UVRefiner, backbone, head, generator: torch.Generator) -> list[dict]:
     from fica.complete.learned import resample_partial
-    from fica.train.diffusion import resample
+    from fica.train.data import resample
 
     S = model.config.resolution
     lm_uv = landmark_uvs(head)
