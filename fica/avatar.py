@@ -49,10 +49,13 @@ class Avatar:
         backend: as in ``fica.render.rasterize.render``; default "surface" (fast surface splatting) on a CPU,
         "auto" (gsplat) on CUDA.
         """
-        if backend is None:
-            backend = "auto" if self.gaussians().means.is_cuda else "surface"
+        from fica.render.rasterize import render
+
+        camera = camera or orbit_camera()
         for expression in clip.frames:
-            rgb, _ = self.render(camera, expression, background, backend)
+            gaussians = self.gaussians(expression, camera)
+            chosen = backend or ("auto" if gaussians.means.is_cuda else "surface")
+            rgb, _ = render(gaussians, camera, background=background, backend=chosen)
             yield (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
     def save_ply(self, path: str | Path, expression: Expression | None = None) -> Path:

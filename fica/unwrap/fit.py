@@ -106,7 +106,7 @@ def ypr_from_rotation(R: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(torch.stack([yaw, pitch, roll]))
 
 
-def _axis_angle_matrix(w: torch.Tensor) -> torch.Tensor:
+def axis_angle_matrix(w: torch.Tensor) -> torch.Tensor:
     """Rodrigues: rotation ``[3, 3]`` of the axis-angle vector ``w [3]`` (radians); smooth at zero."""
     theta2 = (w * w).sum()
     theta = torch.sqrt(theta2 + 1e-12)
@@ -257,7 +257,7 @@ class _Problem:
             for _ in range(8):
                 A = JtJ + damping * torch.diag(JtJ.diagonal().clamp(min=1e-12)) + torch.diag(held.to(JtJ))
                 step = torch.linalg.solve(A, -g)
-                R_new = _axis_angle_matrix(step[:3]) @ R
+                R_new = axis_angle_matrix(step[:3]) @ R
                 t_new = t + step[3:6]
                 c_new = c + step[6:]
                 c_new[expr] = c_new[expr].clamp(0, 1)
