@@ -5,7 +5,7 @@ The folder layout is the CLI's contract (issue 2) and the app's downloads:
     uv/partial_rgb.png uv/visibility.png uv/partial_normal.png uv/partial_xyz.png
     uv/texture.png uv/geometry.png uv/refined_texture.png
     avatar.ply avatar.splat
-    views/input.png views/yaw_+030.png ...
+    views/input.png views/yaw_+030.png ...     (RGBA: alpha is the avatar's coverage)
     expressions/<preset>.mp4 [expressions/driving.mp4]
     report.json
 
@@ -37,6 +37,7 @@ UV_MAP_FILES = (
 DEFAULT_VIEWS_DEG = (0.0, 30.0, -30.0)
 DEFAULT_EXPRESSIONS = ("smile", "talk", "surprise", "blink", "turn")
 VIEW_SIZE_PX = 512
+BLACK = (0.0, 0.0, 0.0)  # views render over black: their colour is then premultiplied by the coverage
 
 
 def uv_maps(output: FiCAOutput) -> dict[str, tuple]:
@@ -60,7 +61,7 @@ def export_all(output: FiCAOutput, out_dir: str | Path, *, views_deg=DEFAULT_VIE
     (driving | avatar) as ``expressions/driving.mp4``. ``progress(fraction, text)`` is called per file group.
     """
     from fica.drive.presets import preset_clip
-    from fica.io.image import save_png
+    from fica.io.image import save_png, straight_rgba
     from fica.io.uv_images import save_uv_maps
     from fica.io.video import side_by_side, write_mp4
 
@@ -74,10 +75,11 @@ def export_all(output: FiCAOutput, out_dir: str | Path, *, views_deg=DEFAULT_VIE
         save_uv_maps(uv_maps(output), stage / "uv", output.refined.valid)
         (stage / "views").mkdir()
         avatar = output.avatar
-        save_png(avatar.render_portrait_view()[0], stage / "views" / "input.png")
+        save_png(straight_rgba(*avatar.render_portrait_view(background=BLACK)), stage / "views" / "input.png")
         for yaw in views_deg:
-            rgb, _ = avatar.render(orbit_camera(yaw, 0.0, width=VIEW_SIZE_PX, height=VIEW_SIZE_PX))
-            save_png(rgb, stage / "views" / f"{view_name(yaw)}.png")
+            camera = orbit_camera(yaw, 0.0, width=VIEW_SIZE_PX, height=VIEW_SIZE_PX)
+            save_png(straight_rgba(*avatar.render(camera, background=BLACK)),
+                     stage / "views" / f"{view_name(yaw)}.png")
         avatar.save_ply(stage / "avatar.ply")
         avatar.save_splat(stage / "avatar.splat")
         timings["maps_views_splats"] = round(time.perf_counter() - start, 3)

@@ -51,6 +51,25 @@ def test_generate_writes_every_promised_file(generated):
     assert (out / "avatar.splat").stat().st_size == 32 * report["gaussians"]
 
 
+def test_views_are_rgba_whose_alpha_is_the_avatars_coverage(generated):
+    """A user composites views/*.png over their own background: over white it must be the avatar's render over
+    white, and alpha must be the render's coverage (the PLY of the same run, rendered by the exact compositor)."""
+    from fica.io.splat_files import load_ply
+    from fica.render.camera import orbit_camera
+    from fica.render.rasterize import render
+
+    _, out = generated
+    for name in ("input", "yaw_+000", "yaw_+030"):
+        assert Image.open(out / "views" / f"{name}.png").mode == "RGBA", name
+    view = np.asarray(Image.open(out / "views" / "yaw_+000.png"), dtype=np.float32) / 255
+    rgb, alpha = render(load_ply(out / "avatar.ply"), orbit_camera(0.0, 0.0, width=512, height=512))
+    rgb, alpha = rgb.numpy(), alpha.numpy()
+    assert np.abs(view[..., 3] - alpha).max() <= 1.5 / 255, "alpha is not the avatar's coverage"
+    assert 0.1 < (alpha > 0.5).mean() < 0.7 and view[0, 0, 3] == 0 and view[256, 256, 3] == 1
+    over_white = view[..., :3] * view[..., 3:] + (1 - view[..., 3:])
+    assert np.abs(over_white - rgb).max() <= 2.5 / 255, "composited over white, the view is not the render"
+
+
 @pytest.mark.parametrize("make_input, message", [
     (lambda d: ROOT / "examples" / "no_face_coffee.jpg", "no face"),
     (lambda d: ROOT / "examples" / "two_faces.jpg", "faces were found"),

@@ -51,7 +51,7 @@ def load_portrait(src) -> np.ndarray:
 
 
 def save_png(image, path: str | Path) -> Path:
-    """Write ``[H, W, 3]`` (or ``[H, W]`` grey) float 0..1 or uint8, array or tensor, as a PNG. Atomic."""
+    """Write ``[H, W, 3]`` (``[H, W, 4]`` RGBA, straight alpha; ``[H, W]`` grey) float 0..1 or uint8, array or tensor, as a PNG. Atomic."""
     pixels = to_uint8(image)
     if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 3, 4)):
         raise ValueError(f"save_png expects [H, W], [H, W, 3] or [H, W, 4]; got shape {tuple(pixels.shape)}.")
@@ -60,6 +60,16 @@ def save_png(image, path: str | Path) -> Path:
         Image.fromarray(pixels.squeeze(2) if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels).save(
             tmp, format="PNG")
     return path
+
+
+def straight_rgba(premultiplied, alpha) -> np.ndarray:
+    """A render's colour over black ``[H, W, 3]`` (premultiplied by its coverage) and the coverage ``alpha
+    [H, W]`` (0..1) -> ``[H, W, 4]`` float32 RGBA with straight alpha, as PNG stores it: composited over any
+    background it gives the render over that background."""
+    to_array = lambda x: x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)  # noqa: E731
+    rgb, a = to_array(premultiplied).astype(np.float32), to_array(alpha).astype(np.float32).clip(0.0, 1.0)
+    straight = np.where(a[..., None] > 0, rgb / np.maximum(a, 1e-6)[..., None], 0.0).clip(0.0, 1.0)
+    return np.concatenate([straight, a[..., None]], axis=2)
 
 
 def to_uint8(image) -> np.ndarray:
