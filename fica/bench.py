@@ -1,4 +1,5 @@
-"""``python -m fica.bench``: the speed and memory targets of DESIGN.md §7, measured on this machine.
+"""``python -m fica.bench``: the speed and memory targets of DESIGN.md §7, measured on this machine, and the
+avatar's silhouette IoU at the portrait camera on the examples (hair included).
 
 Prints a table and writes the numbers as JSON (``--out``, default ``bench.json``).
 """
@@ -18,7 +19,11 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLE = EXAMPLES / "astronaut.jpg"
+# portraits whose silhouette IoU is tracked (one face each; photographs and stylized variants)
+SILHOUETTE_EXAMPLES = ("astronaut.jpg", "grace_hopper.jpg", "astronaut_stylized.jpg", "astronaut_posterized.png",
+                       "grace_hopper_grey.jpg", "grace_hopper_smooth.jpg")
 TARGETS = {  # name -> (target, "<=" or ">=")
     "portrait_to_avatar_s": (1.5, "<="),
     "render_fps_512_cpu": (25.0, ">="),
@@ -26,6 +31,8 @@ TARGETS = {  # name -> (target, "<=" or ">=")
     "render_fps_512_cuda": (300.0, ">="),
     "video_4s_24fps_512_s": (8.0, "<="),
     "peak_memory_gb": (2.0, "<="),
+    "silhouette_iou_median": (0.85, ">="),
+    "silhouette_iou_min": (0.75, ">="),
 }
 
 
@@ -36,6 +43,21 @@ def _median_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def silhouette_iou(output) -> float:
+    """IoU of the avatar's silhouette at the portrait camera (fitted expression) with the person's silhouette
+    (selfie segmentation), both above the chin: the line through the chin landmark across the face."""
+    import numpy as np
+
+    from fica.unwrap.hair_mask import face_frame
+
+    unwrapped = output.unwrapped
+    _, alpha = output.avatar.render_portrait_view()
+    person = unwrapped.person_mask.cpu().numpy() > 0.5
+    above = face_frame(unwrapped.landmarks.cpu().numpy(), person.shape).t > 0
+    avatar = alpha.cpu().numpy() > 0.5
+    return float((avatar & person & above).sum() / max(1, ((avatar | person) & above).sum()))
 
 
 def run(repeats: int = 3, uv_resolution: int = 256) -> dict:
@@ -81,6 +103,13 @@ def run(repeats: int = 3, uv_resolution: int = 256) -> dict:
         frame_s = _median_time(lambda: (render(g, cam), torch.cuda.synchronize()), 50)
         results["render_fps_512_cuda"] = round(1.0 / frame_s, 1)
 
+    ious = {}
+    for name in SILHOUETTE_EXAMPLES:
+        ious[name] = round(silhouette_iou(pipe(np.asarray(Image.open(EXAMPLES / name).convert("RGB")))), 3)
+    results["silhouette_iou"] = ious
+    results["silhouette_iou_median"] = round(statistics.median(ious.values()), 3)
+    results["silhouette_iou_min"] = min(ious.values())
+
     clip = preset_clip("talk", fps=24, seconds=4)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -109,11 +138,13 @@ def main(argv=None) -> int:
     for stage, seconds in results["stage_s"].items():
         print(f"  stage {stage:22s} {seconds:10.3f}s")
     for key in ("portrait_to_avatar_s", "render_fps_512_cpu", "render_fps_512_cpu_surface", "render_fps_512_cuda",
-                "video_4s_24fps_512_s", "peak_memory_gb", "decode_ms", "gaussians", "pipeline_load_s"):
+                "video_4s_24fps_512_s", "peak_memory_gb", "silhouette_iou_median", "silhouette_iou_min", "decode_ms",
+                "gaussians", "pipeline_load_s"):
         if key in results:
             target = results["targets"].get(key)
             note = f"{target['op']} {target['target']}  {'met' if target['met'] else 'NOT met'}" if target else ""
             print(f"{key:28s} {results[key]:>10}  {note}")
+    print("silhouette IoU: " + ", ".join(f"{k} {v}" for k, v in results["silhouette_iou"].items()))
     print("implementations: " + ", ".join(f"{k}={v}" for k, v in results["implementations"].items()))
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

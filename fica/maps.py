@@ -39,12 +39,35 @@ class PartialUV(_Maps):
 
 
 @dataclass
+class HairShell:
+    """Hair with volume on its own chart: a shell between the head (``inner``) and the hair's outer surface.
+
+    The chart is a capsule around ``centre`` (see ``fica.complete.hair``): A rows from the top of the head down
+    past the neck, B columns of azimuth around the vertical axis. ``coverage`` is 0 where there is no hair.
+    """
+
+    centre: torch.Tensor  # [3] head frame, metres
+    inner: torch.Tensor  # [3, A, B] metres, head frame: the head's surface under the hair
+    outer: torch.Tensor  # [3, A, B] metres, head frame: the hair's outer surface
+    texture: torch.Tensor  # [3, A, B] sRGB 0..1
+    coverage: torch.Tensor  # [1, A, B] 0..1
+
+    def to(self, device) -> "HairShell":
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+@dataclass
 class CompleteUV(_Maps):
-    """A complete head: texture and geometry (xyz position map) over every valid texel."""
+    """A complete head: texture and geometry (xyz position map) over every valid texel, and the hair shell
+    when the completer built one."""
 
     texture: torch.Tensor  # [3, R, R] sRGB 0..1
     geometry: torch.Tensor  # [3, R, R] metres, head frame, neutral expression
     valid: torch.Tensor  # [1, R, R]
+    hair: HairShell | None = None
+
+    def to(self, device) -> "CompleteUV":
+        return replace(super().to(device), hair=None if self.hair is None else self.hair.to(device))
 
     def normals(self) -> torch.Tensor:
         """Unit surface normals derived from the geometry map. Returns ``[3, R, R]``."""

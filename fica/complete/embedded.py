@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from fica.complete.base import Completer
+from fica.complete.hair import complete_hair
 from fica.head.model import HeadModel, UVLayout, default_head
 from fica.maps import CompleteUV, PartialUV
 from fica.unwrap.base import Unwrapped
@@ -152,11 +153,15 @@ class EmbeddedCompleter(Completer):
 
     def __call__(self, unwrapped: Unwrapped, image: torch.Tensor,
                  generator: torch.Generator | None = None) -> CompleteUV:
-        """Complete ``unwrapped.partial`` (``image`` and ``generator`` are unused: the fill is deterministic)."""
+        """Complete ``unwrapped.partial``, and build the hair shell from ``unwrapped.hair_mask`` and ``image``
+        (``generator`` seeds the unseen hair's strand noise; the chart fill is deterministic)."""
         partial = unwrapped.partial
         head = self.head or default_head()
         layout = head.uv_layout(partial.resolution)
         geometry = unwrapped.fitted_geometry.to(partial.rgb)
         with one_thread():  # many small map ops: a second torch thread only waits on a busy CPU
             texture = complete_texture(partial, layout, geometry)
-        return CompleteUV(texture, geometry.clone(), partial.valid.clone())
+            hair = None if unwrapped.hair_mask is None else \
+                complete_hair(image.cpu().float(), unwrapped.hair_mask.cpu(), unwrapped.camera.to("cpu"),
+                              geometry.cpu(), layout, unwrapped.dense.mask.cpu(), generator).to(partial.rgb.device)
+        return CompleteUV(texture, geometry.clone(), partial.valid.clone(), hair)

@@ -6,7 +6,9 @@ turned by the gaze about their fitted centres, the mouth cavity clamped behind t
 local tangent frame of the deformed geometry map (u tangent, its in-plane normal, surface normal); scales =
 the texel footprint along the two tangents (× ``FOOTPRINT``) and thin along the normal; then the head rotation
 about the neck pivot, fading out over the lowest ``NECK_BLEND_M`` of the neck so its base stays on the torso.
-Scalp texels get a second, thicker layer just above the surface so hair has some volume.
+Scalp texels get a second, thicker layer just above the surface; the hair shell the completer built (if any)
+adds ``SHELL_LAYERS`` layers of strand-shaped Gaussians between the head and the hair's outer surface. Hair
+follows the head rotation fully and no blendshape moves it.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import torch
 
 from fica.drive.expression import ARKIT_NAMES, Expression
 from fica.head.model import REGIONS, HeadModel, default_head
-from fica.maps import CompleteUV, geometry_tangents
+from fica.maps import CompleteUV, HairShell, geometry_tangents
 from fica.prior.base import Prior
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import Camera, rotation_ypr
@@ -36,6 +38,12 @@ HAIR_THICKNESS_M = 0.0015
 HAIR_SPREAD = 1.2  # tangential scale of the hair layer relative to the scalp's
 HAIR_DARKEN = 0.9
 HAIR_OPACITY = 0.9
+SHELL_LAYERS = (0.45, 1.0)  # fractions of the way from the head to the hair's outer surface
+SHELL_INNER_DARKEN = 0.75  # the inner layer shows where the shell ends: hair is darker inside
+SHELL_ALONG = 0.9  # the shell Gaussians' scale along the strands (down the rows), in cell spacings ...
+SHELL_ACROSS = 0.65  # ... and across them
+SHELL_THICKNESS_M = 0.002
+SHELL_MIN_COVERAGE = 0.05
 MOUTH_PARTNER_CANDIDATES = 4000
 EYE_LOOK = tuple(i for i, n in enumerate(ARKIT_NAMES) if n.startswith("eyeLook"))
 
@@ -51,7 +59,8 @@ class AnalyticIdentity:
     interpolated to the moving texels); head_weight ``[N]`` how much of the head rotation each texel follows;
     eye_side ``[N]`` (-1 right eye, 1 left eye, 0 not an eyeball); eye_centres ``[2, 3]`` (right, left);
     mouth ``[N]`` bool and mouth_partner ``[N]`` the skin texel in front of each mouth texel (lips or chin: the
-    nearest in x, y among those with a larger z); hair ``[N]`` bool;
+    nearest in x, y among those with a larger z); hair ``[N]`` bool; shell: the hair shell's Gaussians
+    (expression-independent, head frame, possibly empty);
     neutral: the Gaussians at the neutral expression (decode returns them without recomputing).
     """
 
@@ -70,6 +79,7 @@ class AnalyticIdentity:
     mouth: torch.Tensor
     mouth_partner: torch.Tensor
     hair: torch.Tensor
+    shell: GaussianSet
     neutral: GaussianSet | None = None
 
     @property
@@ -190,7 +200,7 @@ class AnalyticPrior(Prior):
         identity = AnalyticIdentity(texel, refined.valid.clone(), positions, colors, spread, moving,
                                     texel_vertices[moving], layout.bary[mask][moving],
                                     head.expression_basis.reshape(len(ARKIT_NAMES), -1), head_weight, eye_side,
-                                    eye_centres, mouth, partner, hair)
+                                    eye_centres, mouth, partner, hair, shell_gaussians(refined.hair))
         identity.neutral = self._gaussians(identity, positions)
         return identity
 
@@ -241,7 +251,7 @@ class AnalyticPrior(Prior):
                                  scales.new_full((int(h.sum()), 1), HAIR_THICKNESS_M)], 1)
         hair = GaussianSet(positions[h] + HAIR_OFFSET_M * normal[h], quats[h], hair_scales,
                            positions.new_full((int(h.sum()),), HAIR_OPACITY), identity.colors[h] * HAIR_DARKEN)
-        return GaussianSet.concat([surface, hair])
+        return GaussianSet.concat([surface, hair, identity.shell.to(positions.device)])
 
     def decode(self, identity: AnalyticIdentity, expression: Expression, camera: Camera | None = None) -> GaussianSet:
         """The Gaussians at ``expression`` (``camera`` is unused: the analytic prior is not view-dependent)."""
@@ -252,8 +262,34 @@ class AnalyticPrior(Prior):
             yaw, pitch, roll = (float(a) for a in expression.rotation_deg)
             if abs(yaw) + abs(pitch) + abs(roll) < 1e-6:
                 return gaussians
-            return rotate_head(gaussians, rotation_ypr(yaw, pitch, roll),
-                               torch.cat([identity.head_weight, identity.head_weight[identity.hair]]))
+            weight = torch.cat([identity.head_weight, identity.head_weight[identity.hair],
+                                identity.head_weight.new_ones(len(identity.shell))])
+            return rotate_head(gaussians, rotation_ypr(yaw, pitch, roll), weight)
+
+
+def shell_gaussians(shell: HairShell | None) -> GaussianSet:
+    """Gaussians ``[N]`` filling a hair shell: one per covered cell and layer, flat along the shell, longer
+    down the strands (the chart's rows) than across them. Empty without a shell."""
+    if shell is None or not bool((shell.coverage > SHELL_MIN_COVERAGE).any()):
+        return GaussianSet(torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 3))
+    covered = shell.coverage[0] > SHELL_MIN_COVERAGE  # [A, B]
+    sets = []
+    for fraction in SHELL_LAYERS:
+        surface = shell.inner + fraction * (shell.outer - shell.inner)  # [3, A, B]
+        along = torch.cat([surface[:, 1:2] - surface[:, :1], 0.5 * (surface[:, 2:] - surface[:, :-2]),
+                           surface[:, -1:] - surface[:, -2:-1]], 1)  # down the rows
+        across = 0.5 * (surface.roll(-1, 2) - surface.roll(1, 2))  # around the azimuth (wraps)
+        pick = lambda m: m[:, covered].T  # noqa: E731  [3, A, B] -> [N, 3]
+        a, c = pick(along), pick(across)
+        normal = torch.nn.functional.normalize(torch.cross(a, c, dim=1), dim=1, eps=1e-12)
+        e1 = torch.nn.functional.normalize(a - (a * normal).sum(1, keepdim=True) * normal, dim=1, eps=1e-12)
+        e2 = torch.cross(normal, e1, dim=1)
+        scales = torch.stack([SHELL_ALONG * a.norm(dim=1), SHELL_ACROSS * c.norm(dim=1),
+                              torch.full((len(a),), SHELL_THICKNESS_M)], 1).clamp(*SCALE_RANGE_M)
+        darken = SHELL_INNER_DARKEN + (1 - SHELL_INNER_DARKEN) * fraction
+        sets.append(GaussianSet(pick(surface), matrix_to_quat(torch.stack([e1, e2, normal], 2)), scales,
+                                shell.coverage[0][covered].clamp(max=HAIR_OPACITY), pick(shell.texture) * darken))
+    return GaussianSet.concat(sets)
 
 
 def rotate_head(gaussians: GaussianSet, R: torch.Tensor, weight: torch.Tensor) -> GaussianSet:

@@ -142,4 +142,4 @@ class EmbeddedRefiner(Refiner):
         texture = torch.where(keep, complete.texture, blended).clamp(0, 1) * complete.valid
         movable = layout.region_mask("face", "scalp", "neck").to(complete.texture.device) > 0.5
         geometry = smooth_unseen_geometry(complete.geometry, visibility, movable)
-        return CompleteUV(texture, geometry * complete.valid, complete.valid.clone())
+        return CompleteUV(texture, geometry * complete.valid, complete.valid.clone(), complete.hair)

@@ -85,4 +85,4 @@ class LearnedRefiner(Refiner):
         residual = F.interpolate(residual, size=(R, R), mode="bilinear", align_corners=False)
         texture, geometry = apply_residual(maps.texture[None], maps.geometry[None], residual, maps.valid[None],
                                            cfg.geometry_residual_m)
-        return CompleteUV(texture=texture[0], geometry=geometry[0], valid=maps.valid)
+        return CompleteUV(texture=texture[0], geometry=geometry[0], valid=maps.valid, hair=maps.hair)

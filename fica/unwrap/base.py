@@ -28,6 +28,8 @@ class Unwrapped:
     expression: the expression seen in the portrait (weights only; the pose lives in ``camera``).
     fitted_geometry: ``[3, R, R]`` the fitted head's geometry map at neutral expression.
     landmarks: ``[478, 3]`` MediaPipe landmarks in pixels (x, y) and relative depth, or None.
+    person_mask: ``[H, W]`` 0..1, the person (selfie segmentation), or None.
+    hair_mask: ``[H, W]`` 0/1, the hair (and headwear) in the portrait, all zero for a bald head, or None.
     """
 
     partial: PartialUV
@@ -36,6 +38,8 @@ class Unwrapped:
     expression: Expression
     fitted_geometry: torch.Tensor
     landmarks: torch.Tensor | None = None
+    person_mask: torch.Tensor | None = None
+    hair_mask: torch.Tensor | None = None
 
 
 class Unwrapper:

@@ -10,7 +10,8 @@ from fica.unwrap.base import Unwrapped, Unwrapper
 from fica.unwrap.dense import dense_from_fit, rasterize_fit
 from fica.threads import one_thread
 from fica.unwrap.fit import fit_head
-from fica.unwrap.landmarks import detect_landmarks
+from fica.unwrap.hair_mask import hair_mask
+from fica.unwrap.landmarks import detect_landmarks, person_mask
 from fica.unwrap.uv_unwrap import unwrap_to_uv
 
 
@@ -28,10 +29,11 @@ class EmbeddedUnwrapper(Unwrapper):
         image = torch.as_tensor(image).cpu()
         image = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
         landmarks = detect_landmarks(image)
+        person = person_mask(image)
         with one_thread():
-            return self._unwrap(image, landmarks)
+            return self._unwrap(image, landmarks, person)
 
-    def _unwrap(self, image: torch.Tensor, landmarks: torch.Tensor) -> Unwrapped:
+    def _unwrap(self, image: torch.Tensor, landmarks: torch.Tensor, person: torch.Tensor) -> Unwrapped:
         size = tuple(image.shape[:2])
         fit = fit_head(landmarks, size, self.head)
         raster = rasterize_fit(fit, self.head, size)
@@ -41,4 +43,5 @@ class EmbeddedUnwrapper(Unwrapper):
         partial = unwrap_to_uv(image, dense, fit.camera, layout, fit.vertices(self.head), raster[2], neutral)
         expression = Expression(fit.expression)  # weights only: the head pose lives in the camera
         return Unwrapped(partial=partial, dense=dense, camera=fit.camera, expression=expression,
-                         fitted_geometry=layout.vertices_to_map(neutral), landmarks=landmarks)
+                         fitted_geometry=layout.vertices_to_map(neutral), landmarks=landmarks,
+                         person_mask=person, hair_mask=hair_mask(image, landmarks, person))

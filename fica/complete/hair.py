@@ -1,0 +1,221 @@
+"""Hair with volume from one portrait (DESIGN.md §5 "Complete"): a shell over the head on a head-centred
+capsule chart, solved so that it fills the portrait's hair silhouette and continued around and behind the head.
+
+The capsule chart (``HairShell``): columns are the azimuth around the vertical axis through ``centre``
+(column 0 faces +z, the front; columns run toward +x), the first ``CAP_ROWS`` rows are polar angles from the top
+(0) to the horizontal (90°), the next ``HANG_ROWS`` rows hang straight down from ``centre`` to ``HANG_DEPTH_M``
+below it (long hair down the back and over the shoulders). A cell's point at radius r is
+``base + r · direction``; the head's own surface there (scalp, face, neck) is at radius ``r_head``.
+
+1. Seen extent: march each cell's ray outward and keep the largest radius that still projects inside the
+   portrait's head outline (hair mask ∪ the fitted head's silhouette). Where the ray runs across the portrait
+   camera's line of sight (the silhouette), that radius is the hair's true extent; facing the camera or away from
+   it, it is only an upper bound.
+2. Hair thickness above the head = seen extent − r_head on the silhouette cells, zero on the cells facing the
+   camera that the portrait shows as face or neck; every other cell (the back, the hair seen from the front) is
+   filled smoothly from those, around the azimuth (so the back of the head continues the sides at the same
+   height: long hair hangs down the back, a wide bob stays wide), then clamped to the upper bound.
+3. Colour: cells facing the camera and inside the hair mask take the portrait's colour; the rest get the seen
+   hair's smooth colour with strand noise (long along the rows, thin across) whose spread is the seen hair's.
+
+A head whose portrait shows no hair gets an empty shell (coverage 0): short hair stays short, bald stays bald.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from fica.head.model import UVLayout
+from fica.maps import HairShell
+from fica.render.camera import Camera
+from fica.uv_ops import push_pull_fill, smoothstep
+
+CAP_ROWS = 40
+HANG_ROWS = 32
+COLUMNS = 128
+HANG_DEPTH_M = 0.30
+MAX_RADIUS_M = 0.22
+RADIUS_STEPS = 56
+SILHOUETTE_COS = 0.25  # |cos(ray, line of sight)| below this: the ray's seen extent is the hair's extent
+FACING_COS = 0.35  # cos above this: the cell faces the portrait camera (the portrait shows it)
+MIN_THICKNESS_M = 0.004  # thinner than this is the scalp layer's job
+MIN_HAIR_PX = 50
+BEYOND_HEAD_M = 0.004  # the outline must reach this much farther than the fitted head's alone to be hair
+SPLAT_INSET_M = 0.003  # the outer surface sits this far inside the seen extent (about one Gaussian's radius)
+WRAP = 16  # columns copied from the other side before filling, so fills wrap around the back
+STRAND_ROWS = 4.0  # strand noise: correlation length along the rows (cells) ...
+STRAND_COLUMNS = 0.7  # ... and across them
+MEAN_SIGMA = 3.0  # cells: the seen hair's local mean colour, about which its strands vary
+MAX_STRAND_SPREAD = 0.8  # relative luminance spread of the strands at most
+SPLAT_BLUR_GAIN = 1.7  # neighbouring strand Gaussians overlap and average ~0.6 of the spread away: make up for it
+SEED = 0
+
+
+def capsule_frame(centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``base [3, A, B]`` and unit ``direction [3, A, B]`` of every cell (A = CAP_ROWS + HANG_ROWS, B = COLUMNS)
+    around ``centre [3]`` (head frame, metres)."""
+    phi = (torch.arange(COLUMNS, dtype=torch.float32) + 0.5) / COLUMNS * 2 * math.pi  # [B]
+    theta = (torch.arange(CAP_ROWS, dtype=torch.float32) + 0.5) / CAP_ROWS * (math.pi / 2)  # [Ac]
+    drop = (torch.arange(HANG_ROWS, dtype=torch.float32) + 0.5) / HANG_ROWS * HANG_DEPTH_M  # [Ah]
+    sin_t = torch.cat([theta.sin(), torch.ones(HANG_ROWS)])[:, None]
+    cos_t = torch.cat([theta.cos(), torch.zeros(HANG_ROWS)])[:, None]
+    direction = torch.stack([sin_t * phi.sin(), cos_t.expand(-1, COLUMNS), sin_t * phi.cos()])
+    base = centre[:, None, None].expand(3, CAP_ROWS + HANG_ROWS, COLUMNS).clone()
+    base[1, CAP_ROWS:] -= drop[:, None]
+    return base, direction
+
+
+def cell_of(points: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat cell index ``[N]`` and radius ``[N]`` of head-frame ``points [N, 3]`` on the chart around ``centre``."""
+    d = points - centre
+    horizontal = d[:, [0, 2]].norm(dim=1)
+    phi = torch.atan2(d[:, 0], d[:, 2]) % (2 * math.pi)
+    col = (phi / (2 * math.pi) * COLUMNS).long().clamp(0, COLUMNS - 1)
+    above = d[:, 1] >= 0
+    theta = torch.atan2(horizontal, d[:, 1])
+    row = torch.where(above, (theta / (math.pi / 2) * CAP_ROWS).long(),
+                      CAP_ROWS + (-d[:, 1] / HANG_DEPTH_M * HANG_ROWS).long())
+    row = row.clamp(0, CAP_ROWS + HANG_ROWS - 1)
+    radius = torch.where(above, d.norm(dim=1), horizontal)
+    return row * COLUMNS + col, radius
+
+
+def wrapped_fill(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``push_pull_fill`` of chart maps ``[C, A, B]`` from ``weights [1, A, B]``, wrapping around the azimuth."""
+    pad = lambda x: torch.cat([x[..., -WRAP:], x, x[..., :WRAP]], -1)  # noqa: E731
+    return push_pull_fill(pad(values), pad(weights))[..., WRAP:-WRAP]
+
+
+def _sample(image: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples ``[C, N]`` of ``image [C, H, W]`` at ``pixels [N, 2]`` (x, y; zero outside)."""
+    H, W = image.shape[-2:]
+    grid = torch.stack([pixels[:, 0] / W * 2 - 1, pixels[:, 1] / H * 2 - 1], -1)[None, None]
+    return F.grid_sample(image[None], grid, align_corners=False, padding_mode="zeros")[0, :, 0]
+
+
+def _project(camera: Camera, points: torch.Tensor) -> torch.Tensor:
+    """Pixels ``[N, 2]`` of ``points [N, 3]``; points behind the camera land far outside the image."""
+    pixels, depth = camera.project(points)
+    return torch.where(depth[:, None] > 1e-3, pixels, pixels.new_full((1, 2), -1e6))
+
+
+def head_radius(geometry: torch.Tensor, valid: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """``r_head [1, A, B]``: the outermost radius of the head surface ``geometry [3, R, R]`` (texels in
+    ``valid [1, R, R]``) in each cell; cells the head never reaches (below the neck) are 0."""
+    points = geometry[:, valid[0] > 0.5].T
+    cell, radius = cell_of(points, centre)
+    A = CAP_ROWS + HANG_ROWS
+    r = torch.zeros(A * COLUMNS).scatter_reduce(0, cell, radius, "amax", include_self=True).view(1, A, COLUMNS)
+    hit = (r > 0).float()
+    filled = wrapped_fill(r, hit)
+    lowest_row = int(cell.max()) // COLUMNS  # the bottom of the neck: below it there is no head
+    rows = torch.arange(A)[None, :, None]
+    return torch.where(rows <= lowest_row, filled, torch.zeros_like(filled))
+
+
+def seen_extent(camera: Camera, outline: torch.Tensor, base: torch.Tensor, direction: torch.Tensor,
+                r_head: torch.Tensor) -> torch.Tensor:
+    """``[1, A, B]``: the largest radius (from ``r_head`` outward, in steps) whose point still projects inside
+    ``outline [H, W]`` (0/1)."""
+    radii = torch.linspace(0.0, MAX_RADIUS_M, RADIUS_STEPS)  # [K]
+    points = base[None] + radii[:, None, None, None] * direction[None]  # [K, 3, A, B]
+    pixels = _project(camera, points.permute(0, 2, 3, 1).reshape(-1, 3))
+    inside = _sample(outline[None].float(), pixels)[0].view(RADIUS_STEPS, *base.shape[1:]) > 0.5  # [K, A, B]
+    beyond_head = radii[:, None, None] >= r_head[0]
+    leaves = (~inside & beyond_head).float()
+    first_out = torch.where(leaves.any(0), leaves.argmax(0), torch.full_like(r_head[0], RADIUS_STEPS - 1).long())
+    step = MAX_RADIUS_M / (RADIUS_STEPS - 1)
+    return (first_out.float() * step - 0.5 * step)[None].clamp(min=0)
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    half = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-half, half + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def _blur(maps: torch.Tensor, sigma_rows: float, sigma_columns: float) -> torch.Tensor:
+    """Separable Gaussian blur of chart maps ``[C, A, B]`` (wrapping around the azimuth, clamped at the ends)."""
+    kr, kc = _gaussian_kernel(sigma_rows), _gaussian_kernel(sigma_columns)
+    x = torch.cat([maps[..., -WRAP:], maps, maps[..., :WRAP]], -1)[:, None]  # [C, 1, A, B + 2 WRAP]
+    x = F.conv2d(F.pad(x, (0, 0, len(kr) // 2, len(kr) // 2), mode="replicate"), kr.view(1, 1, -1, 1))
+    x = F.conv2d(x, kc.view(1, 1, 1, -1), padding=(0, len(kc) // 2))
+    return x[:, 0, :, WRAP:-WRAP]
+
+
+def strand_noise(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """``[1, A, B]`` zero-mean unit-variance noise, long along the rows (strands) and thin across them."""
+    noise = _blur(torch.randn((1, *shape), generator=generator), STRAND_ROWS, STRAND_COLUMNS)
+    return (noise - noise.mean()) / noise.std().clamp(min=1e-6)
+
+
+def hair_texture(image: torch.Tensor, pixels: torch.Tensor, seen: torch.Tensor,
+                 generator: torch.Generator) -> torch.Tensor:
+    """``[3, A, B]``: the portrait's colour at ``pixels [A*B, 2]`` where ``seen [1, A, B]`` (0..1), elsewhere the
+    seen hair's local mean colour (filled smoothly) times strand noise, as strong as the seen hair's luminance
+    spread needs beyond that of its mean."""
+    A, B = seen.shape[-2:]
+    photo = _sample(image.permute(2, 0, 1), pixels).view(3, A, B)
+    known = (seen > 0.5).float()
+    if float(known.sum()) < 4:
+        return wrapped_fill(photo * known, known) if float(known.sum()) > 0 else torch.full_like(photo, 0.1)
+    weight = _blur(known, MEAN_SIGMA, MEAN_SIGMA)
+    local_mean = _blur(photo * known, MEAN_SIGMA, MEAN_SIGMA) / weight.clamp(min=1e-6)
+    mean = wrapped_fill(local_mean, (weight > 0.05).float())
+    lum = lambda x: x.mean(0)[known[0] > 0.5]  # noqa: E731
+    # strands make up what the smooth mean lacks of the seen hair's luminance spread (as rendered)
+    missing = (lum(photo).var() - lum(mean).var()).clamp(min=0).sqrt()
+    spread = (SPLAT_BLUR_GAIN * missing / lum(mean).mean().clamp(min=1e-3)).clamp(max=MAX_STRAND_SPREAD)
+    synthesised = (mean * (1 + spread * strand_noise((A, B), generator))).clamp(0, 1)
+    return seen * photo + (1 - seen) * synthesised
+
+
+def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, geometry: torch.Tensor,
+                  layout: UVLayout, outline: torch.Tensor, generator: torch.Generator | None = None) -> HairShell:
+    """The hair shell of a portrait.
+
+    image: ``[H, W, 3]`` 0..1; hair_mask: ``[H, W]`` 0/1; camera: the portrait's; geometry: ``[3, R, R]`` the
+    fitted head's neutral geometry map on ``layout``; outline: ``[H, W]`` 0/1, the fitted head's silhouette in the
+    portrait. Returns a ``HairShell`` on the capsule chart (coverage all zero when no hair is seen).
+    """
+    head = (layout.region_mask("face", "scalp", "ears", "neck") * layout.valid).to(geometry)
+    scalp = geometry[:, layout.region_mask("scalp")[0] > 0.5]
+    ears = geometry[:, layout.region_mask("ears")[0] > 0.5]
+    centre = torch.stack([geometry.new_tensor(0.0), ears[1].mean(), 0.5 * (scalp[2].min() + scalp[2].max())])
+    base, direction = capsule_frame(centre)
+    r_head = head_radius(geometry, head, centre)
+    A, B = base.shape[-2:]
+    if float(hair_mask.sum()) < MIN_HAIR_PX:
+        inner = base + r_head * direction
+        return HairShell(centre, inner, inner.clone(), torch.zeros(3, A, B), torch.zeros(1, A, B))
+
+    at = lambda r: (base + r * direction).permute(1, 2, 0).reshape(-1, 3)  # noqa: E731  radius [1, A, B] -> [N, 3]
+    to_camera = F.normalize(camera.center[:, None, None] - (base + r_head * direction), dim=0)
+    cos = (to_camera * direction).sum(0, keepdim=True)  # [1, A, B]
+    extent = seen_extent(camera, (outline + hair_mask).clamp(max=1), base, direction, r_head)
+    beyond_head = extent > seen_extent(camera, outline, base, direction, r_head) + BEYOND_HEAD_M
+    silhouette = cos.abs() < SILHOUETTE_COS
+    facing = cos > FACING_COS
+    mask = hair_mask[None].float()
+    on_hair = _sample(mask, _project(camera, at(r_head + MIN_THICKNESS_M))).view(1, A, B) > 0.5
+    bare = facing & ~on_hair  # the portrait shows face, neck or background there: no hair
+    known = silhouette | bare
+    room = (extent - SPLAT_INSET_M - r_head).clamp(min=0)  # the outer Gaussians' footprint stays inside too
+    # hair only where the outline reaches beyond the fitted head's own (a bald scalp, or a ray passing an ear or
+    # the jaw, adds nothing)
+    thickness = torch.where(bare | ~beyond_head, torch.zeros_like(extent), room)
+    thickness = wrapped_fill(thickness * known, known.float())
+    thickness = torch.minimum(thickness, room)
+    thickness = torch.where(bare, torch.zeros_like(thickness), thickness)
+    coverage = smoothstep(thickness, MIN_THICKNESS_M, 2 * MIN_THICKNESS_M)
+    outer = base + (r_head + thickness) * direction
+
+    gen = generator if generator is not None else torch.Generator().manual_seed(SEED)
+    pixels = _project(camera, outer.permute(1, 2, 0).reshape(-1, 3))
+    outer_cos = smoothstep(cos, FACING_COS - 0.15, FACING_COS + 0.15)
+    seen = outer_cos * (_sample(mask, pixels).view(1, A, B) > 0.5)
+    texture = hair_texture(image, pixels, seen, gen)
+    return HairShell(centre, base + r_head * direction, outer, texture, coverage)

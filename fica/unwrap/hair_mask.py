@@ -1,0 +1,152 @@
+"""The hair in the portrait (DESIGN.md §5 "Unwrap": a person/hair mask): the person MediaPipe's selfie
+segmentation finds, minus the face inside the face-mesh oval, minus the neck, clothes and shoulders.
+
+Everything is measured in the face's own frame so a tilted head works the same: ``t`` runs up the face (0 at the
+chin landmark, 1 at the forehead landmark), ``s`` across it (0 mid-face, in face widths).
+
+- Above the eyes (``t`` > ``SURE_T``) every person pixel outside the oval is hair (or a hat: it has the same
+  job, the head's outline). Those pixels also give the hair's colours.
+- Lower down (the sides of a bob, long hair over the shoulders) a person pixel is hair when its colour is nearer
+  the hair's colours than the face skin's and it is joined to the hair above; the neck, a collar or a suit are
+  not. Nothing lower than ``LOWEST_T`` face heights below the chin or wider than ``WIDEST_S`` counts.
+
+The colours are compared as k-means palettes (a few centres each), so grey, posterized and painted portraits
+work the same as photographs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from fica.unwrap.landmarks import FACE_OVAL
+
+CHIN, FOREHEAD = 152, 10  # landmark ids: the bottom and the top of the face oval
+SURE_T = 0.62  # above this height (face heights over the chin: about the brows) every non-face person pixel is hair
+LOWEST_T = -2.0  # long hair reaches at most this far below the chin (face heights)
+WIDEST_S = 1.6  # and at most this far from the middle of the face (face widths)
+OVAL_MARGIN = 0.03  # the oval is grown by this fraction of the face width (its edge pixels are skin)
+PALETTE_SIZE = (6, 4)  # k-means centres for the hair and the skin colours
+HAIR_DISTANCE = 0.22  # a pixel farther than this from every hair colour (RGB 0..1) is not hair
+SKIN_DARKEST_QUANTILE = 0.25  # the darkest quarter of the cheeks and nose (nostrils, lashes, brows) is not skin
+PERSON_THRESHOLD = 0.5
+MIN_HAIR_PX = 30  # fewer hair pixels than this above the eyes: no hair (bald, or a tight crop)
+WORK_SIDE_PX = 384  # the mask is worked out at most this large on the long side
+
+@dataclass
+class FaceFrame:
+    """Where the face sits in the portrait: ``s``/``t`` coordinates of every pixel (see the module docstring).
+
+    s, t: ``[H, W]`` float32; width_px, height_px: the face's size in pixels.
+    """
+
+    s: np.ndarray
+    t: np.ndarray
+    width_px: float
+    height_px: float
+
+
+def face_frame(landmarks: np.ndarray, size: tuple[int, int]) -> FaceFrame:
+    """The face frame of ``landmarks [478, 2+]`` (pixels) in an image of ``size`` (H, W)."""
+    chin, top = landmarks[CHIN, :2].astype(np.float64), landmarks[FOREHEAD, :2].astype(np.float64)
+    up = top - chin
+    height = float(np.linalg.norm(up))
+    up /= max(height, 1e-6)
+    across = np.array([-up[1], up[0]])  # image right for an upright face (up = (0, -1))
+    oval = landmarks[list(FACE_OVAL), :2].astype(np.float64)
+    width = float(np.ptp(oval @ across))
+    mid = 0.5 * (chin + top)
+    h, w = size
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    dx, dy = xs - mid[0], ys - mid[1]
+    s = (dx * across[0] + dy * across[1]) / max(width, 1e-6)
+    t = ((xs - chin[0]) * up[0] + (ys - chin[1]) * up[1]) / max(height, 1e-6)
+    return FaceFrame(s.astype(np.float32), t.astype(np.float32), width, height)
+
+
+def oval_mask(landmarks: np.ndarray, size: tuple[int, int], grow_px: float = 0.0) -> np.ndarray:
+    """``[H, W]`` bool: inside the face-mesh oval, grown by ``grow_px``."""
+    mask = np.zeros(size, np.uint8)
+    cv2.fillPoly(mask, [np.round(landmarks[list(FACE_OVAL), :2] - 0.5).astype(np.int32)], 1)
+    radius = int(round(grow_px))
+    if radius > 0:
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    return mask > 0
+
+
+def _palette(pixels: np.ndarray, k: int) -> np.ndarray:
+    """``[k', 3]`` k-means centres of ``pixels [N, 3]`` (float 0..1), at most ``k``, deterministic."""
+    pixels = pixels[:: max(1, len(pixels) // 4000)].astype(np.float32)
+    k = min(k, len(pixels))
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 10, 1e-3)
+    cv2.setRNGSeed(0)
+    _, _, centres = cv2.kmeans(pixels, k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
+    return centres
+
+
+def _distance(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Distance ``[N]`` of each of ``pixels [N, 3]`` to its nearest palette colour."""
+    return np.sqrt(((pixels[:, None, :] - palette[None]) ** 2).sum(-1)).min(1)
+
+
+def hair_mask(image, landmarks, person) -> torch.Tensor:
+    """The hair (and headwear) in the portrait.
+
+    image: ``[H, W, 3]`` RGB float 0..1; landmarks: ``[478, 3]`` pixels; person: ``[H, W]`` 0..1 (selfie
+    segmentation). Returns ``[H, W]`` float32 0/1, all zero when the head shows no hair. Worked out at most
+    ``WORK_SIDE_PX`` on the long side, then scaled back up.
+    """
+    rgb = np.asarray(torch.as_tensor(image).float().cpu(), dtype=np.float32)
+    lm = np.asarray(torch.as_tensor(landmarks).float().cpu())[:, :2].copy()
+    in_person = np.asarray(torch.as_tensor(person).float().cpu(), dtype=np.float32)
+    size = rgb.shape[:2]
+    scale = min(1.0, WORK_SIDE_PX / max(size))
+    if scale < 1.0:
+        small = (max(1, round(size[1] * scale)), max(1, round(size[0] * scale)))
+        rgb = cv2.resize(rgb, small, interpolation=cv2.INTER_AREA)
+        in_person = cv2.resize(in_person, small, interpolation=cv2.INTER_AREA)
+        lm *= np.array([small[0] / size[1], small[1] / size[0]], dtype=np.float32)
+    hair = _hair_mask(rgb, lm, in_person > PERSON_THRESHOLD).astype(np.float32)
+    if scale < 1.0:
+        hair = (cv2.resize(hair, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) > 0.5).astype(np.float32)
+    return torch.from_numpy(hair)
+
+
+def _skin_palette(rgb: np.ndarray, lm: np.ndarray, frame: FaceFrame) -> np.ndarray | None:
+    """The face skin's colours ``[k, 3]`` (cheeks and nose, without their darkest quarter: nostrils, lashes and
+    brows are not skin), or None when too little of the face is in the image."""
+    region = oval_mask(lm, rgb.shape[:2]) & (frame.t > 0.25) & (frame.t < 0.6) & (np.abs(frame.s) < 0.3)
+    if region.sum() < 20:
+        return None
+    skin = rgb[region]
+    lum = skin.mean(1)
+    return _palette(skin[lum >= np.quantile(lum, SKIN_DARKEST_QUANTILE)], PALETTE_SIZE[1])
+
+
+def _hair_mask(rgb: np.ndarray, lm: np.ndarray, in_person: np.ndarray) -> np.ndarray:
+    """``hair_mask`` on ``rgb [h, w, 3]`` float, landmarks ``[478, 2]`` and ``in_person [h, w]`` bool -> bool."""
+    size = rgb.shape[:2]
+    frame = face_frame(lm, size)
+    face = oval_mask(lm, size, OVAL_MARGIN * frame.width_px)
+    near_head = (np.abs(frame.s) < WIDEST_S) & (frame.t > LOWEST_T)
+    candidates = in_person & ~face & near_head
+    sure = candidates & (frame.t > SURE_T)
+    if int(sure.sum()) < MIN_HAIR_PX:
+        return np.zeros(size, bool)
+    lower = candidates & ~sure
+    hair_like = np.zeros(size, bool)
+    if lower.any():
+        pixels = rgb[lower]
+        d_hair = _distance(pixels, _palette(rgb[sure], PALETTE_SIZE[0]))
+        keep = d_hair < HAIR_DISTANCE
+        skin_palette = _skin_palette(rgb, lm, frame)
+        if skin_palette is not None:
+            keep &= d_hair < _distance(pixels, skin_palette)
+        hair_like[lower] = keep
+    hair = (sure | hair_like).astype(np.uint8)
+    hair = cv2.morphologyEx(hair, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    _, labels = cv2.connectedComponents(hair, connectivity=8)
+    joined = np.unique(labels[sure & (hair > 0)])
+    return np.isin(labels, joined[joined > 0])

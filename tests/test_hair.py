@@ -1,0 +1,99 @@
+"""Hair with volume from the portrait (issue 7, item 2): the hair mask, the shell's silhouette at the portrait
+camera, the back of the head, and a bald head that grows no hair. On the examples, not on synthetic blobs."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+
+from fica.bench import silhouette_iou
+from fica.head.model import default_head
+from fica.pipeline import FiCAPipeline
+from fica.render.camera import orbit_camera
+from fica.render.mesh import shade
+from fica.threads import one_thread
+from fica.unwrap.hair_mask import face_frame, oval_mask
+from tests.conftest import PHOTOS, STYLIZED, _load
+
+HAIR_EXAMPLES = ("astronaut.jpg", "astronaut_stylized.jpg", "astronaut_posterized.png")  # hair, not a hat
+
+
+@lru_cache(maxsize=1)
+def _pipe() -> FiCAPipeline:
+    return FiCAPipeline.from_pretrained()
+
+
+@lru_cache(maxsize=8)
+def _run(name: str):
+    return _pipe()(_load(name))
+
+
+def _luminance(rgb: torch.Tensor) -> torch.Tensor:
+    return rgb[..., :3].mean(-1)
+
+
+@pytest.mark.parametrize("name", PHOTOS + STYLIZED)
+def test_hair_mask_holds_the_hair_above_the_face_and_not_the_face_or_the_clothes(name):
+    out = _run(name)
+    hair = out.unwrapped.hair_mask.numpy() > 0.5
+    landmarks = out.unwrapped.landmarks.numpy()
+    frame = face_frame(landmarks, hair.shape)
+    person = out.unwrapped.person_mask.numpy() > 0.5
+    crown = person & (frame.t > 1.15) & (np.abs(frame.s) < 0.4)  # above the forehead: hair (or a hat)
+    assert hair[crown].mean() > 0.9
+    inner_face = oval_mask(landmarks, hair.shape) & (frame.t > 0.1) & (frame.t < 0.8)
+    assert hair[inner_face].mean() < 0.02
+    below = person & (frame.t < -0.4)  # neck and clothes below the chin (these examples have no long hair)
+    assert hair[below].mean() < 0.05
+
+
+def test_avatar_silhouette_matches_the_person_above_the_chin():
+    """The issue's bar: median IoU >= 0.85 over the portraits, none below 0.75. (The reference is MediaPipe's
+    person mask, which on some portraits also holds a raised suit collar or a patch of background above the
+    chin that no head can cover.)"""
+    ious = {name: silhouette_iou(_run(name)) for name in PHOTOS + STYLIZED}
+    print(ious)
+    assert float(np.median(list(ious.values()))) >= 0.85, ious
+    assert min(ious.values()) >= 0.75, ious
+
+
+@pytest.mark.parametrize("name", HAIR_EXAMPLES)
+def test_back_of_the_head_shows_hair_with_the_seen_hair_variation(name):
+    out = _run(name)
+    image = _load(name)
+    seen = image[out.unwrapped.hair_mask > 0.5]  # [N, 3] the hair the portrait shows
+    face = image[torch.from_numpy(oval_mask(out.unwrapped.landmarks.numpy(), image.shape[:2]))]
+    rgb, alpha = out.avatar.render(orbit_camera(180.0, 0.0, width=256, height=256))
+    rows = (alpha > 0.5).any(1).nonzero()[:, 0]
+    top, bottom = int(rows.min()), int(rows.max())
+    crown = (alpha > 0.5) & (torch.arange(256)[:, None] < top + 0.45 * (bottom - top))
+    back = rgb[crown]  # [M, 3] the upper back of the head
+    hair_colour, skin_colour = seen.median(0).values, face.median(0).values
+    assert (back.median(0).values - hair_colour).norm() < 0.5 * (back.median(0).values - skin_colour).norm(), \
+        "the back of the head is hair-coloured, not skin"
+    # variation at the scale the render shows: the portrait's hair pixels std vs the back's
+    seen_spread, back_spread = float(_luminance(seen).std()), float(_luminance(back).std())
+    print(f"{name}: seen hair spread {seen_spread:.3f}, back {back_spread:.3f}")
+    assert back_spread > 0.01, "not one flat colour"
+    assert abs(back_spread - seen_spread) <= 0.5 * seen_spread
+
+
+def bald_portrait() -> torch.Tensor:
+    """A bald head: the head model's neutral head, skin-coloured and Lambert-shaded on white, ``[512, 512, 3]``."""
+    head = default_head()
+    with one_thread():
+        return shade(head.vertices, head.faces, orbit_camera(0.0, 0.0, fov_deg=25.0),
+                     normals=head.vertex_normals(head.vertices))
+
+
+def test_a_bald_head_keeps_its_scalp_and_grows_no_hair():
+    """The skull of a bald head may be taken for hair (or a cap) in the portrait, but it reaches no farther than
+    the fitted head, so no hair shell grows: the avatar keeps the head's own outline."""
+    out = _pipe()(bald_portrait())
+    assert float(out.refined.hair.coverage.sum()) == 0
+    assert len(out.avatar.identity.shell) == 0
+    _, alpha = out.avatar.render_portrait_view()
+    avatar, outline = alpha > 0.5, out.unwrapped.dense.mask > 0.5
+    assert float((avatar & outline).sum()) / float((avatar | outline).sum()) > 0.9
