@@ -21,9 +21,8 @@ from typing import Callable, Iterator
 import torch
 
 from fica.errors import UnsupportedInput, WeightsUnavailable
-from fica.prior.analytic import matrix_to_quat, quat_multiply
 from fica.prior.gaussians import GaussianSet
-from fica.render.camera import rotation_ypr
+from fica.rotations import matrix_to_quat, quat_multiply, rotation_ypr
 
 UV_RESOLUTIONS = (128, 256, 512)
 APP_EXPRESSIONS = ("smile", "talk", "turn")

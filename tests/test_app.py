@@ -25,7 +25,7 @@ from PIL import Image
 from fica.app_support import (GRADIO_FOCAL_PX, GRADIO_ORBIT_ALPHA_RAD, GRADIO_ORBIT_BETA_RAD, GRADIO_ORBIT_RADIUS,
                               to_gradio_viewer)
 from fica.prior.gaussians import GaussianSet
-from fica.render.rasterize import quat_rotations
+from fica.rotations import quat_to_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -136,11 +136,6 @@ def _gsplat_js_start_view(points: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return GRADIO_FOCAL_PX * cam[:, :2] / cam[:, 2:], cam[:, 2]
 
 
-def _quat_matrix(q: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices ``[N, 3, 3]`` of quaternions ``[N, 4]`` (w, x, y, z)."""
-    return quat_rotations(q).T.reshape(-1, 3, 3)
-
-
 def test_viewer_copy_faces_the_start_camera_centred_and_upright():
     from fica.head.model import default_head
 
@@ -164,7 +159,7 @@ def test_viewer_copy_faces_the_start_camera_centred_and_upright():
     # Orientations turn with the positions: a Gaussian's axes map like the offsets between means do.
     head_to_view = torch.linalg.lstsq(vertices - vertices.mean(0), view.means - view.means.mean(0)).solution.T
     head_to_view = head_to_view / head_to_view.det().abs() ** (1 / 3)
-    torch.testing.assert_close(_quat_matrix(view.quats), head_to_view @ _quat_matrix(quats), atol=1e-4, rtol=0)
+    torch.testing.assert_close(quat_to_matrix(view.quats), head_to_view @ quat_to_matrix(quats), atol=1e-4, rtol=0)
     assert torch.allclose(view.scales / head.scales, view.scales[:1] / head.scales[:1])
 
 

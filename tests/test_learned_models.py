@@ -152,7 +152,7 @@ def test_learned_prior_untrained_puts_gaussians_on_the_surface_and_turns_the_hea
     from fica.maps import CompleteUV
     from fica.prior.analytic import NECK_BLEND_M, NECK_PIVOT_M
     from fica.prior.learned import LearnedPrior
-    from fica.render.camera import rotation_ypr
+    from fica.rotations import rotation_ypr
 
     head = default_head()
     layout = head.uv_layout(32)

@@ -20,7 +20,8 @@ from fica.render.mesh import interpolate, rasterize_mesh, shade
 from fica.unwrap.dense import rasterize_fit
 from fica.unwrap.embedded import EmbeddedUnwrapper
 from fica.threads import one_thread
-from fica.unwrap.fit import R_FRONT, fit_expression, fit_head, ypr_from_rotation
+from fica.rotations import gaze_rotation, ypr_from_rotation
+from fica.unwrap.fit import R_FRONT, fit_expression, fit_head
 from fica.unwrap.landmarks import FACE_OVAL, detect_landmarks, person_mask
 from fica.unwrap.uv_unwrap import unwrap_from_dense
 
@@ -233,7 +234,6 @@ def test_fit_expression_tracks_frames_faster_than_a_full_fit():
 def render_gaze(yaw_deg: float, pitch_deg: float) -> torch.Tensor:
     """The neutral head with its eyeballs turned by a gaze and painted with a white sclera, a brown iris and a
     black pupil (MediaPipe finds no iris on a plain grey eyeball)."""
-    from fica.prior.analytic import gaze_rotation
     from fica.uv_ops import sphere_centre
 
     h = head()

@@ -27,7 +27,7 @@ class Expression:
     """One frame of facial expression and head pose.
 
     weights: ``[52]`` in ARKIT_NAMES order, each 0..1.
-    rotation_deg: ``[3]`` head (yaw, pitch, roll) in degrees, as ``fica.render.camera.rotation_ypr``.
+    rotation_deg: ``[3]`` head (yaw, pitch, roll) in degrees, as ``fica.rotations.rotation_ypr``.
     gaze: ``[2]`` optional (yaw, pitch) of both eyes in degrees, or None to follow the blendshapes.
     """
 

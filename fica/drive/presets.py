@@ -4,7 +4,7 @@ Every preset is a function of time ``t_s`` (seconds) and clip length, so a clip 
 weights stay in 0..1, every clip starts and ends at the neutral, forward-facing pose, and no weight changes by
 more than ~0.35 (no head angle by more than 4°) between frames at 24 fps.
 
-Head rotations are (yaw, pitch, roll) degrees for ``fica.render.camera.rotation_ypr``, whose matrix turns the face
+Head rotations are (yaw, pitch, roll) degrees for ``fica.rotations.rotation_ypr``, whose matrix turns the face
 toward +x for positive yaw and tilts it down for positive pitch (as ARKit's HeadPitch does), so a chin-up
 laugh has negative pitch.
 """

@@ -12,7 +12,6 @@ follows the head rotation fully and no blendshape moves it.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -22,7 +21,9 @@ from fica.head.model import REGIONS, HeadModel, default_head
 from fica.maps import CompleteUV, HairShell, geometry_tangents
 from fica.prior.base import Prior
 from fica.prior.gaussians import GaussianSet
-from fica.render.camera import Camera, rotation_ypr
+from fica.render.camera import Camera
+from fica.rotations import (axis_angle_to_quat, gaze_rotation, matrix_to_axis_angle, matrix_to_quat, quat_multiply,
+                            rotation_ypr)
 from fica.threads import one_thread
 from fica.uv_ops import erode, sphere_centre
 
@@ -90,60 +91,6 @@ class AnalyticIdentity:
         moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
                  if isinstance(getattr(self, f.name), (torch.Tensor, GaussianSet))}
         return replace(self, **moved)
-
-
-def matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
-    """Unit quaternions ``[N, 4]`` (w, x, y, z, w >= 0) of rotation matrices ``[N, 3, 3]``.
-
-    Each of the four algebraically equivalent formulas is evaluated and the best-conditioned one (largest
-    denominator) is kept per matrix.
-    """
-    m00, m01, m02 = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
-    m10, m11, m12 = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
-    m20, m21, m22 = m[:, 2, 0], m[:, 2, 1], m[:, 2, 2]
-    four = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
-    root = four.clamp(min=0).sqrt()  # 2|w|, 2|x|, 2|y|, 2|z|
-    candidates = torch.stack([
-        torch.stack([four[:, 0], m21 - m12, m02 - m20, m10 - m01], -1),
-        torch.stack([m21 - m12, four[:, 1], m10 + m01, m02 + m20], -1),
-        torch.stack([m02 - m20, m10 + m01, four[:, 2], m12 + m21], -1),
-        torch.stack([m10 - m01, m02 + m20, m12 + m21, four[:, 3]], -1),
-    ], 1) / (2 * root.clamp(min=0.1))[..., None]  # [N, 4 candidates, 4]
-    best = root.argmax(-1)
-    q = candidates[torch.arange(len(m), device=m.device), best]
-    q = q * torch.where(q[:, :1] < 0, -1.0, 1.0)
-    return torch.nn.functional.normalize(q, dim=-1)
-
-
-def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Hamilton product ``a ⊗ b`` of quaternions ``[..., 4]`` (w, x, y, z): rotate by b, then by a."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack([aw * bw - ax * bx - ay * by - az * bz,
-                        aw * bx + ax * bw + ay * bz - az * by,
-                        aw * by - ax * bz + ay * bw + az * bx,
-                        aw * bz + ax * by - ay * bx + az * bw], -1)
-
-
-def _axis_angle(R: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Unit axis ``[3]`` and angle (radians) of a rotation matrix ``[3, 3]`` (axis z for the identity)."""
-    angle = math.acos(max(-1.0, min(1.0, (float(torch.trace(R)) - 1) / 2)))
-    axis = torch.stack([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-    if axis.norm() < 1e-8:
-        if angle < 1e-6:
-            return torch.tensor([0.0, 0.0, 1.0]), 0.0
-        # 180°: the axis is the column of R + I with the largest norm
-        cols = R + torch.eye(3)
-        axis = cols[:, cols.norm(dim=0).argmax()]
-    return torch.nn.functional.normalize(axis, dim=0), angle
-
-
-def gaze_rotation(yaw_deg: float, pitch_deg: float) -> torch.Tensor:
-    """``[3, 3]`` eyeball rotation: positive yaw looks toward +x (the subject's left), positive pitch looks up."""
-    y, p = math.radians(yaw_deg), math.radians(pitch_deg)
-    Ry = torch.tensor([[math.cos(y), 0.0, math.sin(y)], [0.0, 1.0, 0.0], [-math.sin(y), 0.0, math.cos(y)]])
-    Rx = torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(p), math.sin(p)], [0.0, -math.sin(p), math.cos(p)]])
-    return Ry @ Rx
 
 
 class AnalyticPrior(Prior):
@@ -295,7 +242,7 @@ def shell_gaussians(shell: HairShell | None) -> GaussianSet:
 def rotate_head(gaussians: GaussianSet, R: torch.Tensor, weight: torch.Tensor) -> GaussianSet:
     """Rotate ``gaussians`` by ``R [3, 3]`` about the neck pivot, each by the fraction ``weight [N]`` (0..1) of
     the rotation angle (same axis)."""
-    axis, angle = _axis_angle(R)
+    axis, angle = matrix_to_axis_angle(R)
     axis = axis.to(gaussians.means)
     a = weight.to(gaussians.means) * angle  # [N]
     pivot = gaussians.means.new_tensor(NECK_PIVOT_M)
@@ -304,6 +251,5 @@ def rotate_head(gaussians: GaussianSet, R: torch.Tensor, weight: torch.Tensor) -
     k_dot_p = p @ axis
     # Rodrigues: p cos a + (k × p) sin a + k (k · p)(1 - cos a)
     rotated = p * a.cos()[:, None] + k_cross_p * a.sin()[:, None] + axis * (k_dot_p * (1 - a.cos()))[:, None]
-    q = torch.cat([(a / 2).cos()[:, None], axis * (a / 2).sin()[:, None]], 1)
-    quats = torch.nn.functional.normalize(quat_multiply(q, gaussians.quats), dim=1)
+    quats = torch.nn.functional.normalize(quat_multiply(axis_angle_to_quat(axis, a), gaussians.quats), dim=1)
     return GaussianSet(rotated + pivot, quats, gaussians.scales, gaussians.opacities, gaussians.colors)

@@ -18,10 +18,11 @@ from fica.drive.expression import Expression
 from fica.hub import QUIET_LOAD
 from fica.maps import CompleteUV, geometry_normals, geometry_tangents
 from fica.models.codec_prior import PARAM_SPLITS
-from fica.prior.analytic import NECK_BLEND_M, matrix_to_quat, quat_multiply, rotate_head
+from fica.prior.analytic import NECK_BLEND_M, rotate_head
 from fica.prior.base import Prior
 from fica.prior.gaussians import GaussianSet
-from fica.render.camera import Camera, rotation_ypr
+from fica.render.camera import Camera
+from fica.rotations import matrix_to_quat, quat_multiply, rotation_ypr
 
 COMPONENT = "universal_prior"
 OFFSET_M = 0.01  # the network's position offset is in centimetres

@@ -55,17 +55,6 @@ def intrinsics(fov_deg: float, width: int, height: int) -> torch.Tensor:
     return torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]], dtype=torch.float32)
 
 
-def rotation_ypr(yaw_deg: float, pitch_deg: float, roll_deg: float) -> torch.Tensor:
-    """Head-frame rotation ``[3, 3]``: yaw about +y (positive turns the face toward +x, the subject's left),
-    pitch about +x (positive tilts the face down, chin toward the chest), roll about +z (positive tips the top of
-    the head toward −x); applied as R = Ry @ Rx @ Rz."""
-    y, p, r = (math.radians(a) for a in (yaw_deg, pitch_deg, roll_deg))
-    Ry = torch.tensor([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
-    Rx = torch.tensor([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
-    Rz = torch.tensor([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
-    return (Ry @ Rx @ Rz).float()
-
-
 def orbit_camera(yaw_deg: float = 0.0, pitch_deg: float = 0.0, *, width: int = 512, height: int = 512,
                  fov_deg: float = DEFAULT_FOV_DEG, distance_m: float = DEFAULT_DISTANCE_M,
                  target_m=DEFAULT_TARGET_M) -> Camera:

@@ -25,6 +25,7 @@ from fica.prior.gaussians import GaussianSet
 from fica.render._workers import cores, parallel_map
 from fica.threads import one_thread
 from fica.render.camera import Camera
+from fica.rotations import quat_to_matrix
 
 EPS2D = 0.3  # px², the low-pass dilation gsplat adds to every projected covariance
 NEAR_PLANE_M = 0.01
@@ -36,14 +37,6 @@ MAX_EXTEND_SIGMA = 3.33
 TILE = 8  # px, side of the square tiles the CPU compositor works on
 CHUNK = 16  # Gaussians composited per tile per step
 MAX_TILES_PER_PART = 2048  # bounds a part's working set to ~10 MB a tensor
-
-
-def quat_rotations(quats: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices of quaternions ``[N, 4]`` (w, x, y, z; normalised here), row-major ``[9, N]``."""
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).T
-    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)])
 
 
 def project_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, viewmat: torch.Tensor,
@@ -58,8 +51,8 @@ def project_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Te
     """
     W, t = viewmat[:3, :3], viewmat[:3, 3]
     tx, ty, tz = (W @ means.T + t[:, None]).unbind(0)  # camera frame, each [N]
-    rotation = quat_rotations(quats)
-    M = (W @ rotation.view(3, 3 * len(means))).view(3, 3, -1) * scales.T[None]  # W R S, [3, 3, N]
+    rotation = quat_to_matrix(quats).reshape(-1, 9).T  # row-major R, [9, N]
+    M = (W @ rotation.reshape(3, 3 * len(means))).view(3, 3, -1) * scales.T[None]  # W R S, [3, 3, N]
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     # Evaluate the Jacobian at most 30 % of the half field of view outside the image, like gsplat, so that
     # Gaussians far off to the side do not blow up.

@@ -41,7 +41,8 @@ from typing import Iterator
 import torch
 
 from fica.render._workers import cores, parallel_map
-from fica.render.rasterize import ALPHA_MAX, ALPHA_MIN, NEAR_PLANE_M, project_gaussians, quat_rotations
+from fica.render.rasterize import ALPHA_MAX, ALPHA_MIN, NEAR_PLANE_M, project_gaussians
+from fica.rotations import quat_to_matrix
 from fica.threads import one_thread
 
 DEPTH_SIGMA = 1.0  # depth-pass footprint, standard deviations: neighbouring surface splats overlap without holes
@@ -120,7 +121,8 @@ def _smallest_axes(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     rotation for the argmin scale. quats ``[N, 4]`` (w, x, y, z), scales ``[N, 3]``."""
     s0, s1, s2 = scales.T.contiguous()  # row by row: reductions across the short axis are slow on a CPU
     column = torch.where((s1 < s0) & (s1 <= s2), 1, torch.where((s2 < s0) & (s2 < s1), 2, 0))
-    return quat_rotations(quats).gather(0, torch.stack([column, column + 3, column + 6]))
+    rotation = quat_to_matrix(quats).reshape(-1, 9).T  # row-major R, [9, N]
+    return rotation.gather(0, torch.stack([column, column + 3, column + 6]))
 
 
 def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, height: int, pad: int,

@@ -24,6 +24,7 @@ import torch
 from fica.drive.expression import ARKIT_NAMES, Expression
 from fica.head.model import REGIONS, HeadModel
 from fica.render.camera import Camera, intrinsics
+from fica.rotations import axis_angle_to_matrix, gaze_from_direction, ypr_from_rotation
 from fica.threads import one_thread
 from fica.unwrap.landmarks import FACE_OVAL, NUM_LANDMARKS
 from fica.uv_ops import sphere_centre
@@ -82,7 +83,7 @@ class Fit:
 
     @property
     def rotation_deg(self) -> torch.Tensor:
-        """Head (yaw, pitch, roll) in degrees, as ``fica.render.camera.rotation_ypr`` (R = Ry @ Rx @ Rz)."""
+        """Head (yaw, pitch, roll) in degrees, as ``fica.rotations.rotation_ypr`` (R = Ry @ Rx @ Rz)."""
         return ypr_from_rotation(R_FRONT @ self.camera.viewmat[:3, :3])
 
     def neutral_vertices(self, head: HeadModel) -> torch.Tensor:
@@ -96,26 +97,6 @@ class Fit:
     def to_expression(self) -> Expression:
         """The expression weights, head rotation and gaze."""
         return Expression(self.expression.clone(), self.rotation_deg, self.gaze_deg)
-
-
-def ypr_from_rotation(R: torch.Tensor) -> torch.Tensor:
-    """(yaw, pitch, roll) in degrees ``[3]`` of a head rotation ``[3, 3]`` = Ry(yaw) @ Rx(pitch) @ Rz(roll)."""
-    pitch = torch.asin((-R[1, 2]).clamp(-1, 1))
-    yaw = torch.atan2(R[0, 2], R[2, 2])
-    roll = torch.atan2(R[1, 0], R[1, 1])
-    return torch.rad2deg(torch.stack([yaw, pitch, roll]))
-
-
-def axis_angle_matrix(w: torch.Tensor) -> torch.Tensor:
-    """Rodrigues: rotation ``[3, 3]`` of the axis-angle vector ``w [3]`` (radians); smooth at zero."""
-    theta2 = (w * w).sum()
-    theta = torch.sqrt(theta2 + 1e-12)
-    zero = torch.zeros((), dtype=w.dtype)
-    k = torch.stack([torch.stack([zero, -w[2], w[1]]), torch.stack([w[2], zero, -w[0]]),
-                     torch.stack([-w[1], w[0], zero])])
-    a = torch.sin(theta) / theta
-    b = (1 - torch.cos(theta)) / (theta2 + 1e-12)
-    return torch.eye(3, dtype=w.dtype) + a * k + b * (k @ k)
 
 
 @dataclass
@@ -257,7 +238,7 @@ class _Problem:
             for _ in range(8):
                 A = JtJ + damping * torch.diag(JtJ.diagonal().clamp(min=1e-12)) + torch.diag(held.to(JtJ))
                 step = torch.linalg.solve(A, -g)
-                R_new = axis_angle_matrix(step[:3]) @ R
+                R_new = axis_angle_to_matrix(step[:3]) @ R
                 t_new = t + step[3:6]
                 c_new = c + step[6:]
                 c_new[expr] = c_new[expr].clamp(0, 1)
@@ -337,7 +318,7 @@ def gaze_from_landmarks(fit: Fit, head: HeadModel, landmarks: torch.Tensor) -> t
 
     Each eyeball is a sphere fitted to the head's eyeball vertices; the camera ray through an iris centre meets it
     (or passes closest to it) at the pupil, and the pupil's direction from the centre is the eye's gaze.
-    Positive yaw looks toward +x (the subject's left), positive pitch looks up (as the prior's ``gaze_rotation``).
+    Positive yaw looks toward +x (the subject's left), positive pitch looks up (as ``fica.rotations.gaze_rotation``).
     """
     neutral = fit.neutral_vertices(head)
     origin = fit.camera.center
@@ -357,7 +338,7 @@ def gaze_from_landmarks(fit: Fit, head: HeadModel, landmarks: torch.Tensor) -> t
         miss2 = float(((closest - centre) ** 2).sum())
         pupil = closest - math.sqrt(max(radius ** 2 - miss2, 0.0)) * ray  # the near intersection
         d = torch.nn.functional.normalize(pupil - centre, dim=0)
-        angles.append(torch.stack([torch.atan2(d[0], d[2]), torch.asin(d[1].clamp(-1, 1))]))
+        angles.append(gaze_from_direction(d))
     return torch.rad2deg(torch.stack(angles).mean(0))
 
 

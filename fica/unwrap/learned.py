@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from fica.drive.expression import Expression
 from fica.hub import QUIET_LOAD
 from fica.render.camera import DEFAULT_FOV_DEG, Camera, intrinsics, orbit_camera
+from fica.rotations import axis_angle_to_matrix
 from fica.unwrap.base import DenseMaps, Unwrapped, Unwrapper
 
 COMPONENT = "dense_predictor"
@@ -103,10 +104,8 @@ def refine_pose(R: torch.Tensor, t: torch.Tensor, X: torch.Tensor, pixels: torch
 
     R ``[3, 3]``, t ``[3]``, X ``[N, 3]``, pixels ``[N, 2]``, K ``[3, 3]`` (float64). Returns the refined (R, t).
     """
-    from fica.unwrap.fit import axis_angle_matrix
-
     def residual(params: torch.Tensor) -> torch.Tensor:  # params: axis-angle update [3], translation update [3]
-        return (project_points(axis_angle_matrix(params[:3]) @ R, t + params[3:], X, K)[0] - pixels).reshape(-1)
+        return (project_points(axis_angle_to_matrix(params[:3]) @ R, t + params[3:], X, K)[0] - pixels).reshape(-1)
 
     params = torch.zeros(6, dtype=X.dtype)
     for _ in range(iterations):
@@ -117,7 +116,7 @@ def refine_pose(R: torch.Tensor, t: torch.Tensor, X: torch.Tensor, pixels: torch
         params = params + step
         if step.abs().max() < 1e-10:
             break
-    return axis_angle_matrix(params[:3]) @ R, t + params[3:]
+    return axis_angle_to_matrix(params[:3]) @ R, t + params[3:]
 
 
 def sample_maps(maps: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
