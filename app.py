@@ -2,7 +2,7 @@
 
 Run ``python app.py`` (``--share`` for a public link, ``--host``/``--port`` for servers). ``FICA_MODEL`` names a
 Hub repo or folder with learned weights (``HF_TOKEN`` for private ones); without it everything runs embedded.
-The UI only: all the work is ``fica.app_support.generate_steps``.
+The UI only: all the work is ``fica.app.generate.generate_steps``.
 
 API (``api_name="/generate"``), inputs in order: portrait, uv_resolution, expressions, driving_video, seed,
 video_seconds.
@@ -19,8 +19,8 @@ from pathlib import Path
 import gradio as gr
 import spaces
 
-from fica.app_support import (APP_EXPRESSIONS, UV_RESOLUTIONS, VIDEO_SECONDS, GenerateOptions,
-                              generate_steps, load_pipeline)
+from fica.app.generate import APP_EXPRESSIONS, UV_RESOLUTIONS, VIDEO_SECONDS, GenerateOptions, generate_steps
+from fica.app.pipelines import load_pipeline
 from fica.drive.presets import PRESETS
 from fica.errors import FiCAError
 from fica.io.image import load_portrait

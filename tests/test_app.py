@@ -22,8 +22,9 @@ import pytest
 import torch
 from PIL import Image
 
-from fica.app_support import (GRADIO_FOCAL_PX, GRADIO_ORBIT_ALPHA_RAD, GRADIO_ORBIT_BETA_RAD, GRADIO_ORBIT_RADIUS,
-                              to_gradio_viewer)
+from fica.app.pipelines import load_pipeline
+from fica.app.viewer import (GRADIO_FOCAL_PX, GRADIO_ORBIT_ALPHA_RAD, GRADIO_ORBIT_BETA_RAD, GRADIO_ORBIT_RADIUS,
+                             to_gradio_viewer)
 from fica.prior.gaussians import GaussianSet
 from fica.rotations import quat_to_matrix
 
@@ -164,8 +165,6 @@ def test_viewer_copy_faces_the_start_camera_centred_and_upright():
 
 
 def test_unreachable_weights_fall_back_to_embedded_with_a_note(monkeypatch):
-    from fica.app_support import load_pipeline
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("FICA_MODEL", "fica-test/no-such-weights")
     pipe, note = load_pipeline(uv_resolution=128)

@@ -1,18 +1,12 @@
-"""What the app needs from the library, without Gradio: one call from a portrait to every artifact on disk.
+"""One call from a portrait to every artifact on disk.
 
 ``generate(portrait, options)`` runs the pipeline, writes everything into a fresh per-request folder through
 ``fica.export.export_all`` and returns a ``GenerateResult`` that names each file; ``generate_steps`` yields the
-avatar's maps and splats first and the videos after them. The app only lays those files
-out; scripts and tests can call the same function.
+avatar's maps and splats first and the videos after them. The app only lays those files out.
 """
 from __future__ import annotations
 
-import math
-import os
 import shutil
-import tempfile
-import threading
-import time
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,25 +14,20 @@ from typing import Callable, Iterator
 
 import torch
 
-from fica.errors import UnsupportedInput, WeightsUnavailable
-from fica.prior.gaussians import GaussianSet
-from fica.rotations import matrix_to_quat, quat_multiply, rotation_ypr
+from fica.app.pipelines import load_pipeline
+from fica.app.storage import OUTPUT_ROOT, new_output_dir
+from fica.app.viewer import to_gradio_viewer
+from fica.drive.presets import PRESETS
+from fica.drive.video import clip_from_video
+from fica.errors import UnsupportedInput
+from fica.export import UV_MAP_FILES, export_all
+from fica.io.splat_files import save_splat
 
 UV_RESOLUTIONS = (128, 256, 512)
 APP_EXPRESSIONS = ("smile", "talk", "turn")
 VIDEO_SECONDS = (1.0, 2.0, 6.0)  # shortest, default, longest expression video the app renders
 DRIVING_MAX_FRAMES = 96  # the app fits at most this many driving frames (one face fit each)
 PIPELINE_SHARE = 0.3  # of the progress bar: the four stages; the rest is export (videos dominate)
-OUTPUT_ROOT = Path(tempfile.gettempdir()) / "fica-app"
-OUTPUT_MAX_AGE_S = 3600.0
-
-# Gradio 6's Model3D draws .ply/.splat files with gsplat.js and ignores ``camera_position``: its orbit camera
-# always starts at alpha = beta = 0.5 rad and radius 5 around the origin, with fx = fy = 1132 px and world +y
-# pointing down the screen (the OpenCV convention).
-GRADIO_ORBIT_ALPHA_RAD = 0.5
-GRADIO_ORBIT_BETA_RAD = 0.5
-GRADIO_ORBIT_RADIUS = 5.0
-GRADIO_FOCAL_PX = 1132.0
 
 
 @dataclass
@@ -84,83 +73,6 @@ def report_line(report: dict) -> str:
             f"UV {report['uv_resolution']}² · videos and files in {export_s:.1f} s")
 
 
-# ---------------------------------------------------------------------------------------------- pipelines
-
-_pipelines: dict[tuple, tuple] = {}
-_pipelines_lock = threading.Lock()
-
-
-def load_pipeline(source: str | None = None, uv_resolution: int = 256, device: str | None = None):
-    """The pipeline for ``source`` (default: ``FICA_MODEL``, else embedded), built once per resolution, on
-    ``device`` (default: ``FICA_DEVICE``, else the CPU; set ``FICA_DEVICE=cuda`` on GPU hardware).
-
-    Returns ``(pipeline, note)``: when the weights cannot be had (offline, private, missing) the embedded
-    pipeline runs instead and ``note`` says why, for the UI to show; otherwise ``note`` is ''.
-    """
-    from fica.hub import resolve_source
-    from fica.pipeline import FiCAPipeline
-
-    source = resolve_source(source)
-    device = device or os.environ.get("FICA_DEVICE", "cpu")
-    key = (source, int(uv_resolution), device)
-    with _pipelines_lock:
-        if key not in _pipelines:
-            note = ""
-            try:
-                pipe = FiCAPipeline.from_pretrained(source, uv_resolution=int(uv_resolution), device=device)
-            except WeightsUnavailable as err:
-                note = f"{err} Running the embedded (offline) pipeline instead."
-                pipe = FiCAPipeline.from_pretrained(None, uv_resolution=int(uv_resolution), device=device)
-            _pipelines[key] = (pipe, note)
-        return _pipelines[key]
-
-
-# ---------------------------------------------------------------------------------------------- output folders
-
-def new_output_dir(root: str | Path = OUTPUT_ROOT, max_age_s: float = OUTPUT_MAX_AGE_S) -> Path:
-    """A fresh private folder for one request under ``root``; folders older than ``max_age_s`` are removed."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    for old in root.glob("req-*"):
-        try:
-            if now - old.stat().st_mtime > max_age_s:
-                shutil.rmtree(old, ignore_errors=True)
-        except FileNotFoundError:  # another request removed it first
-            pass
-    return Path(tempfile.mkdtemp(prefix="req-", dir=root))
-
-
-# ---------------------------------------------------------------------------------------------- Model3D framing
-
-def gradio_viewer_rotation() -> torch.Tensor:
-    """Rotation ``[3, 3]`` from the head frame into Gradio's splat-viewer world such that the viewer's start camera
-    sees the head as the frontal ``orbit_camera()`` does (face toward it, upright, subject's left on the right).
-
-    The start camera's camera-to-world rotation is Ry(-alpha) Rx(-beta); the frontal camera's world-to-camera
-    rotation is a half turn about x. Their product, Ry(-alpha) Rx(pi - beta), maps head directions into the viewer.
-    """
-    return rotation_ypr(-math.degrees(GRADIO_ORBIT_ALPHA_RAD), 180.0 - math.degrees(GRADIO_ORBIT_BETA_RAD), 0.0)
-
-
-def to_gradio_viewer(gaussians: GaussianSet, screen_height_px: float = 260.0) -> GaussianSet:
-    """The Gaussians moved into Gradio's Model3D splat viewer frame: the head's centre at the orbit target,
-    facing the start camera, scaled to about ``screen_height_px`` tall on first load. Colours and opacities
-    are unchanged; only the exported *view* copy uses this (the downloads stay in metres)."""
-    gaussians = gaussians.to("cpu")
-    means = gaussians.means.float()
-    lo, hi = torch.quantile(means, 0.01, dim=0), torch.quantile(means, 0.99, dim=0)
-    centre = (lo + hi) / 2
-    scale = screen_height_px * GRADIO_ORBIT_RADIUS / GRADIO_FOCAL_PX / float(hi[1] - lo[1])
-    rotation = gradio_viewer_rotation()
-    q = matrix_to_quat(rotation[None])
-    return GaussianSet(means=scale * (means - centre) @ rotation.T,
-                       quats=quat_multiply(q.expand_as(gaussians.quats), gaussians.quats.float()),
-                       scales=gaussians.scales.float() * scale,
-                       opacities=gaussians.opacities, colors=gaussians.colors)
-
-
-# ---------------------------------------------------------------------------------------------- generate
 
 def _zip_uv_maps(uv_maps: list[tuple[Path, str]], path: Path) -> Path:
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -180,11 +92,6 @@ def generate_steps(portrait, options: GenerateOptions | None = None, *, source: 
     ``fica.errors.FiCAError`` subclasses for anything the input causes (the driving video is read first, so a
     bad one fails before any other work); on any failure the request's folder is removed.
     """
-    from fica.drive.presets import PRESETS
-    from fica.drive.video import clip_from_video
-    from fica.export import UV_MAP_FILES, export_all
-    from fica.io.splat_files import save_splat
-
     options = options or GenerateOptions()
     if options.uv_resolution not in UV_RESOLUTIONS:
         raise UnsupportedInput(f"UV resolution must be one of {', '.join(map(str, UV_RESOLUTIONS))}.")
