@@ -49,14 +49,11 @@ def test_hair_mask_holds_the_hair_above_the_face_and_not_the_face_or_the_clothes
     assert hair[below].mean() < 0.05
 
 
-def test_avatar_silhouette_matches_the_person_above_the_chin():
-    """The issue's bar: median IoU >= 0.85 over the portraits, none below 0.75. (The reference is MediaPipe's
-    person mask, which on some portraits also holds a raised suit collar or a patch of background above the
-    chin that no head can cover.)"""
-    ious = {name: silhouette_iou(_run(name)) for name in PHOTOS + STYLIZED}
-    print(ious)
-    assert float(np.median(list(ious.values()))) >= 0.85, ious
-    assert min(ious.values()) >= 0.75, ious
+@pytest.mark.parametrize("name", PHOTOS + STYLIZED)
+def test_avatar_silhouette_matches_the_person_above_the_chin(name):
+    """IoU >= 0.85 at the portrait camera. The reference is MediaPipe's person mask, which on some portraits
+    also holds a raised suit collar or a patch of background above the chin that no head covers."""
+    assert silhouette_iou(_run(name)) >= 0.85
 
 
 @pytest.mark.parametrize("name", HAIR_EXAMPLES)

@@ -42,6 +42,8 @@ SILHOUETTE_COS = 0.25  # |cos(ray, line of sight)| below this: the ray's seen ex
 FACING_COS = 0.35  # cos above this: the cell faces the portrait camera (the portrait shows it)
 MIN_THICKNESS_M = 0.004  # thinner than this is the scalp layer's job
 MIN_HAIR_PX = 50
+MIN_VOLUME_CELLS = 40  # hair thicker than the scalp layer on fewer cells than this is short hair: no shell
+SCALP_HAIR_M = 0.006  # hair with volume covers all of the scalp at least this thick
 BEYOND_HEAD_M = 0.004  # the outline must reach this much farther than the fitted head's alone to be hair
 SPLAT_INSET_M = 0.003  # the outer surface sits this far inside the seen extent (about one Gaussian's radius)
 WRAP = 16  # columns copied from the other side before filling, so fills wrap around the back
@@ -101,18 +103,23 @@ def _project(camera: Camera, points: torch.Tensor) -> torch.Tensor:
     return torch.where(depth[:, None] > 1e-3, pixels, pixels.new_full((1, 2), -1e6))
 
 
-def head_radius(geometry: torch.Tensor, valid: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+def head_radius(geometry: torch.Tensor, head: torch.Tensor, scalp: torch.Tensor, centre: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """``r_head [1, A, B]``: the outermost radius of the head surface ``geometry [3, R, R]`` (texels in
-    ``valid [1, R, R]``) in each cell; cells the head never reaches (below the neck) are 0."""
-    points = geometry[:, valid[0] > 0.5].T
+    ``head [1, R, R]``) in each cell, 0 for cells the head never reaches (below the neck); and ``on_scalp
+    [1, A, B]`` bool: the cells whose head surface is scalp (texels in ``scalp [1, R, R]``)."""
+    points = geometry[:, head[0] > 0.5].T
     cell, radius = cell_of(points, centre)
     A = CAP_ROWS + HANG_ROWS
     r = torch.zeros(A * COLUMNS).scatter_reduce(0, cell, radius, "amax", include_self=True).view(1, A, COLUMNS)
+    is_scalp = scalp[0][head[0] > 0.5].float()
+    hit_scalp = torch.zeros(A * COLUMNS).scatter_reduce(0, cell, is_scalp, "amax", include_self=True)
     hit = (r > 0).float()
     filled = wrapped_fill(r, hit)
+    on_scalp = wrapped_fill(hit_scalp.view(1, A, COLUMNS), hit) > 0.5
     lowest_row = int(cell.max()) // COLUMNS  # the bottom of the neck: below it there is no head
-    rows = torch.arange(A)[None, :, None]
-    return torch.where(rows <= lowest_row, filled, torch.zeros_like(filled))
+    below = torch.arange(A)[None, :, None] > lowest_row
+    return torch.where(below, torch.zeros_like(filled), filled), on_scalp & ~below
 
 
 def seen_extent(camera: Camera, outline: torch.Tensor, base: torch.Tensor, direction: torch.Tensor,
@@ -186,7 +193,7 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     ears = geometry[:, layout.region_mask("ears")[0] > 0.5]
     centre = torch.stack([geometry.new_tensor(0.0), ears[1].mean(), 0.5 * (scalp[2].min() + scalp[2].max())])
     base, direction = capsule_frame(centre)
-    r_head = head_radius(geometry, head, centre)
+    r_head, on_scalp = head_radius(geometry, head, layout.region_mask("scalp").to(geometry), centre)
     A, B = base.shape[-2:]
     if float(hair_mask.sum()) < MIN_HAIR_PX:
         inner = base + r_head * direction
@@ -207,7 +214,9 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     # hair only where the outline reaches beyond the fitted head's own (a bald scalp, or a ray passing an ear or
     # the jaw, adds nothing)
     thickness = torch.where(bare | ~beyond_head, torch.zeros_like(extent), room)
-    thickness = wrapped_fill(thickness * known, known.float())
+    thickness = _blur(wrapped_fill(thickness * known, known.float()), 1.0, 1.0)
+    if int((thickness > 2 * MIN_THICKNESS_M).sum()) >= MIN_VOLUME_CELLS:  # hair with volume covers the scalp
+        thickness = torch.where(on_scalp, thickness.clamp(min=SCALP_HAIR_M), thickness)
     thickness = torch.minimum(thickness, room)
     thickness = torch.where(bare, torch.zeros_like(thickness), thickness)
     coverage = smoothstep(thickness, MIN_THICKNESS_M, 2 * MIN_THICKNESS_M)

@@ -214,6 +214,12 @@ class AnalyticPrior(Prior):
             return rotate_head(gaussians, rotation_ypr(yaw, pitch, roll), weight)
 
 
+def _clamp_norm(v: torch.Tensor, most: float = 1.25) -> torch.Tensor:
+    """Vectors ``[N, 3]`` shortened to at most ``most`` times their median length."""
+    n = v.norm(dim=1, keepdim=True)
+    return v * (most * n.median() / n.clamp(min=1e-12)).clamp(max=1.0)
+
+
 def shell_gaussians(shell: HairShell | None) -> GaussianSet:
     """Gaussians ``[N]`` filling a hair shell: one per covered cell and layer, flat along the shell, longer
     down the strands (the chart's rows) than across them. Empty without a shell."""
@@ -227,7 +233,7 @@ def shell_gaussians(shell: HairShell | None) -> GaussianSet:
                            surface[:, -1:] - surface[:, -2:-1]], 1)  # down the rows
         across = 0.5 * (surface.roll(-1, 2) - surface.roll(1, 2))  # around the azimuth (wraps)
         pick = lambda m: m[:, covered].T  # noqa: E731  [3, A, B] -> [N, 3]
-        a, c = pick(along), pick(across)
+        a, c = _clamp_norm(pick(along)), _clamp_norm(pick(across))  # a step in thickness is no longer strand
         normal = torch.nn.functional.normalize(torch.cross(a, c, dim=1), dim=1, eps=1e-12)
         e1 = torch.nn.functional.normalize(a - (a * normal).sum(1, keepdim=True) * normal, dim=1, eps=1e-12)
         e2 = torch.cross(normal, e1, dim=1)
