@@ -19,8 +19,10 @@ from pathlib import Path
 import gradio as gr
 import spaces
 
-from fica.app.generate import APP_EXPRESSIONS, UV_RESOLUTIONS, VIDEO_SECONDS, GenerateOptions, generate_steps
+from fica.app.generate import (APP_EXPRESSIONS, UV_RESOLUTIONS, VIDEO_SECONDS, GenerateOptions, generate_steps,
+                               run_device_work)
 from fica.app.pipelines import load_pipeline
+from fica.device_work import DeviceResult, DeviceWork
 from fica.drive.presets import PRESETS
 from fica.errors import FiCAError
 from fica.io.image import load_portrait
@@ -36,7 +38,18 @@ CONCURRENCY = int(os.environ.get("FICA_CONCURRENCY", "2"))
 CACHE_EXAMPLES = os.environ.get("FICA_CACHE_EXAMPLES", "lazy")
 
 
-@spaces.GPU(duration=120)
+def gpu_window_seconds(work: DeviceWork) -> int:
+    """How long a ZeroGPU window ``run_in_gpu_window(work)`` asks for: computed from the request."""
+    return work.seconds
+
+
+@spaces.GPU(duration=gpu_window_seconds)
+def run_in_gpu_window(work: DeviceWork) -> DeviceResult:
+    """A request's device work only (learned stages, renders); the rest of the request runs outside the window.
+    Not called at all when every stage is embedded on the CPU (``fica.device_work.needs_device_window``)."""
+    return run_device_work(work)
+
+
 def run_generate(portrait, uv_resolution, expressions, driving_video, seed, video_seconds=VIDEO_SECONDS[1],
                  progress=gr.Progress()):
     """The /generate endpoint: yields the outputs in the documented order, first without the videos (the avatar
@@ -45,7 +58,8 @@ def run_generate(portrait, uv_resolution, expressions, driving_video, seed, vide
         raise gr.Error("Upload a portrait first, or pick one of the examples.", print_exception=False)
     options = GenerateOptions(uv_resolution=int(uv_resolution), expressions=tuple(expressions or ()),
                               driving=driving_video or None, seed=int(seed or 0), video_seconds=float(video_seconds))
-    steps = generate_steps(portrait, options, progress=lambda fraction, desc: progress(fraction, desc=desc))
+    steps = generate_steps(portrait, options, progress=lambda fraction, desc: progress(fraction, desc=desc),
+                           device_window=run_in_gpu_window)
     try:
         for step, result in enumerate(steps):
             if step == 0 and result.report["note"]:

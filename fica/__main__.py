@@ -78,7 +78,8 @@ def generate(args) -> dict:
     driving = clip_from_video(args.driving) if args.driving else None  # fail on a bad video before any work
     pipe = FiCAPipeline.from_pretrained(args.model or resolve_source(), uv_resolution=args.uv_res,
                                         device=args.device)
-    output = pipe(args.portrait, generator=torch.Generator(args.device).manual_seed(args.seed))
+    # Noise is drawn where the generator lives: on the CPU, one seed gives the same maps on every device.
+    output = pipe(args.portrait, generator=torch.Generator().manual_seed(args.seed))
     return export_all(output, args.out, views_deg=args.views, expressions=args.expressions, driving=driving,
                       seconds=args.seconds)
 

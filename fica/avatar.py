@@ -11,31 +11,37 @@ from fica.drive.expression import Clip, Expression
 from fica.prior.base import Prior
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import Camera, orbit_camera
+from fica.render.dispatch import BackendChoice, choose_backend, render
 
 
 class Avatar:
-    """A drivable Gaussian head.
+    """A drivable Gaussian head whose Gaussians live on ``device`` (the pipeline's).
 
     fitted_camera: the portrait's camera (head pose included); fitted_expression: the portrait's expression.
     """
 
-    def __init__(self, prior: Prior, identity: Any, fitted_camera: Camera, fitted_expression: Expression):
+    def __init__(self, prior: Prior, identity: Any, fitted_camera: Camera, fitted_expression: Expression,
+                 device: str | torch.device = "cpu"):
         self.prior = prior
         self.identity = identity
         self.fitted_camera = fitted_camera
         self.fitted_expression = fitted_expression
+        self.device = torch.device(device)
 
     def gaussians(self, expression: Expression | None = None, camera: Camera | None = None) -> GaussianSet:
-        """The Gaussians at ``expression`` (default: neutral)."""
-        return self.prior.decode(self.identity, expression or Expression.neutral(), camera)
+        """The Gaussians at ``expression`` (default: neutral), on ``device``."""
+        return self.prior.decode(self.identity, expression or Expression.neutral(), camera).to(self.device)
+
+    def render_backend(self, purpose: str = "still") -> BackendChoice:
+        """The renderer ``render`` ("still") and ``animate`` ("video") use on this avatar's device."""
+        return choose_backend(self.device, purpose)
 
     def render(self, camera: Camera | None = None, expression: Expression | None = None,
-               background=(1.0, 1.0, 1.0), backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
-        """Render at ``camera`` (default: frontal 512²) -> rgb ``[H, W, 3]``, alpha ``[H, W]``.
-        ``backend`` as in ``fica.render.rasterize.render``."""
-        from fica.render.rasterize import render
-
+               background=(1.0, 1.0, 1.0), backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Render at ``camera`` (default: frontal 512²) -> rgb ``[H, W, 3]``, alpha ``[H, W]`` on ``device``.
+        ``backend``: a name from ``fica.render.dispatch.BACKENDS``; default ``render_backend("still")``."""
         camera = camera or orbit_camera()
+        backend = backend or self.render_backend("still").name
         return render(self.gaussians(expression, camera), camera, background=background, backend=backend)
 
     def render_portrait_view(self, background=(1.0, 1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,18 +50,15 @@ class Avatar:
 
     def animate(self, clip: Clip, camera: Camera | None = None, background=(1.0, 1.0, 1.0),
                 backend: str | None = None) -> Iterator[np.ndarray]:
-        """Frames ``[H, W, 3]`` uint8 of ``clip`` seen from ``camera`` (default: frontal 512²).
+        """Frames ``[H, W, 3]`` uint8 (host memory) of ``clip`` seen from ``camera`` (default: frontal 512²).
 
-        backend: as in ``fica.render.rasterize.render``; default "surface" (fast surface splatting) on a CPU,
-        "auto" (gsplat) on CUDA.
+        backend: a name from ``fica.render.dispatch.BACKENDS``; default ``render_backend("video")`` (surface
+        splatting on a CPU, gsplat or the torch compositor on CUDA).
         """
-        from fica.render.rasterize import render
-
         camera = camera or orbit_camera()
+        backend = backend or self.render_backend("video").name
         for expression in clip.frames:
-            gaussians = self.gaussians(expression, camera)
-            chosen = backend or ("auto" if gaussians.means.is_cuda else "surface")
-            rgb, _ = render(gaussians, camera, background=background, backend=chosen)
+            rgb, _ = render(self.gaussians(expression, camera), camera, background=background, backend=backend)
             yield (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
     def save_ply(self, path: str | Path, expression: Expression | None = None) -> Path:

@@ -60,7 +60,16 @@ def silhouette_iou(output) -> float:
     return float((avatar & person & above).sum() / max(1, ((avatar | person) & above).sum()))
 
 
-def run(repeats: int = 3, uv_resolution: int = 256) -> dict:
+def _synchronized(fn, device):
+    """``fn`` that waits for the device to finish, so timings are real."""
+    if device.type != "cuda":
+        return fn
+    import torch
+
+    return lambda: (fn(), torch.cuda.synchronize())
+
+
+def run(repeats: int = 3, uv_resolution: int = 256, device: str = "cpu") -> dict:
     import numpy as np
     import torch
     from PIL import Image
@@ -69,14 +78,16 @@ def run(repeats: int = 3, uv_resolution: int = 256) -> dict:
     from fica.io.video import write_mp4
     from fica.pipeline import FiCAPipeline
     from fica.render.camera import orbit_camera
-    from fica.render.rasterize import render
+    from fica.render.dispatch import PURPOSES, render
 
+    device = torch.device(device)
     image = np.asarray(Image.open(EXAMPLE).convert("RGB").resize((512, 512)))
     results: dict = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                                  "python": platform.python_version(), "torch": torch.__version__,
-                                 "cuda": torch.cuda.is_available()}}
+                                 "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                                 "device": str(device)}}
     start = time.perf_counter()
-    pipe = FiCAPipeline.from_pretrained(uv_resolution=uv_resolution)
+    pipe = FiCAPipeline.from_pretrained(uv_resolution=uv_resolution, device=device)
     results["pipeline_load_s"] = round(time.perf_counter() - start, 3)
     output = pipe(image)  # warm-up: MediaPipe graph, layout caches
     runs = [pipe(image) for _ in range(repeats)]
@@ -85,23 +96,21 @@ def run(repeats: int = 3, uv_resolution: int = 256) -> dict:
     results["portrait_to_avatar_s"] = results["stage_s"]["total"]
 
     avatar = output.avatar
+    results["render_backends"] = {purpose: str(avatar.render_backend(purpose)) for purpose in PURPOSES}
     gaussians = avatar.gaussians()
     results["gaussians"] = len(gaussians)
     camera = orbit_camera(0.0, 0.0, width=512, height=512)
-    render(gaussians, camera)
-    frame_s = _median_time(lambda: render(gaussians, camera), max(5, repeats))
-    results["render_fps_512_cpu"] = round(1.0 / frame_s, 2)
-    render(gaussians, camera, backend="surface")
-    frame_s = _median_time(lambda: render(gaussians, camera, backend="surface"), max(5, repeats))
-    results["render_fps_512_cpu_surface"] = round(1.0 / frame_s, 2)
-    decode_s = _median_time(lambda: avatar.gaussians(), max(5, repeats))
+    frames = max(5, repeats) if device.type == "cpu" else 50
+    suffix = "cpu" if device.type == "cpu" else "cuda"
+    backends = {"": avatar.render_backend("still").name}  # what renders views here, then the others worth a number
+    backends.update({"_surface": "surface"} if device.type == "cpu" else
+                    {"_torch": "torch"} if backends[""] != "torch" else {})
+    for key, backend in backends.items():
+        draw = _synchronized(lambda: render(gaussians, camera, backend=backend), device)
+        draw()
+        results[f"render_fps_512_{suffix}{key}"] = round(1.0 / _median_time(draw, frames), 2)
+    decode_s = _median_time(_synchronized(avatar.gaussians, device), max(5, repeats))
     results["decode_ms"] = round(decode_s * 1000, 2)
-    if torch.cuda.is_available():
-        g, cam = gaussians.to("cuda"), camera.to("cuda")
-        render(g, cam)
-        torch.cuda.synchronize()
-        frame_s = _median_time(lambda: (render(g, cam), torch.cuda.synchronize()), 50)
-        results["render_fps_512_cuda"] = round(1.0 / frame_s, 1)
 
     ious = {}
     for name in SILHOUETTE_EXAMPLES:
@@ -116,6 +125,8 @@ def run(repeats: int = 3, uv_resolution: int = 256) -> dict:
         write_mp4(avatar.animate(clip, camera), Path(tmp) / "talk.mp4", fps=24)
         results["video_4s_24fps_512_s"] = round(time.perf_counter() - start, 3)
     results["peak_memory_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 3)
+    if device.type == "cuda":
+        results["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3)
     results["targets"] = {k: {"target": t, "op": op, "met": _met(results.get(k), t, op)}
                           for k, (t, op) in TARGETS.items() if k in results}
     return results
@@ -132,20 +143,23 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--uv-res", type=int, default=256)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: the pipeline, decoding and rendering there")
     args = parser.parse_args(argv)
-    results = run(args.repeats, args.uv_res)
+    results = run(args.repeats, args.uv_res, args.device)
     print(f"{'measure':28s} {'value':>10s}  target")
     for stage, seconds in results["stage_s"].items():
         print(f"  stage {stage:22s} {seconds:10.3f}s")
     for key in ("portrait_to_avatar_s", "render_fps_512_cpu", "render_fps_512_cpu_surface", "render_fps_512_cuda",
-                "video_4s_24fps_512_s", "peak_memory_gb", "silhouette_iou_median", "silhouette_iou_min", "decode_ms",
-                "gaussians", "pipeline_load_s"):
+                "render_fps_512_cuda_torch", "video_4s_24fps_512_s", "peak_memory_gb", "peak_gpu_memory_gb",
+                "silhouette_iou_median", "silhouette_iou_min",
+                "decode_ms", "gaussians", "pipeline_load_s"):
         if key in results:
             target = results["targets"].get(key)
             note = f"{target['op']} {target['target']}  {'met' if target['met'] else 'NOT met'}" if target else ""
             print(f"{key:28s} {results[key]:>10}  {note}")
     print("silhouette IoU: " + ", ".join(f"{k} {v}" for k, v in results["silhouette_iou"].items()))
     print("implementations: " + ", ".join(f"{k}={v}" for k, v in results["implementations"].items()))
+    print("rendered by: " + ", ".join(f"{k}={v}" for k, v in results["render_backends"].items()))
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
     return 0

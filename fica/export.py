@@ -9,8 +9,10 @@ The folder layout is the CLI's contract (issue 2) and the app's downloads:
     expressions/<preset>.mp4 [expressions/driving.mp4]
     report.json
 
-Files are first written to a hidden staging folder next to ``out_dir`` and moved in only when all of them exist,
-so a failure leaves nothing half-written.
+Two steps, so that the device work and the host work can run apart (a ZeroGPU window holds only the first):
+``render_all`` computes what needs the avatar (Gaussians, views, video frames), ``write_all`` writes the files
+(PNG, PLY, splat, mp4 encoding). ``export_all`` does both. Files are first written to a hidden staging folder
+next to ``out_dir`` and moved in only when all of them exist, so a failure leaves nothing half-written.
 """
 from __future__ import annotations
 
@@ -18,10 +20,16 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
+import numpy as np
+
+from fica.avatar import Avatar
 from fica.drive.expression import Clip
 from fica.pipeline import FiCAOutput
+from fica.prior.gaussians import GaussianSet
 from fica.render.camera import orbit_camera
 
 # Chart images in the order the UI and README list them: (file stem, label, kind for uv_map_to_image).
@@ -52,6 +60,50 @@ def view_name(yaw_deg: float) -> str:
     return f"yaw_{yaw_deg:+04.0f}"
 
 
+@dataclass
+class Renders:
+    """What the files need from the avatar, computed where the avatar lives and handed over in host memory.
+
+    gaussians: the neutral Gaussians (CPU); portrait_view ``[H, W, 4]`` float32 RGBA (straight alpha: the avatar's
+    coverage; see ``fica.io.image.straight_rgba``); views: yaw (degrees) -> the same at that yaw; videos: name -> (frames ``[H, W, 3]`` uint8, fps), frames a list or, when rendered as
+    they are encoded, an iterator; backends: which renderer drew the stills and the videos.
+    """
+
+    gaussians: GaussianSet
+    portrait_view: np.ndarray
+    views: dict[float, np.ndarray]
+    videos: dict[str, tuple[Iterable[np.ndarray], float]]
+    backends: dict[str, str]
+
+
+def render_all(avatar: Avatar, *, views_deg=DEFAULT_VIEWS_DEG, clips: dict[str, Clip] | None = None,
+               materialise: bool = False) -> Renders:
+    """Everything ``write_all`` needs from ``avatar``. Video frames are rendered lazily, as the encoder asks
+    for them, unless ``materialise`` (then every frame is rendered now, e.g. inside a GPU window)."""
+    from fica.io.image import straight_rgba
+
+    views = {float(yaw): straight_rgba(*avatar.render(orbit_camera(yaw, 0.0, width=VIEW_SIZE_PX,
+                                                                   height=VIEW_SIZE_PX), background=BLACK))
+             for yaw in views_deg}
+    camera = orbit_camera(0.0, 0.0, width=VIEW_SIZE_PX, height=VIEW_SIZE_PX)
+    videos = {}
+    for name, clip in (clips or {}).items():
+        frames = avatar.animate(clip, camera)
+        videos[name] = (list(frames) if materialise else frames, clip.fps)
+    portrait_view = straight_rgba(*avatar.render_portrait_view(background=BLACK))
+    return Renders(avatar.gaussians().to("cpu"), portrait_view, views, videos,
+                   {purpose: str(avatar.render_backend(purpose)) for purpose in ("still", "video")})
+
+
+def preset_clips(expressions, seconds: float = 4.0, fps: float = 24.0, driving: Clip | None = None
+                 ) -> dict[str, Clip]:
+    """The clips ``render_all`` renders: each preset by name, and the driving clip as "driving"."""
+    from fica.drive.presets import preset_clip
+
+    clips = {name: preset_clip(name, fps=fps, seconds=seconds) for name in expressions}
+    return clips | ({"driving": driving} if driving is not None else {})
+
+
 def export_all(output: FiCAOutput, out_dir: str | Path, *, views_deg=DEFAULT_VIEWS_DEG,
                expressions=DEFAULT_EXPRESSIONS, driving: tuple[Clip, list] | None = None,
                seconds: float = 4.0, fps: float = 24.0, progress=None) -> dict:
@@ -60,8 +112,18 @@ def export_all(output: FiCAOutput, out_dir: str | Path, *, views_deg=DEFAULT_VIE
     driving: ``(clip, frames)`` from ``fica.drive.video.clip_from_video``; its video is written side by side
     (driving | avatar) as ``expressions/driving.mp4``. ``progress(fraction, text)`` is called per file group.
     """
-    from fica.drive.presets import preset_clip
-    from fica.io.image import save_png, straight_rgba
+    clips = preset_clips(expressions, seconds, fps, driving[0] if driving is not None else None)
+    renders = render_all(output.avatar, views_deg=views_deg, clips=clips)
+    return write_all(output, renders, out_dir, driving_frames=driving[1] if driving is not None else None,
+                     progress=progress)
+
+
+def write_all(output: FiCAOutput, renders: Renders, out_dir: str | Path, *, driving_frames: list | None = None,
+              progress=None) -> dict:
+    """Write the maps of ``output`` and ``renders`` into ``out_dir`` (host work: PNG, PLY, splat, mp4 encoding)
+    and return the report. ``output.avatar`` is not used, so an output brought to the host without it works."""
+    from fica.io.image import save_png
+    from fica.io.splat_files import save_ply, save_splat
     from fica.io.uv_images import save_uv_maps
     from fica.io.video import side_by_side, write_mp4
 
@@ -74,33 +136,23 @@ def export_all(output: FiCAOutput, out_dir: str | Path, *, views_deg=DEFAULT_VIE
         start = time.perf_counter()
         save_uv_maps(uv_maps(output), stage / "uv", output.refined.valid)
         (stage / "views").mkdir()
-        avatar = output.avatar
-        save_png(straight_rgba(*avatar.render_portrait_view(background=BLACK)), stage / "views" / "input.png")
-        for yaw in views_deg:
-            camera = orbit_camera(yaw, 0.0, width=VIEW_SIZE_PX, height=VIEW_SIZE_PX)
-            save_png(straight_rgba(*avatar.render(camera, background=BLACK)),
-                     stage / "views" / f"{view_name(yaw)}.png")
-        avatar.save_ply(stage / "avatar.ply")
-        avatar.save_splat(stage / "avatar.splat")
+        save_png(renders.portrait_view, stage / "views" / "input.png")
+        for yaw, rgba in renders.views.items():
+            save_png(rgba, stage / "views" / f"{view_name(yaw)}.png")
+        save_ply(renders.gaussians, stage / "avatar.ply")
+        save_splat(renders.gaussians, stage / "avatar.splat")
         timings["maps_views_splats"] = round(time.perf_counter() - start, 3)
 
         (stage / "expressions").mkdir()
-        camera = orbit_camera(0.0, 0.0, width=VIEW_SIZE_PX, height=VIEW_SIZE_PX)
-        for i, name in enumerate(expressions):
-            notify(i / max(1, len(expressions)), f"video: {name}")
+        for i, (name, (frames, fps)) in enumerate(renders.videos.items()):
+            notify(i / max(1, len(renders.videos)), f"video: {name}")
             start = time.perf_counter()
-            clip = preset_clip(name, fps=fps, seconds=seconds)
-            write_mp4(avatar.animate(clip, camera), stage / "expressions" / f"{name}.mp4", fps=clip.fps)
+            if name == "driving" and driving_frames is not None:
+                frames = (side_by_side(f, r) for f, r in zip(driving_frames, frames))
+            write_mp4(frames, stage / "expressions" / f"{name}.mp4", fps=fps)
             timings[f"video_{name}"] = round(time.perf_counter() - start, 3)
-        if driving is not None:
-            clip, frames = driving
-            start = time.perf_counter()
-            rendered = avatar.animate(clip, camera)
-            write_mp4((side_by_side(f, r) for f, r in zip(frames, rendered)),
-                      stage / "expressions" / "driving.mp4", fps=clip.fps)
-            timings["video_driving"] = round(time.perf_counter() - start, 3)
 
-        report = build_report(output, timings)
+        report = build_report(output, len(renders.gaussians), renders.backends, timings)
         (stage / "report.json").write_text(json.dumps(report, indent=2))
         for item in stage.iterdir():
             target = out_dir / item.name
@@ -114,13 +166,16 @@ def export_all(output: FiCAOutput, out_dir: str | Path, *, views_deg=DEFAULT_VIE
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def build_report(output: FiCAOutput, export_timings: dict[str, float] | None = None) -> dict:
-    """What ran and how long it took: per-stage seconds, implementations, Gaussian count, resolution, camera."""
+def build_report(output: FiCAOutput, gaussians: int, render_backends: dict[str, str],
+                 export_timings: dict[str, float] | None = None) -> dict:
+    """What ran and how long it took: per-stage seconds, implementations, the renderers, Gaussian count,
+    resolution, camera."""
     return {
         "timings_s": dict(output.timings),
         "export_timings_s": dict(export_timings or {}),
         "implementations": dict(output.implementations),
-        "gaussians": len(output.avatar.gaussians()),
+        "render_backends": dict(render_backends),
+        "gaussians": gaussians,
         "uv_resolution": output.refined.resolution,
         "fitted_camera": output.unwrapped.camera.as_dict(),
         "fitted_expression": output.unwrapped.expression.as_dict(),

@@ -60,29 +60,57 @@ class FiCAPipeline:
     def __call__(self, image, generator: torch.Generator | None = None, progress=None) -> FiCAOutput:
         """Build an avatar from ``image``: a path, PIL image, or ``[H, W, 3]`` array (uint8 or float 0..1).
 
-        ``progress(fraction, description)`` is called before each stage when given.
+        ``progress(fraction, description)`` is called before each stage when given. ``generator`` seeds the
+        stages that sample (on any device: noise is drawn where the generator lives, then moved).
+        Every tensor of the output, the avatar's Gaussians included, lives on ``device``.
         """
+        portrait = self.load(image)
+        timer = StageTimer(self.implementations, progress)
+        with timer("unwrap"):
+            unwrapped = self.unwrap(portrait)
+        return self.build(portrait, unwrapped, generator, timer)
+
+    @staticmethod
+    def load(image) -> torch.Tensor:
+        """The portrait as ``[H, W, 3]`` float 0..1 on the CPU (decoding, EXIF and size checks)."""
         from fica.io.image import load_portrait
 
-        portrait = torch.as_tensor(load_portrait(image), device=self.device)  # [H, W, 3]
-        timings: dict[str, float] = {}
+        return torch.as_tensor(load_portrait(image))
 
-        @contextmanager
-        def stage(name: str):
-            if progress is not None:
-                progress(STAGES.index(name) / len(STAGES), f"{name} ({self.implementations[name]})")
-            start = time.perf_counter()
-            yield
-            timings[name] = round(time.perf_counter() - start, 4)
+    @torch.no_grad()
+    def unwrap(self, portrait: torch.Tensor) -> Unwrapped:
+        """Stage 1 on the unwrapper's own ``device`` (the CPU for the embedded one); results left there."""
+        return self.unwrapper(portrait.to(self.unwrapper.device))
 
-        with stage("unwrap"):
-            unwrapped = self.unwrapper(portrait)
-        with stage("complete"):
-            complete = self.completer(unwrapped, portrait, generator)
-        with stage("refine"):
-            refined = self.refiner(complete, unwrapped, portrait)
-        with stage("prior"):
+    @torch.no_grad()
+    def build(self, portrait: torch.Tensor, unwrapped: Unwrapped, generator: torch.Generator | None = None,
+              timer: "StageTimer | None" = None) -> FiCAOutput:
+        """Stages 2-4 on ``device`` from the portrait ``[H, W, 3]`` and its unwrap (either on any device)."""
+        timer = timer or StageTimer(self.implementations)
+        portrait, unwrapped = portrait.to(self.device), unwrapped.to(self.device)
+        with timer("complete"):
+            complete = self.completer(unwrapped, portrait, generator).to(self.device)
+        with timer("refine"):
+            refined = self.refiner(complete, unwrapped, portrait).to(self.device)
+        with timer("prior"):
             identity = self.prior.encode(refined)
-            avatar = Avatar(self.prior, identity, unwrapped.camera, unwrapped.expression)
-        timings["total"] = round(sum(timings.values()), 4)
-        return FiCAOutput(unwrapped, complete, refined, avatar, timings, self.implementations)
+            avatar = Avatar(self.prior, identity, unwrapped.camera, unwrapped.expression, self.device)
+        return FiCAOutput(unwrapped, complete, refined, avatar, timer.done(), self.implementations)
+
+
+class StageTimer:
+    """Times the stages (seconds, ``timings``) and reports progress before each (``progress(fraction, text)``)."""
+
+    def __init__(self, implementations: dict[str, str], progress=None):
+        self.implementations, self.progress, self.timings = implementations, progress, {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        if self.progress is not None:
+            self.progress(STAGES.index(name) / len(STAGES), f"{name} ({self.implementations[name]})")
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 4)
+
+    def done(self) -> dict[str, float]:
+        return {**self.timings, "total": round(sum(self.timings.values()), 4)}

@@ -16,6 +16,19 @@ NO_FACE = "no_face_coffee.jpg"
 TWO_FACES = "two_faces.jpg"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one); run them with `pytest -m gpu`")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
+
+
 @lru_cache(maxsize=16)
 def _load(name: str) -> torch.Tensor:
     rgb = np.asarray(Image.open(EXAMPLES_DIR / name).convert("RGB"), dtype=np.float32) / 255.0

@@ -164,7 +164,7 @@ def _unwrapped_on(unwrapped, device):
                    fitted_geometry=unwrapped.fitted_geometry.to(device))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_complete_refine_prior_run_on_cuda_like_on_cpu():
     from fica.complete.embedded import EmbeddedCompleter
     from fica.refine.embedded import EmbeddedRefiner

@@ -9,9 +9,10 @@ from fica.prior.gaussians import GaussianSet
 from fica.render.camera import orbit_camera
 from scenes import flat_sphere
 
-from fica.render.rasterize import project_gaussians, rasterize_gsplat, rasterize_torch, render
-
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat needs CUDA")
+from fica.render.dispatch import render
+from fica.render.gsplat_cuda import rasterize_gsplat
+from fica.render.projection import project_gaussians
+from fica.render.rasterize import rasterize_torch
 
 
 def brute_force(means, quats, scales, opacities, colors, viewmat, K, width, height, background):
@@ -202,7 +203,7 @@ def test_render_picks_the_torch_backend_on_cpu_and_rejects_unknown_backends():
         render(gaussians, cam, backend="opengl")
 
 
-@cuda
+@pytest.mark.gpu
 def test_torch_and_gsplat_agree_on_a_small_scene():
     cam = orbit_camera(20, 10, width=70, height=52)
     background = torch.tensor([0.2, 0.5, 0.9])
@@ -214,7 +215,7 @@ def test_torch_and_gsplat_agree_on_a_small_scene():
     assert (alpha - alpha_g.cpu()).abs().max() < 1e-3
 
 
-@cuda
+@pytest.mark.gpu
 def test_render_uses_gsplat_for_cuda_tensors():
     cam = orbit_camera(width=128, height=128)
     gaussians = flat_sphere(5000)

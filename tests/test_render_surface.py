@@ -9,7 +9,8 @@ import torch
 import fica.render.surface as surface
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import orbit_camera
-from fica.render.rasterize import rasterize_torch, render
+from fica.render.dispatch import render
+from fica.render.rasterize import rasterize_torch
 from fica.render.surface import rasterize_surface
 from scenes import flat_sphere
 

@@ -1,12 +1,14 @@
 """One call from a portrait to every artifact on disk.
 
 ``generate(portrait, options)`` runs the pipeline, writes everything into a fresh per-request folder through
-``fica.export.export_all`` and returns a ``GenerateResult`` that names each file; ``generate_steps`` yields the
+``fica.export`` (device work: ``render_all``, or ``fica.device_work`` inside a GPU window; host work:
+``write_all``) and returns a ``GenerateResult`` that names each file; ``generate_steps`` yields the
 avatar's maps and splats first and the videos after them. The app only lays those files out.
 """
 from __future__ import annotations
 
 import shutil
+import time
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,10 +19,12 @@ import torch
 from fica.app.pipelines import load_pipeline
 from fica.app.storage import OUTPUT_ROOT, new_output_dir
 from fica.app.viewer import to_gradio_viewer
+from fica.device_work import DeviceResult, DeviceWork, needs_device_window
 from fica.drive.presets import PRESETS
 from fica.drive.video import clip_from_video
 from fica.errors import UnsupportedInput
-from fica.export import UV_MAP_FILES, export_all
+from fica.export import UV_MAP_FILES, preset_clips, render_all, write_all
+from fica.hub import resolve_source
 from fica.io.splat_files import save_splat
 
 UV_RESOLUTIONS = (128, 256, 512)
@@ -65,13 +69,14 @@ class GenerateResult:
 
 
 def report_line(report: dict) -> str:
-    """``report`` as ``fica.export.export_all`` returns it."""
+    """``report`` as ``fica.export.write_all`` returns it."""
     timings = report["timings_s"]
     stages = " · ".join(f"{name} {timings[name]:.2f} s ({impl})" for name, impl in report["implementations"].items())
     export_s = sum(report["export_timings_s"].values())
+    still, video = (report["render_backends"][p].split(" ")[0] for p in ("still", "video"))
+    rendered = still if still == video else f"{still} (views), {video} (videos)"
     return (f"{stages} · avatar in {timings['total']:.2f} s · {report['gaussians']:,} Gaussians · "
-            f"UV {report['uv_resolution']}² · videos and files in {export_s:.1f} s")
-
+            f"UV {report['uv_resolution']}² · rendered by {rendered} · videos and files in {export_s:.1f} s")
 
 
 def _zip_uv_maps(uv_maps: list[tuple[Path, str]], path: Path) -> Path:
@@ -81,9 +86,34 @@ def _zip_uv_maps(uv_maps: list[tuple[Path, str]], path: Path) -> Path:
     return path
 
 
+def run_device_work(work: DeviceWork) -> DeviceResult:
+    """``work`` on the cached pipeline it names: what a GPU window (``app.py``'s ``@spaces.GPU``) runs."""
+    pipe, _ = load_pipeline(work.source, work.uv_resolution, work.device)
+    return work.run(pipe)
+
+
+def _device_steps(pipe, source: str | None, portrait, options: GenerateOptions, clips: dict, device_window,
+                  notify):
+    """The pipeline and every render through ``device_window`` (the host-side unwrap before it). Returns the
+    output in host memory (no avatar) and the renders."""
+    portrait = pipe.load(portrait)
+    unwrapped, unwrap_s = None, 0.0
+    if pipe.unwrapper.device.type == "cpu":  # MediaPipe and the fit stay outside the window
+        notify(0.0, f"unwrap ({pipe.implementations['unwrap']})")
+        start = time.perf_counter()
+        unwrapped = pipe.unwrap(portrait)
+        unwrap_s = round(time.perf_counter() - start, 4)
+    notify(0.5 * PIPELINE_SHARE, f"on {pipe.device.type}: the avatar and {sum(map(len, clips.values()))} frames")
+    work = DeviceWork(source, options.uv_resolution, str(pipe.device), portrait, unwrapped, int(options.seed),
+                      clips, unwrap_s)
+    result = device_window(work)
+    return result.output, result.renders
+
+
 def generate_steps(portrait, options: GenerateOptions | None = None, *, source: str | None = None,
-                   progress: Callable[[float, str], None] | None = None,
-                   root: str | Path = OUTPUT_ROOT) -> Iterator[GenerateResult]:
+                   progress: Callable[[float, str], None] | None = None, root: str | Path = OUTPUT_ROOT,
+                   device_window: Callable[[DeviceWork], DeviceResult] = run_device_work
+                   ) -> Iterator[GenerateResult]:
     """Portrait (path, PIL image or ``[H, W, 3]`` array) -> every artifact, written to a new folder under ``root``.
 
     Yields twice, so a UI can show the avatar while the videos render: first a result with the UV maps and
@@ -91,6 +121,8 @@ def generate_steps(portrait, options: GenerateOptions | None = None, *, source: 
     ``progress(fraction, description)`` is called per pipeline stage and per video. Raises the
     ``fica.errors.FiCAError`` subclasses for anything the input causes (the driving video is read first, so a
     bad one fails before any other work); on any failure the request's folder is removed.
+    ``device_window(work) -> DeviceResult`` runs the request's device work (``fica.device_work``) when the
+    pipeline has any: the app passes its ``@spaces.GPU`` function; by default it runs right here.
     """
     options = options or GenerateOptions()
     if options.uv_resolution not in UV_RESOLUTIONS:
@@ -109,23 +141,27 @@ def generate_steps(portrait, options: GenerateOptions | None = None, *, source: 
     pipe, note = load_pipeline(source, options.uv_resolution)
     out_dir = new_output_dir(root)
     try:
-        generator = torch.Generator().manual_seed(int(options.seed))
-        output = pipe(portrait, generator=generator, progress=lambda f, d: notify(PIPELINE_SHARE * f, d))
+        clips = preset_clips(options.expressions, options.video_seconds, driving=driving[0] if driving else None)
+        if needs_device_window(pipe):
+            output, renders = _device_steps(pipe, resolve_source(source), portrait, options, clips, device_window,
+                                            notify)
+        else:  # all on the host; video frames render as they are encoded
+            generator = torch.Generator().manual_seed(int(options.seed))
+            output = pipe(portrait, generator=generator, progress=lambda f, d: notify(PIPELINE_SHARE * f, d))
+            renders = render_all(output.avatar, views_deg=(), clips=clips)
         notify(PIPELINE_SHARE, "writing UV maps and splat files")
-        report = export_all(output, out_dir, views_deg=(), expressions=())
+        report = write_all(output, replace(renders, videos={}), out_dir)
         # .splat: half the bytes of .ply and no parsing in the browser, so the viewer shows up sooner.
-        viewer_splat = save_splat(to_gradio_viewer(output.avatar.gaussians()),
-                                  out_dir / "viewer" / "avatar_view.splat")
+        viewer_splat = save_splat(to_gradio_viewer(renders.gaussians), out_dir / "viewer" / "avatar_view.splat")
         uv_maps = [(out_dir / "uv" / f"{stem}.png", label) for stem, label, _ in UV_MAP_FILES]
         result = GenerateResult(out_dir, uv_maps, out_dir / "avatar.ply", out_dir / "avatar.splat", viewer_splat,
                                 [], None, _zip_uv_maps(uv_maps, out_dir / "uv_maps.zip"), {**report, "note": note})
         _check_written(result)
-        if options.expressions or driving is not None:
+        if clips:
             yield replace(result, videos_pending=True)
-            # export_all replaces its own files in out_dir atomically (same maps and splats, now with videos).
-            report = export_all(output, out_dir, views_deg=(), expressions=tuple(options.expressions),
-                                driving=driving, seconds=options.video_seconds,
-                                progress=lambda f, d: notify(PIPELINE_SHARE + (1 - PIPELINE_SHARE) * f, d))
+            # write_all replaces its own files in out_dir atomically (same maps and splats, now with videos).
+            report = write_all(output, renders, out_dir, driving_frames=driving[1] if driving else None,
+                               progress=lambda f, d: notify(PIPELINE_SHARE + (1 - PIPELINE_SHARE) * f, d))
             result = replace(result, report={**report, "note": note},
                              videos=[(out_dir / "expressions" / f"{name}.mp4", name) for name in options.expressions],
                              driving_video=out_dir / "expressions" / "driving.mp4" if driving is not None else None)

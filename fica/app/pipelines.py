@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import threading
 
+import torch
+
 from fica.errors import WeightsUnavailable
 from fica.hub import resolve_source
 from fica.pipeline import FiCAPipeline
@@ -12,15 +14,26 @@ _pipelines: dict[tuple, tuple] = {}
 _pipelines_lock = threading.Lock()
 
 
+def default_device(source: str | None) -> str:
+    """``FICA_DEVICE`` when set; else, on a ZeroGPU Space (``SPACES_ZERO_GPU``), "cuda" only for learned weights
+    (the embedded pipeline needs no GPU there, see README); else "cuda" when a GPU is present, or "cpu"."""
+    chosen = os.environ.get("FICA_DEVICE", "").strip()
+    if chosen:
+        return chosen
+    if os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true"):
+        return "cuda" if source is not None else "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_pipeline(source: str | None = None, uv_resolution: int = 256, device: str | None = None):
     """The pipeline for ``source`` (default: ``FICA_MODEL``, else embedded), built once per resolution, on
-    ``device`` (default: ``FICA_DEVICE``, else the CPU; set ``FICA_DEVICE=cuda`` on GPU hardware).
+    ``device`` (default: ``default_device``).
 
     Returns ``(pipeline, note)``: when the weights cannot be had (offline, private, missing) the embedded
     pipeline runs instead and ``note`` says why, for the UI to show; otherwise ``note`` is ''.
     """
     source = resolve_source(source)
-    device = device or os.environ.get("FICA_DEVICE", "cpu")
+    device = str(torch.device(device or default_device(source)))
     key = (source, int(uv_resolution), device)
     with _pipelines_lock:
         if key not in _pipelines:
@@ -29,6 +42,7 @@ def load_pipeline(source: str | None = None, uv_resolution: int = 256, device: s
                 pipe = FiCAPipeline.from_pretrained(source, uv_resolution=int(uv_resolution), device=device)
             except WeightsUnavailable as err:
                 note = f"{err} Running the embedded (offline) pipeline instead."
-                pipe = FiCAPipeline.from_pretrained(None, uv_resolution=int(uv_resolution), device=device)
+                pipe = FiCAPipeline.from_pretrained(None, uv_resolution=int(uv_resolution),
+                                                    device=default_device(None))
             _pipelines[key] = (pipe, note)
         return _pipelines[key]

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from fica.head.model import UVLayout
 from fica.maps import HairShell
+from fica.noise import seeded_noise
 from fica.render.camera import Camera
 from fica.uv_ops import push_pull_fill, smoothstep
 
@@ -155,7 +156,7 @@ def _blur(maps: torch.Tensor, sigma_rows: float, sigma_columns: float) -> torch.
 
 def strand_noise(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
     """``[1, A, B]`` zero-mean unit-variance noise, long along the rows (strands) and thin across them."""
-    noise = _blur(torch.randn((1, *shape), generator=generator), STRAND_ROWS, STRAND_COLUMNS)
+    noise = _blur(seeded_noise((1, *shape), generator).cpu(), STRAND_ROWS, STRAND_COLUMNS)
     return (noise - noise.mean()) / noise.std().clamp(min=1e-6)
 
 

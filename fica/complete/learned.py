@@ -17,6 +17,7 @@ from fica.complete.base import Completer
 from fica.hub import QUIET_LOAD
 from fica.maps import CompleteUV, PartialUV
 from fica.models.uv_dit import DOMAINS, UVDiT
+from fica.noise import seeded_noise
 from fica.unwrap.base import Unwrapped
 
 COMPONENT = "uv_diffusion"
@@ -90,7 +91,7 @@ def flow_sample(model, scheduler, condition: torch.Tensor, image_embeds: torch.T
     scheduler = type(scheduler).from_config(scheduler.config)
     b, _, h, w = condition.shape
     shape = (b, model.config.latent_channels, h, w)
-    latents = torch.randn(shape, generator=generator, device="cpu").to(condition)
+    latents = seeded_noise(shape, generator).to(condition)
     domain_id = torch.tensor([DOMAINS.index(domain)], device=condition.device)
     scheduler.set_timesteps(steps, device=condition.device)
     guided = image_embeds is not None and guidance_scale != 1.0

@@ -1,19 +1,15 @@
-"""Splat rasterisation: 3D Gaussians + camera -> image (DESIGN.md §5 Render).
+"""The exact splat compositor in pure torch (any device): 3D Gaussians + camera -> image (DESIGN.md §5 Render).
 
-Two backends with one functional signature, gsplat-style (plain tensors in, plain tensors out):
-
-- ``rasterize_gsplat``: ``gsplat.rasterization`` (CUDA only).
-- ``rasterize_torch``: our CPU compositor, the same maths as gsplat's "classic" mode — EWA projection with a
-  0.3 px² low-pass dilation, alpha = min(0.999, opacity · exp(−½ dᵀ Σ⁻¹ d)), contributions below 1/255 skipped,
-  front-to-back compositing by Gaussian depth within 8×8-pixel tiles, a pixel stops (exclusively) once its
-  transmittance would fall to 1e-4. Gaussians are culled when behind the near plane, off-screen or too faint,
-  their tile footprints are sized by the projected covariance (opacity-aware 3-sigma box), and tiles stop
-  being processed once every pixel in them is opaque, so most of the back of a head is never evaluated.
-  The 0.999 clamp, the 1/255 skip and the 1e-4 stop are those of gsplat 1.5.3's CUDA kernel. It runs torch
-  single-threaded and splits the tiles over one single-threaded worker per core (see ``fica.render._workers``).
-
-``render(gaussians, camera)`` picks the backend from the tensors' device; ``backend="surface"`` renders with the
-faster approximate surface splatting of ``fica.render.surface`` (videos on a CPU).
+``rasterize_torch`` has gsplat's functional signature (plain tensors in, plain tensors out) and the maths of its
+"classic" mode — EWA projection with a 0.3 px² low-pass dilation (``fica.render.projection``),
+alpha = min(0.999, opacity · exp(−½ dᵀ Σ⁻¹ d)), contributions below 1/255 skipped, front-to-back compositing by
+Gaussian depth within 8×8-pixel tiles, a pixel stops (exclusively) once its transmittance would fall to 1e-4.
+Gaussians are culled when behind the near plane, off-screen or too faint, their tile footprints are sized by the
+projected covariance (opacity-aware 3-sigma box), and tiles stop being processed once every pixel in them is
+opaque, so most of the back of a head is never evaluated. The 0.999 clamp, the 1/255 skip and the 1e-4 stop are
+those of gsplat 1.5.3's CUDA kernel. On a CPU it runs torch single-threaded and splits the tiles over one
+single-threaded worker per core (see ``fica.render._workers``); on CUDA the parts run one after the other.
+Which renderer draws is decided in ``fica.render.dispatch``.
 """
 from __future__ import annotations
 
@@ -21,51 +17,16 @@ import math
 
 import torch
 
-from fica.prior.gaussians import GaussianSet
 from fica.render._workers import cores, parallel_map
+from fica.render.projection import ALPHA_MAX, ALPHA_MIN, NEAR_PLANE_M, project_gaussians
 from fica.threads import one_thread
-from fica.render.camera import Camera
-from fica.rotations import quat_to_matrix
 
-EPS2D = 0.3  # px², the low-pass dilation gsplat adds to every projected covariance
-NEAR_PLANE_M = 0.01
-ALPHA_MIN = 1.0 / 255.0
-ALPHA_MAX = 0.999
 LOG_ALPHA_MIN = math.log(ALPHA_MIN)
 T_MIN = 1e-4  # a pixel is done once its transmittance would fall to this
 MAX_EXTEND_SIGMA = 3.33
 TILE = 8  # px, side of the square tiles the CPU compositor works on
 CHUNK = 16  # Gaussians composited per tile per step
 MAX_TILES_PER_PART = 2048  # bounds a part's working set to ~10 MB a tensor
-
-
-def project_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, viewmat: torch.Tensor,
-                      K: torch.Tensor, width: int, height: int
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """EWA splatting of 3D Gaussians into a pinhole camera, as gsplat does it: Σ₂ = J W R S² Rᵀ Wᵀ Jᵀ + 0.3 I.
-
-    means ``[N, 3]``, quats ``[N, 4]`` (w, x, y, z; normalised here), scales ``[N, 3]``, viewmat ``[4, 4]``,
-    K ``[3, 3]``. Returns means2d ``[N, 2]`` (px, centres at integer + 0.5), cov2d ``[N, 3]`` (xx, xy, yy in
-    px², dilated by EPS2D), conics ``[N, 3]`` (a, b, c of Σ₂⁻¹ = [[a, b], [b, c]]), depths ``[N]`` (camera z, m).
-    Computed component-wise on ``[3, N]`` rows rather than with batched 3×3 products, which are slow on a CPU.
-    """
-    W, t = viewmat[:3, :3], viewmat[:3, 3]
-    tx, ty, tz = (W @ means.T + t[:, None]).unbind(0)  # camera frame, each [N]
-    rotation = quat_to_matrix(quats).reshape(-1, 9).T  # row-major R, [9, N]
-    M = (W @ rotation.reshape(3, 3 * len(means))).view(3, 3, -1) * scales.T[None]  # W R S, [3, 3, N]
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    # Evaluate the Jacobian at most 30 % of the half field of view outside the image, like gsplat, so that
-    # Gaussians far off to the side do not blow up.
-    margin_x, margin_y = 0.3 * 0.5 * width / fx, 0.3 * 0.5 * height / fy
-    txc = tz * (tx / tz).clamp(-(cx / fx + margin_x), (width - cx) / fx + margin_x)
-    tyc = tz * (ty / tz).clamp(-(cy / fy + margin_y), (height - cy) / fy + margin_y)
-    JM_x = (fx / tz) * M[0] - (fx * txc / tz ** 2) * M[2]  # first row of J W R S, [3, N]
-    JM_y = (fy / tz) * M[1] - (fy * tyc / tz ** 2) * M[2]
-    xx, xy, yy = (JM_x * JM_x).sum(0) + EPS2D, (JM_x * JM_y).sum(0), (JM_y * JM_y).sum(0) + EPS2D
-    det = (xx * yy - xy * xy).clamp(min=1e-10)
-    conics = torch.stack([yy / det, -xy / det, xx / det], -1)
-    means2d = torch.stack([fx * tx / tz + cx, fy * ty / tz + cy], -1)
-    return means2d, torch.stack([xx, xy, yy], -1), conics, tz
 
 
 def _visible_footprints(means2d: torch.Tensor, cov2d: torch.Tensor, depths: torch.Tensor, opacities: torch.Tensor,
@@ -119,7 +80,7 @@ def rasterize_torch(means: torch.Tensor,  # [N, 3] head frame, metres
                     width: int, height: int,
                     background: torch.Tensor,  # [3]
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """CPU splat rasteriser with gsplat's classic semantics. Returns rgb ``[H, W, 3]``, alpha ``[H, W]``."""
+    """Splat rasteriser with gsplat's classic semantics (any device). Returns rgb ``[H, W, 3]``, alpha ``[H, W]``."""
     device = means.device
     f32 = dict(dtype=torch.float32, device=device)
     means, quats, scales, opacities, colors, viewmat, K = (
@@ -174,7 +135,12 @@ def _composite(idx: torch.Tensor, radii: torch.Tensor, means2d: torch.Tensor, co
     shared = (gid, tile_start, tile_count, table, monomials, tiles_x, color_acc, T)
     # Tiles are independent: deal them out like cards (longest lists first), one part per core, and more parts
     # for big images so that a part's working memory stays bounded.
-    parts = max(1, min(cores(), len(tiles) // 64), math.ceil(len(tiles) / MAX_TILES_PER_PART))
+    bounded = math.ceil(len(tiles) / MAX_TILES_PER_PART)
+    if T.is_cuda:  # one GPU stream: threads would only take turns
+        for part in range(bounded):
+            _composite_tiles(tiles[part::bounded], *shared)
+        return
+    parts = max(1, min(cores(), len(tiles) // 64), bounded)
     parallel_map(lambda part: _composite_tiles(tiles[part::parts], *shared), range(parts))
 
 
@@ -239,46 +205,3 @@ def _composite_tiles(tiles: torch.Tensor, gid: torch.Tensor, tile_start: torch.T
         work["color"] -= torch.bmm(rgb, delta)
         work["T"] += delta.sum(1)
     retire(slice(None))
-
-
-def rasterize_gsplat(means: torch.Tensor,  # [N, 3] head frame, metres
-                     quats: torch.Tensor,  # [N, 4] (w, x, y, z)
-                     scales: torch.Tensor,  # [N, 3] linear, metres
-                     opacities: torch.Tensor,  # [N] 0..1
-                     colors: torch.Tensor,  # [N, 3]
-                     viewmat: torch.Tensor,  # [4, 4] world -> camera
-                     K: torch.Tensor,  # [3, 3]
-                     width: int, height: int,
-                     background: torch.Tensor,  # [3]
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``gsplat.rasterization`` (CUDA tensors only), classic mode. Returns rgb ``[H, W, 3]``, alpha ``[H, W]``."""
-    import gsplat
-
-    device = means.device
-    background = torch.as_tensor(background, dtype=torch.float32, device=device)
-    rgb, alpha, _ = gsplat.rasterization(
-        means.float(), quats.float(), scales.float(), opacities.float(), colors.float(),
-        viewmat.float().to(device)[None], K.float().to(device)[None], width, height,
-        near_plane=NEAR_PLANE_M, eps2d=EPS2D, backgrounds=background[None])
-    return rgb[0], alpha[0, ..., 0]
-
-
-def render(gaussians: GaussianSet, camera: Camera, background=(1.0, 1.0, 1.0), backend: str = "auto"
-           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Render ``gaussians`` seen by ``camera`` over ``background``. Returns rgb ``[H, W, 3]``, alpha ``[H, W]``.
-
-    backend: "gsplat" (CUDA), "torch" (any device), "surface" (surface splatting, any device; approximate) or
-    "auto": gsplat when the Gaussians are on CUDA, else torch.
-    """
-    if backend == "auto":
-        backend = "gsplat" if gaussians.means.is_cuda else "torch"
-    if backend not in ("gsplat", "torch", "surface"):
-        raise ValueError(f"Unknown render backend {backend!r}; use 'auto', 'gsplat', 'torch' or 'surface'.")
-    if backend == "surface":
-        from fica.render.surface import rasterize_surface as rasterize  # it builds on this module
-    else:
-        rasterize = rasterize_gsplat if backend == "gsplat" else rasterize_torch
-    device = gaussians.means.device
-    background = torch.as_tensor(background, dtype=torch.float32, device=device)
-    return rasterize(gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, gaussians.colors,
-                     camera.viewmat.to(device), camera.K.to(device), camera.width, camera.height, background)

@@ -1,10 +1,10 @@
-"""EWA surface splatting on the CPU: a fast renderer for surface-splat avatars (DESIGN.md §5 Render, §7).
+"""EWA surface splatting: a fast renderer (on a CPU) for surface-splat avatars (DESIGN.md §5 Render, §7).
 
 The analytic prior puts one flat, nearly opaque Gaussian per texel on the head surface, so a pixel shows the
 nearest surface, a blend of the few splats lying on it (Zwicker et al., "Surface Splatting", 2001), not a
 long front-to-back list. This renders that with a few vectorised scatters instead of per-tile compositing:
 
-1. Projection as in ``fica.render.rasterize`` (``project_gaussians``, its culling). A splat's depth at a
+1. Projection and culling as in the compositor (``fica.render.projection``). A splat's depth at a
    pixel is the depth of its tangent plane (the plane across its smallest scale), linear in the pixel's offset
    from the projected centre, its slope bounded so that it changes by at most a few of the splat's sizes over
    the footprint (edge-on splats).
@@ -41,7 +41,7 @@ from typing import Iterator
 import torch
 
 from fica.render._workers import cores, parallel_map
-from fica.render.rasterize import ALPHA_MAX, ALPHA_MIN, NEAR_PLANE_M, project_gaussians
+from fica.render.projection import ALPHA_MAX, ALPHA_MIN, NEAR_PLANE_M, project_gaussians
 from fica.rotations import quat_to_matrix
 from fica.threads import one_thread
 

@@ -1,8 +1,8 @@
 """Differentiable splat rendering for training the prior.
 
 On CUDA: ``gsplat.rasterization`` (differentiable). On a CPU: every Gaussian evaluated at every pixel with the
-same projection as ``fica.render.rasterize`` (``project_gaussians``) and gsplat's classic alpha compositing in
-one global depth order — O(N·H·W) memory, meant for the small renders of tests and smoke training.
+renderers' projection (``fica.render.projection``) and gsplat's classic alpha compositing in one global depth
+order — O(N·H·W) memory, meant for the small renders of tests and smoke training.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import Camera
-from fica.render.rasterize import ALPHA_MAX, project_gaussians
+from fica.render.projection import ALPHA_MAX, project_gaussians
 
 
 def scaled_camera(camera: Camera, factor: float) -> Camera:

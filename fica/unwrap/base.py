@@ -1,7 +1,7 @@
 """The unwrap stage's contract: a portrait in, partial UV maps and the fitted head out (DESIGN.md §5)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -18,6 +18,9 @@ class DenseMaps:
     xyz: torch.Tensor  # [H, W, 3] head frame, metres (neutral-expression surface point seen at the pixel)
     normal: torch.Tensor  # [H, W, 3] head frame, unit
     mask: torch.Tensor  # [H, W] 0..1, pixels on the head surface
+
+    def to(self, device) -> "DenseMaps":
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
 @dataclass
@@ -41,11 +44,23 @@ class Unwrapped:
     person_mask: torch.Tensor | None = None
     hair_mask: torch.Tensor | None = None
 
+    def to(self, device) -> "Unwrapped":
+        """Every map, mask, the camera and the landmarks on ``device`` (the expression is a driving parameter: it
+        stays where it is, and each prior moves its weights)."""
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
+                 if f.name != "expression" and getattr(self, f.name) is not None}
+        return replace(self, **moved)
+
 
 class Unwrapper:
-    """Stage 1. ``__call__(image [H, W, 3] float 0..1) -> Unwrapped``."""
+    """Stage 1. ``__call__(image [H, W, 3] float 0..1) -> Unwrapped``.
+
+    ``device``: where the stage computes and what its results live on; ``FiCAPipeline`` hands it the portrait
+    there and moves its results to the pipeline's device.
+    """
 
     implementation: str = "unset"
+    device: torch.device = torch.device("cpu")
 
     def __call__(self, image: torch.Tensor) -> Unwrapped:
         raise NotImplementedError

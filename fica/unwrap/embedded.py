@@ -16,9 +16,14 @@ from fica.unwrap.uv_unwrap import unwrap_to_uv
 
 
 class EmbeddedUnwrapper(Unwrapper):
-    """``__call__(image [H, W, 3] float 0..1) -> Unwrapped``; raises NoFaceFound, MultipleFaces, ImageTooSmall."""
+    """``__call__(image [H, W, 3] float 0..1) -> Unwrapped``; raises NoFaceFound, MultipleFaces, ImageTooSmall.
+
+    CPU code by nature (MediaPipe, the sparse landmark fit): ``device`` is always the CPU, whatever the
+    pipeline's; the pipeline moves the results to its own device.
+    """
 
     implementation = "embedded: MediaPipe face mesh + MakeHuman head fit"
+    device = torch.device("cpu")
 
     def __init__(self, head: HeadModel | None = None, uv_resolution: int = 256):
         self.head = head if head is not None else default_head()
