@@ -56,7 +56,7 @@ def test_views_are_rgba_whose_alpha_is_the_avatars_coverage(generated):
     white, and alpha must be the render's coverage (the PLY of the same run, rendered by the exact compositor)."""
     from fica.io.splat_files import load_ply
     from fica.render.camera import orbit_camera
-    from fica.render.rasterize import render
+    from fica.render.dispatch import render
 
     _, out = generated
     for name in ("input", "yaw_+000", "yaw_+030"):

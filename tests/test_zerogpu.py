@@ -59,9 +59,7 @@ def zerogpu_app(monkeypatch):
     monkeypatch.setitem(sys.modules, "spaces", fake)
     monkeypatch.setenv("FICA_DEVICE", "cpu")
     monkeypatch.setenv("FICA_CACHE_EXAMPLES", "0")
-    import app
-
-    app = importlib.reload(app)
+    app = importlib.reload(sys.modules["app"]) if "app" in sys.modules else importlib.import_module("app")
     monkeypatch.setattr(embedded_unwrap, "detect_landmarks", fake.spy("mediapipe", embedded_unwrap.detect_landmarks))
     for name, fn in list(dispatch.BACKENDS.items()):
         monkeypatch.setitem(dispatch.BACKENDS, name, fake.spy("render", fn))
