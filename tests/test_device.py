@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import fica.render.gsplat_cuda as gsplat_cuda
-from fica.complete.learned import seeded_noise
+from fica.noise import seeded_noise
 from fica.pipeline import FiCAPipeline
 from fica.render.camera import orbit_camera
 from fica.render.dispatch import choose_backend, render

@@ -13,7 +13,7 @@ import torch
 
 import fica.render.dispatch as dispatch
 import fica.unwrap.embedded as embedded_unwrap
-from fica.app_support import APP_EXPRESSIONS, DRIVING_MAX_FRAMES, UV_RESOLUTIONS, VIDEO_SECONDS
+from fica.app.generate import APP_EXPRESSIONS, DRIVING_MAX_FRAMES, UV_RESOLUTIONS, VIDEO_SECONDS
 from fica.device_work import DeviceWork
 from fica.export import preset_clips
 from fica.hub import write_model_index
