@@ -9,10 +9,13 @@ import pytest
 import torch
 
 from fica.bench import silhouette_iou
+from fica.drive.expression import Expression
 from fica.head.model import default_head
 from fica.pipeline import FiCAPipeline
+from fica.prior.analytic import NECK_PIVOT_M
 from fica.render.camera import orbit_camera
 from fica.render.mesh import shade
+from fica.rotations import rotation_ypr
 from fica.threads import one_thread
 from fica.unwrap.hair_mask import face_frame, oval_mask
 from tests.conftest import PHOTOS, STYLIZED, _load
@@ -75,6 +78,19 @@ def test_back_of_the_head_shows_hair_with_the_seen_hair_variation(name):
     print(f"{name}: seen hair spread {seen_spread:.3f}, back {back_spread:.3f}")
     assert back_spread > 0.01, "not one flat colour"
     assert abs(back_spread - seen_spread) <= 0.5 * seen_spread
+
+
+def test_hair_turns_with_the_head_and_not_with_the_jaw():
+    out = _run("astronaut.jpg")
+    shell = len(out.avatar.identity.shell)
+    assert shell > 1000, "the astronaut's bob has a hair shell"
+    neutral = out.avatar.gaussians().means[-shell:]
+    talking = out.avatar.gaussians(Expression.from_dict({"jawOpen": 0.8, "mouthSmileLeft": 0.6})).means[-shell:]
+    assert torch.equal(neutral, talking)
+    R = rotation_ypr(40.0, -15.0, 10.0)
+    pivot = torch.tensor(NECK_PIVOT_M)
+    turned = out.avatar.gaussians(Expression.from_dict({}, rotation_deg=(40.0, -15.0, 10.0))).means[-shell:]
+    assert torch.allclose(turned, (neutral - pivot) @ R.T + pivot, atol=1e-5), "rigidly, the whole rotation"
 
 
 def bald_portrait() -> torch.Tensor:

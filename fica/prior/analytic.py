@@ -7,8 +7,8 @@ local tangent frame of the deformed geometry map (u tangent, its in-plane normal
 the texel footprint along the two tangents (× ``FOOTPRINT``) and thin along the normal; then the head rotation
 about the neck pivot, fading out over the lowest ``NECK_BLEND_M`` of the neck so its base stays on the torso.
 Scalp texels get a second, thicker layer just above the surface; the hair shell the completer built (if any)
-adds ``SHELL_LAYERS`` layers of strand-shaped Gaussians between the head and the hair's outer surface. Hair
-follows the head rotation fully and no blendshape moves it.
+adds layers of strand-shaped Gaussians between the head and the hair's outer surface (``fica.prior.hair_shell``).
+Hair follows the head rotation fully and no blendshape moves it.
 """
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ import torch
 
 from fica.drive.expression import ARKIT_NAMES, Expression
 from fica.head.model import REGIONS, HeadModel, default_head
-from fica.maps import CompleteUV, HairShell, geometry_tangents
+from fica.maps import CompleteUV, geometry_tangents
 from fica.prior.base import Prior
 from fica.prior.gaussians import GaussianSet
+from fica.prior.hair_shell import shell_gaussians
 from fica.render.camera import Camera
 from fica.rotations import (axis_angle_to_quat, gaze_rotation, matrix_to_axis_angle, matrix_to_quat, quat_multiply,
                             rotation_ypr)
@@ -39,12 +40,6 @@ HAIR_THICKNESS_M = 0.0015
 HAIR_SPREAD = 1.2  # tangential scale of the hair layer relative to the scalp's
 HAIR_DARKEN = 0.9
 HAIR_OPACITY = 0.9
-SHELL_LAYERS = (0.45, 1.0)  # fractions of the way from the head to the hair's outer surface
-SHELL_INNER_DARKEN = 0.75  # the inner layer shows where the shell ends: hair is darker inside
-SHELL_ALONG = 0.9  # the shell Gaussians' scale along the strands (down the rows), in cell spacings ...
-SHELL_ACROSS = 0.65  # ... and across them
-SHELL_THICKNESS_M = 0.002
-SHELL_MIN_COVERAGE = 0.05
 MOUTH_PARTNER_CANDIDATES = 4000
 EYE_LOOK = tuple(i for i, n in enumerate(ARKIT_NAMES) if n.startswith("eyeLook"))
 
@@ -212,37 +207,6 @@ class AnalyticPrior(Prior):
             weight = torch.cat([identity.head_weight, identity.head_weight[identity.hair],
                                 identity.head_weight.new_ones(len(identity.shell))])
             return rotate_head(gaussians, rotation_ypr(yaw, pitch, roll), weight)
-
-
-def _clamp_norm(v: torch.Tensor, most: float = 1.25) -> torch.Tensor:
-    """Vectors ``[N, 3]`` shortened to at most ``most`` times their median length."""
-    n = v.norm(dim=1, keepdim=True)
-    return v * (most * n.median() / n.clamp(min=1e-12)).clamp(max=1.0)
-
-
-def shell_gaussians(shell: HairShell | None) -> GaussianSet:
-    """Gaussians ``[N]`` filling a hair shell: one per covered cell and layer, flat along the shell, longer
-    down the strands (the chart's rows) than across them. Empty without a shell."""
-    if shell is None or not bool((shell.coverage > SHELL_MIN_COVERAGE).any()):
-        return GaussianSet(torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 3))
-    covered = shell.coverage[0] > SHELL_MIN_COVERAGE  # [A, B]
-    sets = []
-    for fraction in SHELL_LAYERS:
-        surface = shell.inner + fraction * (shell.outer - shell.inner)  # [3, A, B]
-        along = torch.cat([surface[:, 1:2] - surface[:, :1], 0.5 * (surface[:, 2:] - surface[:, :-2]),
-                           surface[:, -1:] - surface[:, -2:-1]], 1)  # down the rows
-        across = 0.5 * (surface.roll(-1, 2) - surface.roll(1, 2))  # around the azimuth (wraps)
-        pick = lambda m: m[:, covered].T  # noqa: E731  [3, A, B] -> [N, 3]
-        a, c = _clamp_norm(pick(along)), _clamp_norm(pick(across))  # a step in thickness is no longer strand
-        normal = torch.nn.functional.normalize(torch.cross(a, c, dim=1), dim=1, eps=1e-12)
-        e1 = torch.nn.functional.normalize(a - (a * normal).sum(1, keepdim=True) * normal, dim=1, eps=1e-12)
-        e2 = torch.cross(normal, e1, dim=1)
-        scales = torch.stack([SHELL_ALONG * a.norm(dim=1), SHELL_ACROSS * c.norm(dim=1),
-                              torch.full((len(a),), SHELL_THICKNESS_M)], 1).clamp(*SCALE_RANGE_M)
-        darken = SHELL_INNER_DARKEN + (1 - SHELL_INNER_DARKEN) * fraction
-        sets.append(GaussianSet(pick(surface), matrix_to_quat(torch.stack([e1, e2, normal], 2)), scales,
-                                shell.coverage[0][covered].clamp(max=HAIR_OPACITY), pick(shell.texture) * darken))
-    return GaussianSet.concat(sets)
 
 
 def rotate_head(gaussians: GaussianSet, R: torch.Tensor, weight: torch.Tensor) -> GaussianSet:
