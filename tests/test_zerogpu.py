@@ -3,6 +3,7 @@ every call with the duration it asks for, and what runs inside the window."""
 from __future__ import annotations
 
 import importlib
+import pickle
 import shutil
 import sys
 import types
@@ -21,7 +22,8 @@ from fica.hub import write_model_index
 
 class FakeSpaces(types.ModuleType):
     """``spaces`` as on a ZeroGPU Space, minus the GPU: ``GPU(duration=...)`` records the wrapped function and,
-    per call, the duration it asks for (a callable duration gets the call's arguments, as spaces 0.51 does)."""
+    per call, the duration it asks for (a callable duration gets the call's arguments, as spaces 0.51 does);
+    arguments and results are pickled across, as into and out of ZeroGPU's worker process."""
 
     def __init__(self):
         super().__init__("spaces")
@@ -37,9 +39,10 @@ class FakeSpaces(types.ModuleType):
             def window(*args, **kwargs):
                 seconds = duration(*args, **kwargs) if callable(duration) else duration
                 self.calls.append((fn.__name__, seconds))
+                args, kwargs = pickle.loads(pickle.dumps((args, kwargs)))  # ZeroGPU's worker is another process
                 self.inside = True
                 try:
-                    return fn(*args, **kwargs)
+                    return pickle.loads(pickle.dumps(fn(*args, **kwargs)))
                 finally:
                     self.inside = False
             return window

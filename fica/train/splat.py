@@ -10,6 +10,7 @@ import torch
 
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import Camera
+from fica.render.gsplat_cuda import gsplat_status
 from fica.render.projection import ALPHA_MAX, project_gaussians
 
 
@@ -41,8 +42,9 @@ def render_dense(g: GaussianSet, camera: Camera, background: torch.Tensor) -> tu
 
 
 def render_train(g: GaussianSet, camera: Camera, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Differentiable render: gsplat on CUDA, ``render_dense`` elsewhere."""
-    if g.means.is_cuda:
+    """Differentiable render: gsplat on CUDA when its extension loads (``fica.render.gsplat_cuda``; never a
+    compile), ``render_dense`` elsewhere."""
+    if g.means.is_cuda and gsplat_status(g.means.device)[0]:
         from gsplat import rasterization
 
         colors, alphas, _ = rasterization(g.means, g.quats, g.scales, g.opacities, g.colors,
