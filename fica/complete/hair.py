@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from fica.head.model import UVLayout
 from fica.maps import HairShell
 from fica.noise import seeded_noise
+from fica.noise import seeded_noise
 from fica.render.camera import Camera
 from fica.uv_ops import push_pull_fill, smoothstep
 
@@ -38,7 +39,7 @@ HANG_ROWS = 32
 COLUMNS = 128
 HANG_DEPTH_M = 0.30
 MAX_RADIUS_M = 0.22
-RADIUS_STEPS = 56
+RADIUS_STEPS = 48
 SILHOUETTE_COS = 0.25  # |cos(ray, line of sight)| below this: the ray's seen extent is the hair's extent
 FACING_COS = 0.35  # cos above this: the cell faces the portrait camera (the portrait shows it)
 MIN_THICKNESS_M = 0.004  # thinner than this is the scalp layer's job
@@ -123,19 +124,21 @@ def head_radius(geometry: torch.Tensor, head: torch.Tensor, scalp: torch.Tensor,
     return torch.where(below, torch.zeros_like(filled), filled), on_scalp & ~below
 
 
-def seen_extent(camera: Camera, outline: torch.Tensor, base: torch.Tensor, direction: torch.Tensor,
+def seen_extent(camera: Camera, outlines: torch.Tensor, base: torch.Tensor, direction: torch.Tensor,
                 r_head: torch.Tensor) -> torch.Tensor:
-    """``[1, A, B]``: the largest radius (from ``r_head`` outward, in steps) whose point still projects inside
-    ``outline [H, W]`` (0/1)."""
+    """``[C, A, B]``: for each of ``outlines [C, H, W]`` (0/1), the largest radius (from ``r_head`` outward, in
+    steps) whose point still projects inside it."""
     radii = torch.linspace(0.0, MAX_RADIUS_M, RADIUS_STEPS)  # [K]
     points = base[None] + radii[:, None, None, None] * direction[None]  # [K, 3, A, B]
     pixels = _project(camera, points.permute(0, 2, 3, 1).reshape(-1, 3))
-    inside = _sample(outline[None].float(), pixels)[0].view(RADIUS_STEPS, *base.shape[1:]) > 0.5  # [K, A, B]
-    beyond_head = radii[:, None, None] >= r_head[0]
+    C = outlines.shape[0]
+    inside = _sample(outlines.float(), pixels).view(C, RADIUS_STEPS, *base.shape[1:]) > 0.5  # [C, K, A, B]
+    beyond_head = radii[:, None, None] >= r_head[0]  # [K, A, B]
     leaves = (~inside & beyond_head).float()
-    first_out = torch.where(leaves.any(0), leaves.argmax(0), torch.full_like(r_head[0], RADIUS_STEPS - 1).long())
+    never = torch.full_like(leaves[:, 0], RADIUS_STEPS - 1).long()
+    first_out = torch.where(leaves.any(1), leaves.argmax(1), never)
     step = MAX_RADIUS_M / (RADIUS_STEPS - 1)
-    return (first_out.float() * step - 0.5 * step)[None].clamp(min=0)
+    return (first_out.float() * step - 0.5 * step).clamp(min=0)
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -203,8 +206,10 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     at = lambda r: (base + r * direction).permute(1, 2, 0).reshape(-1, 3)  # noqa: E731  radius [1, A, B] -> [N, 3]
     to_camera = F.normalize(camera.center[:, None, None] - (base + r_head * direction), dim=0)
     cos = (to_camera * direction).sum(0, keepdim=True)  # [1, A, B]
-    extent = seen_extent(camera, (outline + hair_mask).clamp(max=1), base, direction, r_head)
-    beyond_head = extent > seen_extent(camera, outline, base, direction, r_head) + BEYOND_HEAD_M
+    extents = seen_extent(camera, torch.stack([(outline + hair_mask).clamp(max=1), outline]), base, direction,
+                          r_head)
+    extent = extents[:1]  # [1, A, B] head and hair
+    beyond_head = extent > extents[1:] + BEYOND_HEAD_M
     silhouette = cos.abs() < SILHOUETTE_COS
     facing = cos > FACING_COS
     mask = hair_mask[None].float()
