@@ -8,6 +8,9 @@ API (``api_name="/generate"``), inputs in order: portrait, uv_resolution, expres
 video_seconds.
 Outputs in order (stable): uv_maps (gallery of 7 labelled PNGs), avatar_3d (.splat framed for the viewer),
 expression_videos (gallery of mp4s, one per preset), driving_video (mp4 or None), downloads (files), report (text).
+The endpoint yields twice when videos are asked for; the second (final) result leaves avatar_3d untouched
+(Gradio's skip update, ``{"__type__": "update"}`` in gradio_client: Model3D would reload a re-sent file), so take
+the viewer's splat from the first result; the downloads carry ``avatar.splat`` and ``avatar.ply`` in both.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import spaces
 from fica.app.generate import (APP_EXPRESSIONS, UV_RESOLUTIONS, VIDEO_SECONDS, GenerateOptions, generate_steps,
                                run_device_work)
 from fica.app.pipelines import load_pipeline
+from fica.app.viewer import model3d_head
 from fica.device_work import DeviceResult, DeviceWork
 from fica.drive.presets import PRESETS
 from fica.errors import FiCAError
@@ -53,7 +57,7 @@ def run_in_gpu_window(work: DeviceWork) -> DeviceResult:
 def run_generate(portrait, uv_resolution, expressions, driving_video, seed, video_seconds=VIDEO_SECONDS[1],
                  progress=gr.Progress()):
     """The /generate endpoint: yields the outputs in the documented order, first without the videos (the avatar
-    shows while they render), then complete."""
+    shows while they render), then complete, without re-sending the unchanged avatar."""
     if portrait is None:
         raise gr.Error("Upload a portrait first, or pick one of the examples.", print_exception=False)
     options = GenerateOptions(uv_resolution=int(uv_resolution), expressions=tuple(expressions or ()),
@@ -64,7 +68,7 @@ def run_generate(portrait, uv_resolution, expressions, driving_video, seed, vide
         for step, result in enumerate(steps):
             if step == 0 and result.report["note"]:
                 gr.Warning(result.report["note"])
-            yield ([(str(p), label) for p, label in result.uv_maps], str(result.viewer_splat),
+            yield ([(str(p), label) for p, label in result.uv_maps], gr.skip() if step else str(result.viewer_splat),
                    [(str(p), name) for p, name in result.videos],
                    str(result.driving_video) if result.driving_video else None,
                    [str(p) for p in result.downloads], result.summary())
@@ -76,9 +80,13 @@ def run_generate(portrait, uv_resolution, expressions, driving_video, seed, vide
 
 
 def run_example(portrait):
-    """Examples run with the default options and no driving video (Gradio cannot read back a cached empty video)."""
-    for outputs in run_generate(portrait, 256, list(APP_EXPRESSIONS), None, 0):
-        yield outputs[:3] + outputs[4:]
+    """Examples run with the default options and no driving video (Gradio cannot read back a cached empty video).
+    Gradio caches an example's last outputs only, so the avatar of the first is carried into every one."""
+    avatar = None
+    for step, (uv_maps, avatar_3d, videos, _, downloads, report) in enumerate(
+            run_generate(portrait, 256, list(APP_EXPRESSIONS), None, 0)):
+        avatar = avatar_3d if step == 0 else avatar
+        yield uv_maps, avatar, videos, downloads, report
 
 
 def _readable_portrait_errors(component: gr.Image) -> gr.Image:
@@ -158,7 +166,8 @@ def main() -> None:
         os.environ["FICA_MODEL"] = args.model  # fica.hub.resolve_source reads it for every request
     demo = build_demo()
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=32)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
+                head=model3d_head())
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """The Gradio app as a visitor's script sees it: app.py launched on loopback, called through gradio_client.
 
-Also the Model3D framing, checked against a port of the start camera of Gradio 6's splat viewer (gsplat.js).
+Also the Model3D framing, at the start camera of Gradio 6's splat viewer (``gradio_viewer_camera``, which the
+browser test checks against what the canvas shows).
 """
 from __future__ import annotations
 
-import math
 import os
 import socket
 import subprocess
@@ -23,8 +23,7 @@ import torch
 from PIL import Image
 
 from fica.app.pipelines import load_pipeline
-from fica.app.viewer import (GRADIO_FOCAL_PX, GRADIO_ORBIT_ALPHA_RAD, GRADIO_ORBIT_BETA_RAD, GRADIO_ORBIT_RADIUS,
-                             to_gradio_viewer)
+from fica.app.viewer import gradio_viewer_camera, to_gradio_viewer
 from fica.prior.gaussians import GaussianSet
 from fica.rotations import quat_to_matrix
 
@@ -107,6 +106,7 @@ def astronaut_result(astronaut_job):
 def test_avatar_comes_before_the_videos(astronaut_job):
     first, final = astronaut_job.outputs()
     assert len(first[0]) == 7 and first[1].endswith(".splat"), "UV maps and the splat come first"
+    assert final[1] == {"__type__": "update"}, "the unchanged splat is not sent again (Model3D would reload it)"
     assert first[2] == [] and "rendering videos" in first[5]
     assert len(final[2]) == 1 and "rendering videos" not in final[5]
 
@@ -121,22 +121,6 @@ def _app_error_message(client, *args, **kwargs) -> str:
 
 # ---------------------------------------------------------------------------------------------- Model3D framing
 
-def _gsplat_js_start_view(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixels (relative to the canvas centre, y down) and depths of ``points [N, 3]`` seen by the viewer's start
-    camera, following gsplat.js in Gradio 6: OrbitControls position, Quaternion.FromEuler, Camera viewMatrix."""
-    a, b, r = GRADIO_ORBIT_ALPHA_RAD, GRADIO_ORBIT_BETA_RAD, GRADIO_ORBIT_RADIUS
-    position = torch.tensor([r * math.sin(a) * math.cos(b), -r * math.sin(b), -r * math.cos(a) * math.cos(b)])
-    t = -position / position.norm()
-    pitch, yaw = math.asin(-t[1]), math.atan2(t[0], t[2])
-    cy, sy, cp, sp = math.cos(yaw / 2), math.sin(yaw / 2), math.cos(pitch / 2), math.sin(pitch / 2)
-    x, y, z, w = cy * sp, sy * cp, -sy * sp, cy * cp  # FromEuler(pitch, yaw, roll = 0)
-    rotation = torch.tensor([[1 - 2 * y * y - 2 * z * z, 2 * x * y - 2 * z * w, 2 * x * z + 2 * y * w],
-                             [2 * x * y + 2 * z * w, 1 - 2 * x * x - 2 * z * z, 2 * y * z - 2 * x * w],
-                             [2 * x * z - 2 * y * w, 2 * y * z + 2 * x * w, 1 - 2 * x * x - 2 * y * y]])
-    cam = (points - position) @ rotation  # viewMatrix = [R^T | -R^T p]
-    return GRADIO_FOCAL_PX * cam[:, :2] / cam[:, 2:], cam[:, 2]
-
-
 def test_viewer_copy_faces_the_start_camera_centred_and_upright():
     from fica.head.model import default_head
 
@@ -145,7 +129,9 @@ def test_viewer_copy_faces_the_start_camera_centred_and_upright():
     quats = torch.nn.functional.normalize(torch.randn(n, 4, generator=torch.Generator().manual_seed(0)), dim=-1)
     head = GaussianSet(vertices, quats, torch.full((n, 3), 0.002), torch.ones(n), torch.rand(n, 3))
     view = to_gradio_viewer(head, screen_height_px=260)
-    px, depth = _gsplat_js_start_view(view.means)
+    camera = gradio_viewer_camera(400, 420)
+    px, depth = camera.project(view.means)
+    px = px - camera.K[:2, 2]  # relative to the canvas centre, y down
 
     top, chin = vertices[:, 1].argmax(), vertices[:, 1].argmin()
     left, right = vertices[:, 0].argmax(), vertices[:, 0].argmin()  # subject's left is +x
@@ -174,10 +160,12 @@ def test_unreachable_weights_fall_back_to_embedded_with_a_note(monkeypatch):
 
 # ---------------------------------------------------------------------------------------------- the running app
 
-def test_generate_endpoint_returns_every_output_in_order(astronaut_result):
+def test_generate_endpoint_returns_every_output_in_order(astronaut_job):
     from plyfile import PlyData
 
-    uv_maps, viewer_splat, videos, driving_video, downloads, report = astronaut_result
+    first, final = astronaut_job.outputs()
+    uv_maps, _, videos, driving_video, downloads, report = final
+    viewer_splat = first[1]
     captions = [item["caption"] for item in uv_maps]
     assert [c.lower() for c in captions] == ["partial rgb", "visibility", "partial normal", "partial xyz",
                                              "completed texture", "geometry", "refined texture"]

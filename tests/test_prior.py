@@ -34,14 +34,16 @@ def _texels(refined: CompleteUV, values: torch.Tensor) -> torch.Tensor:
     return values[:, refined.valid[0] > 0.5].T
 
 
-def test_one_gaussian_per_texel_plus_a_hair_layer(refined, prior_and_identity):
+def test_one_gaussian_per_texel_plus_a_hair_layer_and_the_neck_cap(refined, prior_and_identity):
     prior, identity = prior_and_identity
     g = prior.decode(identity, Expression.neutral())
     layout = default_head().uv_layout(R)
     n_valid, n_scalp = int(refined.valid.sum()), int(layout.region_mask("scalp").sum())
-    assert len(g) == n_valid + n_scalp
+    assert len(g) == n_valid + n_scalp + len(identity.cap) and len(identity.cap) > 100
     assert torch.allclose(g.quats.norm(dim=1), torch.ones(len(g)), atol=1e-5)
-    assert (g.scales > 0).all() and (g.opacities > 0.5).all() and (g.opacities <= 1).all()
+    assert (g.scales > 0).all() and (g.opacities >= 0).all() and (g.opacities <= 1).all()
+    faded = g.opacities[:n_valid] < 0.5  # only the neck below its cut fades out
+    assert 0 < int(faded.sum()) < int(layout.region_mask("neck").sum())
     assert torch.equal(g.colors[:n_valid], _texels(refined, refined.texture))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +106,17 @@ class HeadModel:
         fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=1)
         n = torch.zeros_like(vertices).index_add_(0, self.faces.reshape(-1), fn.repeat_interleave(3, 0))
         return F.normalize(n, dim=1, eps=1e-12)
+
+    @cached_property
+    def neck_loop(self) -> torch.Tensor:
+        """Vertex ids ``[L]`` of the open loop at the bottom of the neck, where the head was cut from the body:
+        the vertices of the boundary edges (used by one face only) of neck faces."""
+        edges = torch.cat([self.faces[:, [0, 1]], self.faces[:, [1, 2]], self.faces[:, [2, 0]]]).sort(1).values
+        owner = torch.arange(len(self.faces)).repeat(3)
+        unique, inverse, counts = torch.unique(edges, dim=0, return_inverse=True, return_counts=True)
+        boundary = counts[inverse] == 1
+        neck = self.face_region[owner] == REGIONS.index("neck")
+        return edges[boundary & neck].unique()
 
     def uv_layout(self, resolution: int) -> UVLayout:
         """The chart rasterised at ``resolution`` (cached per resolution)."""

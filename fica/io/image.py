@@ -66,8 +66,9 @@ def straight_rgba(premultiplied, alpha) -> np.ndarray:
     """A render's colour over black ``[H, W, 3]`` (premultiplied by its coverage) and the coverage ``alpha
     [H, W]`` (0..1) -> ``[H, W, 4]`` float32 RGBA with straight alpha, as PNG stores it: composited over any
     background it gives the render over that background."""
-    to_array = lambda x: x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)  # noqa: E731
-    rgb, a = to_array(premultiplied).astype(np.float32), to_array(alpha).astype(np.float32).clip(0.0, 1.0)
+    rgb, a = (np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
+              for x in (premultiplied, alpha))
+    a = a.clip(0.0, 1.0)
     straight = np.where(a[..., None] > 0, rgb / np.maximum(a, 1e-6)[..., None], 0.0).clip(0.0, 1.0)
     return np.concatenate([straight, a[..., None]], axis=2)
 

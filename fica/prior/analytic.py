@@ -8,7 +8,8 @@ the texel footprint along the two tangents (× ``FOOTPRINT``) and thin along the
 about the neck pivot, fading out over the lowest ``NECK_BLEND_M`` of the neck so its base stays on the torso.
 Scalp texels get a second, thicker layer just above the surface; the hair shell the completer built (if any)
 adds layers of strand-shaped Gaussians between the head and the hair's outer surface (``fica.prior.hair_shell``).
-Hair follows the head rotation fully and no blendshape moves it.
+Hair follows the head rotation fully and no blendshape moves it. The neck ends at a clean cut closed by a cap
+(``fica.prior.neck``), which stays on the torso.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from fica.maps import CompleteUV, geometry_tangents
 from fica.prior.base import Prior
 from fica.prior.gaussians import GaussianSet
 from fica.prior.hair_shell import shell_gaussians
+from fica.prior.neck import height_above, neck_cap, neck_cut, neck_fade
 from fica.render.camera import Camera
 from fica.rotations import (axis_angle_to_quat, gaze_rotation, matrix_to_axis_angle, matrix_to_quat, quat_multiply,
                             rotation_ypr)
@@ -55,7 +57,8 @@ class AnalyticIdentity:
     interpolated to the moving texels); head_weight ``[N]`` how much of the head rotation each texel follows;
     eye_side ``[N]`` (-1 right eye, 1 left eye, 0 not an eyeball); eye_centres ``[2, 3]`` (right, left);
     mouth ``[N]`` bool and mouth_partner ``[N]`` the skin texel in front of each mouth texel (lips or chin: the
-    nearest in x, y among those with a larger z); hair ``[N]`` bool; shell: the hair shell's Gaussians
+    nearest in x, y among those with a larger z); hair ``[N]`` bool; opacity ``[N]`` (the neck fades out at its
+    cut); cap: the Gaussians closing the neck (not driven); shell: the hair shell's Gaussians
     (expression-independent, head frame, possibly empty);
     neutral: the Gaussians at the neutral expression (decode returns them without recomputing).
     """
@@ -75,6 +78,8 @@ class AnalyticIdentity:
     mouth: torch.Tensor
     mouth_partner: torch.Tensor
     hair: torch.Tensor
+    opacity: torch.Tensor
+    cap: GaussianSet
     shell: GaussianSet
     neutral: GaussianSet | None = None
 
@@ -111,9 +116,15 @@ class AnalyticPrior(Prior):
         texel_vertices = layout.texel_vertices[mask]
         moving = moves[texel_vertices].any(1).nonzero()[:, 0]  # [M] texels with a moving vertex
         region = layout.region[mask]
-        y = positions[:, 1]
-        y_bottom = float(y.min())
-        head_weight = ((y - y_bottom) / NECK_BLEND_M).clamp(0, 1)
+        border = (refined.valid - erode(refined.valid, 1))[0][mask] > 0.5
+        neck = region == REGIONS.index("neck")
+        loop = border & neck & torch.isin(texel_vertices, head.neck_loop).any(1)  # texels on the open cut
+        cut = neck_cut(positions[loop])
+        heights = height_above(positions, cut)
+        du, _ = geometry_tangents(refined.geometry, refined.valid)
+        spacing = float(du[:, mask].norm(dim=0)[neck].median())
+        cap = neck_cap(positions[neck], colors[neck], heights[neck], spacing, cut)
+        head_weight = (heights / NECK_BLEND_M).clamp(0, 1)
         head_weight = head_weight * head_weight * (3 - 2 * head_weight)
 
         eyes = region == REGIONS.index("eyes")
@@ -137,12 +148,12 @@ class AnalyticPrior(Prior):
                 partner[mouth] = skin_idx[d.argmin(1)]
         hair = region == REGIONS.index("scalp")
 
-        border = (refined.valid - erode(refined.valid, 1))[0][mask] > 0.5
         spread = torch.where(border, BORDER_SPREAD, 1.0)
         identity = AnalyticIdentity(texel, refined.valid.clone(), positions, colors, spread, moving,
                                     texel_vertices[moving], layout.bary[mask][moving],
                                     head.expression_basis.reshape(len(ARKIT_NAMES), -1), head_weight, eye_side,
-                                    eye_centres, mouth, partner, hair, shell_gaussians(refined.hair))
+                                    eye_centres, mouth, partner, hair, OPACITY * neck_fade(heights), cap,
+                                    shell_gaussians(refined.hair))
         identity.neutral = self._gaussians(identity, positions)
         return identity
 
@@ -186,8 +197,7 @@ class AnalyticPrior(Prior):
         s2 = FOOTPRINT * identity.spread * (dv - (dv * e1).sum(1, keepdim=True) * e1).norm(dim=1)
         s3 = THICKNESS * 0.5 * (s1 + s2)
         scales = torch.stack([s1, s2, s3], 1).clamp(*SCALE_RANGE_M)
-        n = len(positions)
-        surface = GaussianSet(positions, quats, scales, positions.new_full((n,), OPACITY), identity.colors)
+        surface = GaussianSet(positions, quats, scales, identity.opacity, identity.colors)
         h = identity.hair
         hair_scales = torch.cat([scales[h, :2] * HAIR_SPREAD,
                                  scales.new_full((int(h.sum()), 1), HAIR_THICKNESS_M)], 1)
@@ -202,11 +212,11 @@ class AnalyticPrior(Prior):
             gaussians = identity.neutral if neutral_face else \
                 self._gaussians(identity, self.deform(identity, expression))
             yaw, pitch, roll = (float(a) for a in expression.rotation_deg)
-            if abs(yaw) + abs(pitch) + abs(roll) < 1e-6:
-                return gaussians
-            weight = torch.cat([identity.head_weight, identity.head_weight[identity.hair],
-                                identity.head_weight.new_ones(len(identity.shell))])
-            return rotate_head(gaussians, rotation_ypr(yaw, pitch, roll), weight)
+            if abs(yaw) + abs(pitch) + abs(roll) > 1e-6:
+                weight = torch.cat([identity.head_weight, identity.head_weight[identity.hair],
+                                    identity.head_weight.new_ones(len(identity.shell))])
+                gaussians = rotate_head(gaussians, rotation_ypr(yaw, pitch, roll), weight)
+            return GaussianSet.concat([gaussians, identity.cap.to(gaussians.means.device)])
 
 
 def rotate_head(gaussians: GaussianSet, R: torch.Tensor, weight: torch.Tensor) -> GaussianSet:
