@@ -160,7 +160,7 @@ def _psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 def test_viewer_is_right_from_its_first_frame_at_every_zoom(app):
     """From the first frame that shows the avatar, through the second result (videos) and a zoom, the viewer shows
     no screen-door grid; unzoomed it shows what the exact compositor renders at ``gradio_viewer_camera``."""
-    from fica.app_support import gradio_viewer_camera
+    from fica.app.viewer import gradio_viewer_camera
     from fica.io.splat_files import load_splat
     from fica.render.rasterize import render
 
