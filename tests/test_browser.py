@@ -162,7 +162,7 @@ def test_viewer_is_right_from_its_first_frame_at_every_zoom(app):
     no screen-door grid; unzoomed it shows what the exact compositor renders at ``gradio_viewer_camera``."""
     from fica.app.viewer import gradio_viewer_camera
     from fica.io.splat_files import load_splat
-    from fica.render.rasterize import render
+    from fica.render.dispatch import render
 
     page = _open(app)
     _upload(page, EXAMPLES / "astronaut.jpg")

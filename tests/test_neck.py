@@ -12,7 +12,7 @@ from scipy.ndimage import binary_dilation, binary_erosion, binary_fill_holes
 
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import orbit_camera
-from fica.render.rasterize import render
+from fica.render.dispatch import render
 from fica.rotations import quat_to_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
