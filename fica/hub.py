@@ -1,4 +1,5 @@
-"""Where the weights come from: a Hub repo id, a local folder, or nothing (every stage embedded).
+"""Where the weights come from: a Hub repo id, a local folder, or nothing (every stage embedded). This module
+finds and downloads them; ``fica.stages`` builds the stages from them.
 
 A FiCA pipeline repo is laid out like a diffusers pipeline: ``model_index.json`` at the top and one folder per
 component, each holding ``config.json`` + ``diffusion_pytorch_model.safetensors`` (or, for the CLIP image encoder,
@@ -46,8 +47,6 @@ COMPONENT_CLASSES: dict[str, tuple[str, str]] = {
     "universal_prior": ("fica.models.codec_prior", "CodecPrior"),
 }
 ALLOW_PATTERNS = [MODEL_INDEX, "*/config.json", "*/scheduler_config.json", "*/*.safetensors"]
-# diffusers models load without `accelerate` here; saying so up front silences its warning on every load
-QUIET_LOAD = {"low_cpu_mem_usage": False}
 HELP = "set FICA_MODEL to a FiCA pipeline repo id or folder (HF_TOKEN for a private repo), or unset it to run embedded"
 
 
@@ -102,72 +101,3 @@ def read_model_index(folder: Path, source: str) -> dict:
     if not isinstance(index, dict):
         raise WeightsUnavailable(f"FiCA weights '{source}': {MODEL_INDEX} is not a JSON object; {HELP}.")
     return index
-
-
-def _embedded_stage(stage: str, uv_resolution: int):
-    if stage == "unwrap":
-        from fica.unwrap.embedded import EmbeddedUnwrapper
-
-        return EmbeddedUnwrapper(uv_resolution=uv_resolution)
-    if stage == "complete":
-        from fica.complete.embedded import EmbeddedCompleter
-
-        return EmbeddedCompleter()
-    if stage == "refine":
-        from fica.refine.embedded import EmbeddedRefiner
-
-        return EmbeddedRefiner()
-    from fica.prior.analytic import AnalyticPrior
-
-    return AnalyticPrior()
-
-
-def _learned_stage_class(stage: str):
-    if stage == "unwrap":
-        from fica.unwrap.learned import LearnedUnwrapper
-
-        return LearnedUnwrapper
-    if stage == "complete":
-        from fica.complete.learned import LearnedCompleter
-
-        return LearnedCompleter
-    if stage == "refine":
-        from fica.refine.learned import LearnedRefiner
-
-        return LearnedRefiner
-    from fica.prior.learned import LearnedPrior
-
-    return LearnedPrior
-
-
-def load_stages(source: str | Path | None, *, uv_resolution: int = 256, device: str = "cpu",
-                token: str | None = None, revision: str | None = None) -> dict:
-    """Stage objects ``{"unwrap", "complete", "refine", "prior"}`` for ``source``.
-
-    ``source=None``: all embedded. A folder or Hub repo id: the stages whose components ``model_index.json``
-    lists are learned (``implementation = "learned: <source>/<component>"``), the rest embedded.
-    Raises ``WeightsUnavailable`` when the weights cannot be found, downloaded or read.
-    """
-    if source is None:
-        return {stage: _embedded_stage(stage, uv_resolution) for stage in STAGE_COMPONENTS}
-    source = str(source)
-    folder = locate(source, token=token, revision=revision)
-    index = read_model_index(folder, source)
-    stages = {}
-    for stage, (main, needs) in STAGE_COMPONENTS.items():
-        if main not in index:
-            stages[stage] = _embedded_stage(stage, uv_resolution)
-            continue
-        missing = [c for c in (main, *needs) if c not in index or not (folder / c).is_dir()]
-        if missing:
-            raise WeightsUnavailable(f"FiCA weights '{source}' list '{main}' but lack {', '.join(missing)}; {HELP}.")
-        try:
-            stages[stage] = _learned_stage_class(stage).from_pretrained(
-                folder, source=source, uv_resolution=uv_resolution, device=device)
-        except WeightsUnavailable:
-            raise
-        except Exception as err:  # corrupt or mismatched files: say which component, never a raw trace
-            raise WeightsUnavailable(f"FiCA weights '{source}/{main}' could not be read "
-                                     f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}); "
-                                     f"{HELP}.") from err
-    return stages

@@ -13,6 +13,7 @@ from fica.complete.base import Completer
 from fica.maps import CompleteUV, PartialUV
 from fica.prior.base import Prior
 from fica.refine.base import Refiner
+from fica.stages import load_stages
 from fica.unwrap.base import Unwrapped, Unwrapper
 
 STAGES = ("unwrap", "complete", "refine", "prior")
@@ -46,8 +47,6 @@ class FiCAPipeline:
 
         A source that holds only some components keeps the rest embedded; ``implementations`` says which ran.
         """
-        from fica.hub import load_stages
-
         stages = load_stages(source, uv_resolution=uv_resolution, device=device, token=token, revision=revision)
         return cls(*(stages[s] for s in STAGES), device=device)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from fica.errors import WeightsUnavailable
-from fica.hub import MODEL_INDEX, load_stages, resolve_source, write_model_index
+from fica.hub import MODEL_INDEX, resolve_source, write_model_index
+from fica.stages import load_stages
 
 STAGE_COMPONENT = {"unwrap": "dense_predictor", "complete": "uv_diffusion", "refine": "uv_refiner",
                    "prior": "universal_prior"}

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from fica.complete.base import Completer
-from fica.hub import QUIET_LOAD
-from fica.maps import CompleteUV, PartialUV
+from fica.maps import CompleteUV
+from fica.models import QUIET_LOAD
+from fica.models.inputs import resample_partial
 from fica.models.uv_dit import DOMAINS, UVDiT
 from fica.noise import seeded_noise
 from fica.unwrap.base import Unwrapped
@@ -47,20 +48,6 @@ def to_vae_space(maps: torch.Tensor, domain: str, geometry_scale_m: float) -> to
 
 def from_vae_space(images: torch.Tensor, domain: str, geometry_scale_m: float) -> torch.Tensor:
     return ((images + 1) / 2).clamp(0, 1) if domain == "texture" else images * geometry_scale_m
-
-
-def resample_partial(partial: PartialUV, resolution: int) -> dict[str, torch.Tensor]:
-    """Partial maps batched ``[1, C, S, S]`` at ``resolution``: visibility-weighted area averages."""
-    maps = partial.as_dict()
-    if partial.resolution == resolution:
-        return {k: v[None] for k, v in maps.items()}
-    vis = F.interpolate(maps["visibility"][None], size=(resolution,) * 2, mode="area")
-    out = {"visibility": vis,
-           "valid": F.interpolate(maps["valid"][None], size=(resolution,) * 2, mode="nearest")}
-    for k in ("rgb", "normal", "xyz"):
-        weighted = F.interpolate((maps[k] * maps["visibility"])[None], size=(resolution,) * 2, mode="area")
-        out[k] = weighted / vis.clamp(min=1e-6) * (vis > 1e-6)
-    return out
 
 
 def condition_channels(vae, partial: dict[str, torch.Tensor], geometry_scale_m: float) -> torch.Tensor:

@@ -1,0 +1,27 @@
+"""Prior (DESIGN.md §5): refined UV maps + expression -> 3D Gaussians.
+
+The stage's two implementations, as ``fica.stages`` builds them: ``load_embedded`` (offline, CPU) and ``load_learned``
+(weights in a folder that ``fica.hub`` found). An implementation's module is imported only when it is built, so
+importing this package loads neither MediaPipe nor diffusers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def load_embedded(*, uv_resolution: int = 256):
+    """``AnalyticPrior``: the analytic Gaussian prior on the head model. ``uv_resolution`` is the unwrapper's; this
+    stage follows its input maps."""
+    from fica.prior.analytic import AnalyticPrior
+
+    return AnalyticPrior()
+
+
+def load_learned(folder: Path, *, source: str, uv_resolution: int = 256, device: str | torch.device = "cpu"):
+    """``LearnedPrior``: the Gaussian Codec Avatar decoder (CodecPrior), loaded from ``folder`` (``source`` names it in
+    messages and reports)."""
+    from fica.prior.learned import LearnedPrior
+
+    return LearnedPrior.from_pretrained(folder, source=source, uv_resolution=uv_resolution, device=device)

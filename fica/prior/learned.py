@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from fica.drive.expression import Expression
-from fica.hub import QUIET_LOAD
 from fica.maps import CompleteUV, geometry_normals, geometry_tangents
+from fica.models import QUIET_LOAD
 from fica.models.codec_prior import PARAM_SPLITS
 from fica.prior.analytic import NECK_BLEND_M, rotate_head
 from fica.prior.base import Prior

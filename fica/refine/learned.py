@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from fica.hub import QUIET_LOAD
 from fica.maps import CompleteUV
+from fica.models import QUIET_LOAD
+from fica.models.inputs import letterbox, resample_partial
 from fica.refine.base import Refiner
 from fica.unwrap.base import Unwrapped
-from fica.unwrap.learned import letterbox
 
 COMPONENT = "uv_refiner"
 BACKBONE = "dense_predictor"
@@ -68,7 +68,6 @@ class LearnedRefiner(Refiner):
 
     @torch.no_grad()
     def __call__(self, complete: CompleteUV, unwrapped: Unwrapped, image: torch.Tensor) -> CompleteUV:
-        from fica.complete.learned import resample_partial
 
         cfg = self.model.config
         S, R = cfg.resolution, complete.resolution

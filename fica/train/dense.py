@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from fica.models.dense_vit import DenseViT
-from fica.unwrap.learned import letterbox
+from fica.models.inputs import letterbox
 
 TINY_CONFIG = dict(image_height=64, image_width=48, patch_size=8, hidden_size=64, num_layers=2, num_heads=2,
                    head_channels=(32, 16, 16))

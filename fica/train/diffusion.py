@@ -18,8 +18,8 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from fica.complete.learned import (clip_image_embeds, condition_channels, encode_latents, resample_partial,
-                                   to_vae_space, vae_scale_factor)
+from fica.complete.learned import clip_image_embeds, condition_channels, encode_latents, to_vae_space, vae_scale_factor
+from fica.models.inputs import resample_partial
 from fica.models.uv_dit import DOMAINS, UVDiT
 from fica.train.data import resample
 

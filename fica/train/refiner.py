@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fica.models.inputs import resample_partial
 from fica.models.uv_refiner import UVRefiner
 from fica.refine.learned import apply_residual, image_tokens, refiner_inputs, render_through_uv
 from fica.train.losses import soft_silhouette, uv_laplacian
@@ -47,7 +48,6 @@ def degrade(texture: torch.Tensor, geometry: torch.Tensor, valid: torch.Tensor,
 
 @torch.no_grad()
 def prepare(samples, model: UVRefiner, backbone, head, generator: torch.Generator) -> list[dict]:
-    from fica.complete.learned import resample_partial
     from fica.train.data import resample
 
     S = model.config.resolution

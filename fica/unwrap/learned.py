@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from fica.drive.expression import Expression
-from fica.hub import QUIET_LOAD
+from fica.models import QUIET_LOAD
+from fica.models.inputs import letterbox, unletterbox
 from fica.render.camera import DEFAULT_FOV_DEG, Camera, intrinsics, orbit_camera
 from fica.rotations import axis_angle_to_matrix
 from fica.unwrap.base import DenseMaps, Unwrapped, Unwrapper
@@ -23,26 +24,6 @@ MAX_CORRESPONDENCES = 4000  # pixels used by the camera solve and the identity f
 POSE_ITERATIONS = 10  # Gauss-Newton steps on the reprojection error after the linear solve
 HUBER_PX = 1.0  # pixels; larger residuals (e.g. where an expression moved the surface) are down-weighted
 IDENTITY_RIDGE = 1e-2  # Tikhonov weight on identity coefficients, relative to the mean diagonal of AᵀA
-
-
-def letterbox(image: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """Fit ``image [3, H, W]`` into ``size = (h, w)`` keeping its aspect, centred on black.
-
-    Returns ``[1, 3, h, w]`` and the box ``(top, left, height, width)`` the image occupies.
-    """
-    h, w = size
-    H, W = image.shape[-2:]
-    scale = min(h / H, w / W)
-    nh, nw = max(1, round(H * scale)), max(1, round(W * scale))
-    resized = F.interpolate(image[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-    top, left = (h - nh) // 2, (w - nw) // 2
-    return F.pad(resized, (left, w - nw - left, top, h - nh - top)), (top, left, nh, nw)
-
-
-def unletterbox(maps: torch.Tensor, box: tuple[int, int, int, int], size: tuple[int, int]) -> torch.Tensor:
-    """Inverse of ``letterbox`` for maps ``[B, C, h, w]`` -> ``[B, C, H, W]``."""
-    top, left, nh, nw = box
-    return F.interpolate(maps[..., top:top + nh, left:left + nw], size=size, mode="bilinear", align_corners=False)
 
 
 def solve_camera(points_m: torch.Tensor, pixels: torch.Tensor, width: int, height: int,
