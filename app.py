@@ -144,7 +144,7 @@ def build_demo() -> gr.Blocks:
         outputs = [uv_maps, avatar_3d, expression_videos, driving_result, downloads, report]
         gr.Examples([[str(EXAMPLES_DIR / name)] for name in EXAMPLES], inputs=[portrait],
                     outputs=[uv_maps, avatar_3d, expression_videos, downloads, report],
-                    fn=run_example, cache_examples=CACHE_EXAMPLES != "0",
+                    fn=run_example, api_name=False, cache_examples=CACHE_EXAMPLES != "0",
                     cache_mode="lazy" if CACHE_EXAMPLES == "lazy" else "eager")
         generate_btn.click(run_generate, outputs=outputs, api_name="generate",
                            inputs=[portrait, uv_resolution, expressions, driving_video, seed, video_seconds])

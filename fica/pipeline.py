@@ -1,6 +1,7 @@
 """FiCAPipeline: unwrap -> complete -> refine -> prior, each stage embedded or learned (DESIGN.md §1, §6)."""
 from __future__ import annotations
 
+import copy
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +50,12 @@ class FiCAPipeline:
         """
         stages = load_stages(source, uv_resolution=uv_resolution, device=device, token=token, revision=revision)
         return cls(*(stages[s] for s in STAGES), device=device)
+
+    def with_uv_resolution(self, uv_resolution: int) -> "FiCAPipeline":
+        """The same stages (weights shared, not copied), unwrapping to ``uv_resolution``² charts."""
+        unwrapper = copy.copy(self.unwrapper)
+        unwrapper.uv_resolution = int(uv_resolution)
+        return FiCAPipeline(unwrapper, self.completer, self.refiner, self.prior, device=self.device)
 
     @property
     def implementations(self) -> dict[str, str]:

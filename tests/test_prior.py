@@ -1,7 +1,6 @@
 """The analytic prior: texel Gaussians driven by the head model's ARKit blendshapes, gaze and head rotation."""
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -144,18 +143,6 @@ def test_matrix_to_quat_round_trips():
     mats = torch.cat([mats, torch.diag(torch.tensor([1.0, -1.0, -1.0]))[None]])  # a 180° turn
     back = quat_to_matrix(matrix_to_quat(mats))
     assert (back - mats).abs().max() < 1e-5
-
-
-def test_decode_takes_tens_of_milliseconds(prior_and_identity):
-    prior, identity = prior_and_identity
-    e = Expression.from_dict({"jawOpen": 0.6, "mouthSmileLeft": 0.8, "eyeBlinkRight": 0.3},
-                             rotation_deg=(20.0, -5.0, 3.0), gaze=(10.0, 5.0))
-    prior.decode(identity, e)
-    start = time.perf_counter()
-    for _ in range(5):
-        prior.decode(identity, e)
-    per_frame = (time.perf_counter() - start) / 5
-    assert per_frame < 0.1, f"{per_frame * 1000:.1f} ms a frame (about 20 ms on an idle 2-core CPU)"
 
 
 

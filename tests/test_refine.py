@@ -1,7 +1,6 @@
 """Embedded refinement: SH shading re-bake of the filled texels, seam blending, light geometry smoothing."""
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -73,17 +72,6 @@ def test_sh_fit_recovers_a_known_lighting():
     luminance[:40] += 0.8  # a few outliers (hair over the skin) are ignored
     fitted = fit_sh_shading(luminance, normals, torch.ones(len(normals)))
     assert (fitted - coeffs).abs().max() < 0.02
-
-
-def test_refinement_takes_under_0_3_s_at_256(stages):
-    unwrapped, complete, _ = stages
-    refiner = EmbeddedRefiner()
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        refiner(complete, unwrapped, torch.zeros(8, 8, 3))
-        times.append(time.perf_counter() - start)
-    assert min(times) < 0.3
 
 
 @pytest.fixture(scope="module", params=["astronaut.jpg", "grace_hopper.jpg"])

@@ -3,7 +3,6 @@ mesh rasteriser they rest on."""
 from __future__ import annotations
 
 import math
-import time
 from functools import lru_cache
 
 import cv2
@@ -101,20 +100,15 @@ def test_rasterised_sphere_depth_matches_ray_intersection():
     assert (cam_z - depth)[covered].abs().max() < 1e-5
 
 
-def test_rasteriser_keeps_the_nearest_surface_and_is_fast():
+def test_rasteriser_keeps_the_nearest_surface():
     near, faces = uv_sphere(0.05, 70, 72)
     far = near + torch.tensor([0.0, 0.0, -0.2])  # a sphere behind it, further from the +z camera
     vertices = torch.cat([far, near])
     both = torch.cat([faces, faces + len(near)])
     camera = orbit_camera(0, 0)
-    with one_thread():
-        rasterize_mesh(vertices, both, camera)
-        start = time.perf_counter()
-        face_index, _, _ = rasterize_mesh(vertices, both, camera)
-        elapsed = time.perf_counter() - start
+    face_index, _, _ = rasterize_mesh(vertices, both, camera)
     centre = face_index[240:272, 240:272]
     assert (centre >= len(faces)).all()  # the near sphere wins where both cover the pixel
-    assert elapsed < 1.0  # ~20k triangles at 512²; ~0.07 s on an idle core
 
 
 def test_shade_is_brightest_facing_the_light():
@@ -209,26 +203,14 @@ def test_fit_finds_an_open_jaw_and_closed_eyes():
         assert fitted["mouthSmileLeft"] < 0.15 and fitted["browInnerUp"] < 0.15
 
 
-def test_fit_expression_tracks_frames_faster_than_a_full_fit():
+def test_fit_expression_tracks_a_frame_keeping_the_identity():
     h = head()
     first = fit_head(detect_landmarks(render_head({})[0]), (512, 512), h)
     landmarks = detect_landmarks(render_head({"jawOpen": 0.7}, yaw_deg=5.0)[0])
-
-    def best_time(run) -> float:  # the fastest of three runs: the CPU may be busy with other work
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
     frame = fit_expression(landmarks, (512, 512), h, first)
-    per_frame = best_time(lambda: fit_expression(landmarks, (512, 512), h, first))
-    full = best_time(lambda: fit_head(landmarks, (512, 512), h))
     assert frame.expression[17] > 0.4  # jawOpen
     assert frame.identity is first.identity
     assert frame.error_px < 0.02 * frame.face_width_px
-    assert per_frame < full
 
 
 def render_gaze(yaw_deg: float, pitch_deg: float) -> torch.Tensor:
@@ -357,17 +339,13 @@ def test_unwrap_from_dense_agrees_with_texel_unwrap(example_image, unwrapped):
 
 def test_embedded_unwrapper_outputs(portrait):
     unwrapper = EmbeddedUnwrapper(head(), uv_resolution=128)
-    unwrapper(portrait)
-    start = time.perf_counter()
     out = unwrapper(portrait)
-    elapsed = time.perf_counter() - start
     assert unwrapper.implementation.startswith("embedded")
     assert out.partial.rgb.shape == (3, 128, 128) and out.partial.valid.shape == (1, 128, 128)
     assert out.fitted_geometry.shape == (3, 128, 128)
     assert out.dense.uv.shape == (512, 512, 2) and out.landmarks.shape == (478, 3)
     assert (out.camera.width, out.camera.height) == (512, 512)
     assert out.expression.weights.shape == (52,)
-    assert elapsed < 2.0  # ~0.3 s on an idle core (the stage target is < ~1 s)
 
 
 def test_fitted_head_textured_with_the_partial_map_reproduces_the_photo(example_image, unwrapped, photo_name):
