@@ -25,6 +25,7 @@ import spaces
 from fica.app.generate import (APP_EXPRESSIONS, UV_RESOLUTIONS, VIDEO_SECONDS, GenerateOptions, generate_steps,
                                run_device_work)
 from fica.app.pipelines import load_pipeline
+from fica.app.storage import OUTPUT_MAX_AGE_S
 from fica.app.viewer import model3d_head
 from fica.device_work import DeviceResult, DeviceWork
 from fica.drive.presets import PRESETS
@@ -37,6 +38,7 @@ EXAMPLES = ("astronaut.jpg", "grace_hopper.jpg", "astronaut_stylized.jpg", "grac
             "astronaut_posterized.png", "grace_hopper_grey.jpg")
 MAX_FILE_SIZE = os.environ.get("FICA_MAX_FILE_SIZE", "25mb")
 CONCURRENCY = int(os.environ.get("FICA_CONCURRENCY", "2"))
+RETENTION_S = int(OUTPUT_MAX_AGE_S)  # our request folders and Gradio's copies of them (FICA_RETENTION_S)
 # "lazy": an example's outputs are computed on its first click and served from the cache afterwards;
 # "eager": all at start-up; "0": never cached (tests).
 CACHE_EXAMPLES = os.environ.get("FICA_CACHE_EXAMPLES", "lazy")
@@ -110,7 +112,8 @@ def _readable_portrait_errors(component: gr.Image) -> gr.Image:
 
 def build_demo() -> gr.Blocks:
     _, note = load_pipeline()  # build the default pipeline now, so the first visitor does not wait for it
-    with gr.Blocks(title="FiCA: instant Gaussian avatar from one portrait", delete_cache=(3600, 3600)) as demo:
+    with gr.Blocks(title="FiCA: instant Gaussian avatar from one portrait",
+                   delete_cache=(RETENTION_S, RETENTION_S)) as demo:
         gr.Markdown("# FiCA: a drivable 3D Gaussian head from one portrait\n"
                     "Upload a portrait (or pick an example) and press **Generate**: the portrait is unwrapped into "
                     "partial UV maps, completed, refined, and turned into 3D Gaussians you can rotate and drive "
@@ -144,7 +147,7 @@ def build_demo() -> gr.Blocks:
         outputs = [uv_maps, avatar_3d, expression_videos, driving_result, downloads, report]
         gr.Examples([[str(EXAMPLES_DIR / name)] for name in EXAMPLES], inputs=[portrait],
                     outputs=[uv_maps, avatar_3d, expression_videos, downloads, report],
-                    fn=run_example, api_name=False, cache_examples=CACHE_EXAMPLES != "0",
+                    fn=run_example, api_visibility="private", cache_examples=CACHE_EXAMPLES != "0",
                     cache_mode="lazy" if CACHE_EXAMPLES == "lazy" else "eager")
         generate_btn.click(run_generate, outputs=outputs, api_name="generate",
                            inputs=[portrait, uv_resolution, expressions, driving_video, seed, video_seconds])

@@ -11,8 +11,9 @@ The folder layout is the CLI's contract (issue 2) and the app's downloads:
 
 Two steps, so that the device work and the host work can run apart (a ZeroGPU window holds only the first):
 ``render_all`` computes what needs the avatar (Gaussians, views, video frames), ``write_all`` writes the files
-(PNG, PLY, splat, mp4 encoding). ``export_all`` does both. Files are first written to a hidden staging folder
-next to ``out_dir`` and moved in only when all of them exist, so a failure leaves nothing half-written.
+(PNG, PLY, splat, mp4 encoding). ``export_all`` does both. Each group of files (the avatar's, the videos) is
+first written to a hidden staging folder inside ``out_dir`` and moved in only when all of it exists, so a failure
+leaves nothing half-written.
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ import json
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -121,18 +123,19 @@ def export_all(output: FiCAOutput, out_dir: str | Path, *, views_deg=DEFAULT_VIE
 def write_all(output: FiCAOutput, renders: Renders, out_dir: str | Path, *, driving_frames: list | None = None,
               progress=None) -> dict:
     """Write the maps of ``output`` and ``renders`` into ``out_dir`` (host work: PNG, PLY, splat, mp4 encoding)
-    and return the report. ``output.avatar`` is not used, so an output brought to the host without it works."""
+    and return the report: ``write_avatar`` then ``write_videos``. ``output.avatar`` is not used, so an output
+    brought to the host without it works."""
+    report = write_avatar(output, renders, out_dir)
+    return write_videos(output, renders, out_dir, report, driving_frames=driving_frames, progress=progress)
+
+
+def write_avatar(output: FiCAOutput, renders: Renders, out_dir: str | Path) -> dict:
+    """Write the UV maps, the views and the splat files into ``out_dir``; return the report (``report.json``)."""
     from fica.io.image import save_png
     from fica.io.splat_files import save_ply, save_splat
     from fica.io.uv_images import save_uv_maps
-    from fica.io.video import side_by_side, write_mp4
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".fica-", dir=out_dir.parent))
-    notify = progress or (lambda fraction, text: None)
-    timings: dict[str, float] = {}
-    try:
+    with _staged(out_dir) as stage:
         start = time.perf_counter()
         save_uv_maps(uv_maps(output), stage / "uv", output.refined.valid)
         (stage / "views").mkdir()
@@ -141,8 +144,22 @@ def write_all(output: FiCAOutput, renders: Renders, out_dir: str | Path, *, driv
             save_png(rgba, stage / "views" / f"{view_name(yaw)}.png")
         save_ply(renders.gaussians, stage / "avatar.ply")
         save_splat(renders.gaussians, stage / "avatar.splat")
-        timings["maps_views_splats"] = round(time.perf_counter() - start, 3)
+        timings = {"maps_views_splats": round(time.perf_counter() - start, 3)}
+        report = build_report(output, len(renders.gaussians), renders.backends, timings)
+        (stage / "report.json").write_text(json.dumps(report, indent=2))
+    return report
 
+
+def write_videos(output: FiCAOutput, renders: Renders, out_dir: str | Path, report: dict, *,
+                 driving_frames: list | None = None, progress=None) -> dict:
+    """Encode ``renders.videos`` into ``out_dir/expressions`` and return ``report`` (from ``write_avatar``) with
+    their timings, also saved as ``report.json``. The "driving" video is written side by side with
+    ``driving_frames`` (driving | avatar). ``progress(fraction, text)`` is called per video."""
+    from fica.io.video import side_by_side, write_mp4
+
+    notify = progress or (lambda fraction, text: None)
+    timings = dict(report["export_timings_s"])
+    with _staged(out_dir) as stage:
         (stage / "expressions").mkdir()
         for i, (name, (frames, fps)) in enumerate(renders.videos.items()):
             notify(i / max(1, len(renders.videos)), f"video: {name}")
@@ -151,9 +168,21 @@ def write_all(output: FiCAOutput, renders: Renders, out_dir: str | Path, *, driv
                 frames = (side_by_side(f, r) for f, r in zip(driving_frames, frames))
             write_mp4(frames, stage / "expressions" / f"{name}.mp4", fps=fps)
             timings[f"video_{name}"] = round(time.perf_counter() - start, 3)
-
-        report = build_report(output, len(renders.gaussians), renders.backends, timings)
+        report = {**report, "export_timings_s": timings}
         (stage / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+@contextmanager
+def _staged(out_dir: str | Path) -> Iterator[Path]:
+    """A hidden staging folder (``.fica-*``) inside ``out_dir``; when the block succeeds, each of its entries
+    replaces the entry of the same name in ``out_dir``. The staging folder is removed either way, and whoever
+    removes ``out_dir`` (the app's retention) removes a staging folder that a killed process left behind."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".fica-", dir=out_dir))
+    try:
+        yield stage
         for item in stage.iterdir():
             target = out_dir / item.name
             if target.is_dir():
@@ -161,7 +190,6 @@ def write_all(output: FiCAOutput, renders: Renders, out_dir: str | Path, *, driv
             elif target.exists():
                 target.unlink()
             item.replace(target)
-        return report
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

@@ -2,8 +2,8 @@
 
 ``generate(portrait, options)`` runs the pipeline, writes everything into a fresh per-request folder through
 ``fica.export`` (device work: ``render_all``, or ``fica.device_work`` inside a GPU window; host work:
-``write_all``) and returns a ``GenerateResult`` that names each file; ``generate_steps`` yields the
-avatar's maps and splats first and the videos after them. The app only lays those files out.
+``write_avatar``, ``write_videos``) and returns a ``GenerateResult`` that names each file; ``generate_steps``
+yields the avatar's maps and splats first and the videos after them. The app only lays those files out.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from fica.device_work import DeviceResult, DeviceWork, needs_device_window
 from fica.drive.presets import PRESETS
 from fica.drive.video import clip_from_video
 from fica.errors import UnsupportedInput
-from fica.export import UV_MAP_FILES, preset_clips, render_all, write_all
+from fica.export import UV_MAP_FILES, preset_clips, render_all, write_avatar, write_videos
 from fica.hub import resolve_source
 from fica.io.splat_files import save_splat
 
@@ -69,7 +69,7 @@ class GenerateResult:
 
 
 def report_line(report: dict) -> str:
-    """``report`` as ``fica.export.write_all`` returns it."""
+    """``report`` as ``fica.export.write_avatar`` / ``write_videos`` return it."""
     timings = report["timings_s"]
     stages = " · ".join(f"{name} {timings[name]:.2f} s ({impl})" for name, impl in report["implementations"].items())
     export_s = sum(report["export_timings_s"].values())
@@ -150,7 +150,7 @@ def generate_steps(portrait, options: GenerateOptions | None = None, *, source: 
             output = pipe(portrait, generator=generator, progress=lambda f, d: notify(PIPELINE_SHARE * f, d))
             renders = render_all(output.avatar, views_deg=(), clips=clips)
         notify(PIPELINE_SHARE, "writing UV maps and splat files")
-        report = write_all(output, replace(renders, videos={}), out_dir)
+        report = write_avatar(output, renders, out_dir)
         # .splat: half the bytes of .ply and no parsing in the browser, so the viewer shows up sooner.
         viewer_splat = save_splat(to_gradio_viewer(renders.gaussians), out_dir / "viewer" / "avatar_view.splat")
         uv_maps = [(out_dir / "uv" / f"{stem}.png", label) for stem, label, _ in UV_MAP_FILES]
@@ -159,9 +159,8 @@ def generate_steps(portrait, options: GenerateOptions | None = None, *, source: 
         _check_written(result)
         if clips:
             yield replace(result, videos_pending=True)
-            # write_all replaces its own files in out_dir atomically (same maps and splats, now with videos).
-            report = write_all(output, renders, out_dir, driving_frames=driving[1] if driving else None,
-                               progress=lambda f, d: notify(PIPELINE_SHARE + (1 - PIPELINE_SHARE) * f, d))
+            report = write_videos(output, renders, out_dir, report, driving_frames=driving[1] if driving else None,
+                                  progress=lambda f, d: notify(PIPELINE_SHARE + (1 - PIPELINE_SHARE) * f, d))
             result = replace(result, report={**report, "note": note},
                              videos=[(out_dir / "expressions" / f"{name}.mp4", name) for name in options.expressions],
                              driving_video=out_dir / "expressions" / "driving.mp4" if driving is not None else None)

@@ -1,4 +1,5 @@
-"""The pipelines the app serves, built once per process and shared by every request."""
+"""The pipelines the app serves: the weights are loaded once per process and shared by every request and every
+UV resolution."""
 from __future__ import annotations
 
 import os
@@ -10,8 +11,8 @@ from fica.errors import WeightsUnavailable
 from fica.hub import resolve_source
 from fica.pipeline import FiCAPipeline
 
-_pipelines: dict[tuple, tuple] = {}
-_pipelines_lock = threading.Lock()
+_loaded: dict[tuple, tuple] = {}  # (source, device) -> (pipeline, note): the weights, loaded once
+_loaded_lock = threading.Lock()
 
 
 def default_device(source: str | None) -> str:
@@ -26,23 +27,23 @@ def default_device(source: str | None) -> str:
 
 
 def load_pipeline(source: str | None = None, uv_resolution: int = 256, device: str | None = None):
-    """The pipeline for ``source`` (default: ``FICA_MODEL``, else embedded), built once per resolution, on
-    ``device`` (default: ``default_device``).
+    """The pipeline for ``source`` (default: ``FICA_MODEL``, else embedded) on ``device`` (default:
+    ``default_device``), unwrapping to ``uv_resolution``.
 
+    The weights are loaded on the first call for a (source, device) and shared by every resolution after it.
     Returns ``(pipeline, note)``: when the weights cannot be had (offline, private, missing) the embedded
     pipeline runs instead and ``note`` says why, for the UI to show; otherwise ``note`` is ''.
     """
     source = resolve_source(source)
     device = str(torch.device(device or default_device(source)))
-    key = (source, int(uv_resolution), device)
-    with _pipelines_lock:
-        if key not in _pipelines:
+    with _loaded_lock:
+        if (source, device) not in _loaded:
             note = ""
             try:
-                pipe = FiCAPipeline.from_pretrained(source, uv_resolution=int(uv_resolution), device=device)
+                pipe = FiCAPipeline.from_pretrained(source, device=device)
             except WeightsUnavailable as err:
                 note = f"{err} Running the embedded (offline) pipeline instead."
-                pipe = FiCAPipeline.from_pretrained(None, uv_resolution=int(uv_resolution),
-                                                    device=default_device(None))
-            _pipelines[key] = (pipe, note)
-        return _pipelines[key]
+                pipe = FiCAPipeline.from_pretrained(None, device=default_device(None))
+            _loaded[(source, device)] = (pipe, note)
+        pipe, note = _loaded[(source, device)]
+    return pipe.with_uv_resolution(int(uv_resolution)), note

@@ -2,6 +2,7 @@
 retention time together with anything else under the root."""
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import tempfile
@@ -9,7 +10,7 @@ import time
 from pathlib import Path
 
 OUTPUT_ROOT = Path(tempfile.gettempdir()) / "fica-app"
-OUTPUT_MAX_AGE_S = 3600.0
+OUTPUT_MAX_AGE_S = float(os.environ.get("FICA_RETENTION_S", "3600"))  # how long a request's files are kept
 
 
 def remove_expired(root: str | Path = OUTPUT_ROOT, max_age_s: float = OUTPUT_MAX_AGE_S) -> None:

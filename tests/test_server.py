@@ -1,0 +1,79 @@
+"""The app's server stays sound: thread control under concurrency, request folders and their retention, one load
+of the weights for every UV resolution."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+import torch
+
+from fica.app.pipelines import load_pipeline
+from fica.app.storage import new_output_dir
+from fica.threads import one_thread
+
+
+def test_overlapping_one_thread_blocks_restore_torch_threads_only_when_the_last_closes():
+    before = torch.get_num_threads()
+    a_inside, b_inside, a_closed = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def request_a():
+        with one_thread():
+            a_inside.set()
+            b_inside.wait(5)
+        a_closed.set()
+
+    def request_b():
+        a_inside.wait(5)
+        with one_thread():
+            b_inside.set()
+            a_closed.wait(5)
+            seen["while_b_runs"] = torch.get_num_threads()
+
+    threads = [threading.Thread(target=request_a), threading.Thread(target=request_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen["while_b_runs"] == 1, "a request that finished first must not lift another request's single thread"
+    assert torch.get_num_threads() == before, "torch must get its thread count back when no block is open"
+
+
+def test_request_folders_are_private_unguessable_and_expire_with_any_leftovers(tmp_path):
+    first, second = new_output_dir(tmp_path), new_output_dir(tmp_path)
+    assert first != second and first.parent == second.parent == tmp_path
+    for folder in (first, second):
+        assert len(folder.name) >= len("req-") + 22, "at least 128 random bits in the name"
+        assert folder.stat().st_mode & 0o077 == 0, "owner-only"
+    leftovers = [tmp_path / ".fica-crashed", tmp_path / "req-old"]
+    for path in leftovers:
+        path.mkdir()
+        (path / "avatar.ply").write_bytes(b"x")
+    stale = time.time() - 2 * 3600
+    for path in leftovers:
+        os.utime(path, (stale, stale))
+    fresh = new_output_dir(tmp_path, max_age_s=3600)
+    assert not any(p.exists() for p in leftovers), "anything past retention is removed, staging folders included"
+    assert first.exists() and second.exists() and fresh.exists()
+
+
+def test_export_stages_inside_the_request_folder(tmp_path):
+    from fica.export import _staged
+
+    out = tmp_path / "req-x"
+    with pytest.raises(RuntimeError):
+        with _staged(out) as stage:
+            assert stage.parent == out, "a staging folder outside the request folder would outlive its retention"
+            (stage / "avatar.ply").write_bytes(b"half")
+            raise RuntimeError("export failed")
+    assert list(out.iterdir()) == [] and list(tmp_path.iterdir()) == [out]
+
+
+def test_every_uv_resolution_shares_one_load_of_the_weights():
+    low, _ = load_pipeline(None, uv_resolution=128)
+    high, _ = load_pipeline(None, uv_resolution=512)
+    assert (low.unwrapper.uv_resolution, high.unwrapper.uv_resolution) == (128, 512)
+    assert low.completer is high.completer and low.refiner is high.refiner and low.prior is high.prior
+    assert low.unwrapper.head is high.unwrapper.head
