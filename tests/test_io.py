@@ -1,5 +1,7 @@
 """File I/O: portraits, PNG, splat files, videos, UV map images, atomic writes."""
 import io
+import math
+from pathlib import Path
 
 import imageio.v3 as iio
 import imageio_ffmpeg
@@ -267,6 +269,57 @@ def test_splat_round_trip_within_quantisation_and_sorted_by_size_times_opacity(t
     (tmp_path / "bad.splat").write_bytes(b"\0" * 33)
     with pytest.raises(UnsupportedInput):
         load_splat(tmp_path / "bad.splat")
+
+
+def test_splat_bytes_of_a_known_gaussian_follow_the_format(tmp_path):
+    import struct
+
+    half = math.radians(90) / 2  # a quarter turn about x: q = (cos 45°, sin 45°, 0, 0)
+    gaussian = GaussianSet(means=torch.tensor([[1.0, 2.0, 3.0]]),
+                           quats=torch.tensor([[math.cos(half), math.sin(half), 0.0, 0.0]]),
+                           scales=torch.tensor([[0.1, 0.2, 0.3]]), opacities=torch.tensor([0.5]),
+                           colors=torch.tensor([[1.0, 0.0, 0.5]]))
+    written = save_splat(gaussian, tmp_path / "one.splat").read_bytes()
+    expected = (struct.pack("<3f", 1.0, 2.0, 3.0) + struct.pack("<3f", 0.1, 0.2, 0.3)
+                + bytes([255, 0, 128, 128])  # RGBA, 0..1 -> 0..255
+                + bytes([219, 219, 128, 128]))  # w, x, y, z as q·128 + 128
+    assert written == expected
+
+
+def _read_like_the_3dgs_reference(path: Path) -> dict[str, np.ndarray]:
+    """What the 3DGS reference loader takes from a PLY, written from the format: the position, f_dc, f_rest
+    (its count fixes the SH degree: 3·((d + 1)² − 1) columns), opacity, and the scale_* and rot_* columns in
+    the order of their numeric suffix; every other property is ignored."""
+    from plyfile import PlyData
+
+    vertex = PlyData.read(str(path))["vertex"]
+    names = [p.name for p in vertex.properties]
+
+    def numbered(prefix: str) -> list[str]:
+        return sorted((n for n in names if n.startswith(prefix)), key=lambda n: int(n.split("_")[-1]))
+
+    rest = numbered("f_rest_")
+    degree = round(math.sqrt(len(rest) / 3 + 1) - 1)
+    assert 3 * ((degree + 1) ** 2 - 1) == len(rest), f"{len(rest)} f_rest columns match no SH degree"
+
+    def columns(cols):
+        return np.stack([np.asarray(vertex[n]) for n in cols], 1) if cols else np.zeros((vertex.count, 0))
+
+    return {"degree": degree, "xyz": columns(["x", "y", "z"]), "f_dc": columns(["f_dc_0", "f_dc_1", "f_dc_2"]),
+            "f_rest": columns(rest), "opacity": np.asarray(vertex["opacity"]),
+            "scale": columns(numbered("scale_")), "rot": columns(numbered("rot_"))}
+
+
+def test_ply_reads_as_the_3dgs_reference_loader_reads_it_with_degree_0_sh(tmp_path):
+    gaussians = random_gaussians()
+    ref = _read_like_the_3dgs_reference(save_ply(gaussians, tmp_path / "avatar.ply"))
+    assert ref["degree"] == 0 and ref["f_rest"].shape == (len(gaussians), 0), "no f_rest_*: viewers use SH degree 0"
+    assert np.allclose(ref["xyz"], gaussians.means.numpy(), atol=1e-7)
+    assert np.allclose(ref["f_dc"] * SH_C0 + 0.5, gaussians.colors.numpy(), atol=1e-6)
+    assert np.allclose(1 / (1 + np.exp(-ref["opacity"])), gaussians.opacities.numpy(), atol=1e-6)
+    assert np.allclose(np.exp(ref["scale"]), gaussians.scales.numpy(), rtol=1e-5)
+    assert np.allclose(ref["rot"] / np.linalg.norm(ref["rot"], axis=1, keepdims=True), gaussians.quats.numpy(),
+                       atol=1e-6)
 
 
 # --- video ---------------------------------------------------------------------------------------------------------
