@@ -27,14 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fica", description="FiCA: a drivable 3D Gaussian head "
                                      "avatar from one portrait.")
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="build an avatar and write its maps, splats, views and videos")
+    gen = sub.add_parser("generate", help="build an avatar and write its maps, splats, rig, viewer, "
+                         "views and videos")
     gen.add_argument("portrait", type=Path, help="portrait image (jpg, png, webp, ...)")
     gen.add_argument("--out", type=Path, required=True, help="output folder (created; existing files replaced)")
     gen.add_argument("--uv-res", type=int, default=256, choices=(128, 256, 512), help="UV chart resolution R")
     gen.add_argument("--views", type=_floats, default=[0.0, 30.0, -30.0], help="yaw angles in degrees, e.g. 0,30,-30")
     gen.add_argument("--expressions", type=_names, default=["smile", "talk", "surprise", "blink", "turn"],
                      help="expression presets to render as videos (see `python -m fica presets`)")
-    gen.add_argument("--driving", type=Path, default=None, help="driving video (or image) of a face")
+    gen.add_argument("--driving", type=Path, default=None, help="driving video (or image) of a face, or an ARKit / "
+                     "Live Link Face CSV (take.csv)")
     gen.add_argument("--seconds", type=float, default=4.0, help="length of each expression video")
     gen.add_argument("--model", default=None, help="Hub repo id or folder with learned weights (default: "
                      "$FICA_MODEL, else the embedded pipeline)")
@@ -63,7 +65,7 @@ def generate(args) -> dict:
     import torch
 
     from fica.drive.presets import PRESETS
-    from fica.drive.video import clip_from_video
+    from fica.drive.video import read_driving
     from fica.errors import UnsupportedInput
     from fica.export import export_all
     from fica.hub import resolve_source
@@ -75,7 +77,7 @@ def generate(args) -> dict:
                                f"choose from {', '.join(PRESETS)}.")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UnsupportedInput("--device cuda was asked for, but no CUDA GPU is available.")
-    driving = clip_from_video(args.driving) if args.driving else None  # fail on a bad video before any work
+    driving = read_driving(args.driving) if args.driving else None  # fail on a bad input before any work
     pipe = FiCAPipeline.from_pretrained(args.model or resolve_source(), uv_resolution=args.uv_res,
                                         device=args.device)
     # Noise is drawn where the generator lives: on the CPU, one seed gives the same maps on every device.

@@ -12,6 +12,7 @@ from fica.prior.base import Prior
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import Camera, orbit_camera
 from fica.render.dispatch import BackendChoice, choose_backend, render
+from fica.rig import build_rig, save_rig
 
 
 class Avatar:
@@ -70,3 +71,8 @@ class Avatar:
         from fica.io.splat_files import save_splat
 
         return save_splat(self.gaussians(expression), path)
+
+    def save_rig(self, path: str | Path) -> Path:
+        """Write the drivable ``avatar_rig.zip`` (fica-rig v1, see ``fica.rig``): neutral Gaussians, ARKit
+        position deltas and head-rotation weights, for the live viewer, numpy or any WebGL page."""
+        return save_rig(build_rig(self), path)

@@ -4,9 +4,9 @@ The folder layout is the CLI's contract (issue 2) and the app's downloads:
 
     uv/partial_rgb.png uv/visibility.png uv/partial_normal.png uv/partial_xyz.png
     uv/texture.png uv/geometry.png uv/refined_texture.png
-    avatar.ply avatar.splat
+    avatar.ply avatar.splat avatar_rig.zip avatar_viewer.html
     views/input.png views/yaw_+030.png ...     (RGBA: alpha is the avatar's coverage)
-    expressions/<preset>.mp4 [expressions/driving.mp4]
+    expressions/<preset>.mp4 [expressions/driving.mp4 expressions/driving.csv]
     report.json
 
 Two steps, so that the device work and the host work can run apart (a ZeroGPU window holds only the first):
@@ -33,6 +33,8 @@ from fica.drive.expression import Clip
 from fica.pipeline import FiCAOutput
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import orbit_camera
+from fica.rig import Rig, build_rig, save_rig
+from fica.web.page import write_standalone_html
 
 # Chart images in the order the UI and README list them: (file stem, label, kind for uv_map_to_image).
 UV_MAP_FILES = (
@@ -48,6 +50,8 @@ DEFAULT_VIEWS_DEG = (0.0, 30.0, -30.0)
 DEFAULT_EXPRESSIONS = ("smile", "talk", "surprise", "blink", "turn")
 VIEW_SIZE_PX = 512
 BLACK = (0.0, 0.0, 0.0)  # views render over black: their colour is then premultiplied by the coverage
+RIG_FILE = "avatar_rig.zip"
+VIEWER_FILE = "avatar_viewer.html"
 
 
 def uv_maps(output: FiCAOutput) -> dict[str, tuple]:
@@ -68,7 +72,8 @@ class Renders:
 
     gaussians: the neutral Gaussians (CPU); portrait_view ``[H, W, 4]`` float32 RGBA (straight alpha: the avatar's
     coverage; see ``fica.io.image.straight_rgba``); views: yaw (degrees) -> the same at that yaw; videos: name -> (frames ``[H, W, 3]`` uint8, fps), frames a list or, when rendered as
-    they are encoded, an iterator; backends: which renderer drew the stills and the videos.
+    they are encoded, an iterator; backends: which renderer drew the stills and the videos; rig: the avatar's
+    rig (``fica.rig``) when asked for; driving: the driving clip, whose weights go to ``driving.csv``.
     """
 
     gaussians: GaussianSet
@@ -76,12 +81,15 @@ class Renders:
     views: dict[float, np.ndarray]
     videos: dict[str, tuple[Iterable[np.ndarray], float]]
     backends: dict[str, str]
+    rig: Rig | None = None
+    driving: Clip | None = None
 
 
 def render_all(avatar: Avatar, *, views_deg=DEFAULT_VIEWS_DEG, clips: dict[str, Clip] | None = None,
-               materialise: bool = False) -> Renders:
+               materialise: bool = False, rig: bool = True) -> Renders:
     """Everything ``write_all`` needs from ``avatar``. Video frames are rendered lazily, as the encoder asks
-    for them, unless ``materialise`` (then every frame is rendered now, e.g. inside a GPU window)."""
+    for them, unless ``materialise`` (then every frame is rendered now, e.g. inside a GPU window). ``rig``:
+    also linearise the avatar into its rig (55 decodes)."""
     from fica.io.image import straight_rgba
 
     views = {float(yaw): straight_rgba(*avatar.render(orbit_camera(yaw, 0.0, width=VIEW_SIZE_PX,
@@ -94,7 +102,8 @@ def render_all(avatar: Avatar, *, views_deg=DEFAULT_VIEWS_DEG, clips: dict[str, 
         videos[name] = (list(frames) if materialise else frames, clip.fps)
     portrait_view = straight_rgba(*avatar.render_portrait_view(background=BLACK))
     return Renders(avatar.gaussians().to("cpu"), portrait_view, views, videos,
-                   {purpose: str(avatar.render_backend(purpose)) for purpose in ("still", "video")})
+                   {purpose: str(avatar.render_backend(purpose)) for purpose in ("still", "video")},
+                   build_rig(avatar) if rig else None, (clips or {}).get("driving"))
 
 
 def preset_clips(expressions, seconds: float = 4.0, fps: float = 24.0, driving: Clip | None = None
@@ -107,12 +116,13 @@ def preset_clips(expressions, seconds: float = 4.0, fps: float = 24.0, driving: 
 
 
 def export_all(output: FiCAOutput, out_dir: str | Path, *, views_deg=DEFAULT_VIEWS_DEG,
-               expressions=DEFAULT_EXPRESSIONS, driving: tuple[Clip, list] | None = None,
+               expressions=DEFAULT_EXPRESSIONS, driving: tuple[Clip, list | None] | None = None,
                seconds: float = 4.0, fps: float = 24.0, progress=None) -> dict:
     """Write a run's files into ``out_dir`` and return the report (also saved as ``report.json``).
 
-    driving: ``(clip, frames)`` from ``fica.drive.video.clip_from_video``; its video is written side by side
-    (driving | avatar) as ``expressions/driving.mp4``. ``progress(fraction, text)`` is called per file group.
+    driving: ``(clip, frames)`` from ``fica.drive.video.read_driving``; its video is written side by side
+    (driving | avatar; the avatar alone for a CSV, which has no frames) as ``expressions/driving.mp4`` and its
+    weights as ``expressions/driving.csv``. ``progress(fraction, text)`` is called per file group.
     """
     clips = preset_clips(expressions, seconds, fps, driving[0] if driving is not None else None)
     renders = render_all(output.avatar, views_deg=views_deg, clips=clips)
@@ -123,9 +133,11 @@ def export_all(output: FiCAOutput, out_dir: str | Path, *, views_deg=DEFAULT_VIE
 def write_all(output: FiCAOutput, renders: Renders, out_dir: str | Path, *, driving_frames: list | None = None,
               progress=None) -> dict:
     """Write the maps of ``output`` and ``renders`` into ``out_dir`` (host work: PNG, PLY, splat, mp4 encoding)
-    and return the report: ``write_avatar`` then ``write_videos``. ``output.avatar`` is not used, so an output
-    brought to the host without it works."""
+    and return the report: ``write_avatar``, ``write_rig`` (when ``renders`` has a rig), then ``write_videos``.
+    ``output.avatar`` is not used, so an output brought to the host without it works."""
     report = write_avatar(output, renders, out_dir)
+    if renders.rig is not None:
+        report = write_rig(renders.rig, out_dir, report)
     return write_videos(output, renders, out_dir, report, driving_frames=driving_frames, progress=progress)
 
 
@@ -150,11 +162,25 @@ def write_avatar(output: FiCAOutput, renders: Renders, out_dir: str | Path) -> d
     return report
 
 
+def write_rig(rig: Rig, out_dir: str | Path, report: dict) -> dict:
+    """Write ``avatar_rig.zip`` and the standalone ``avatar_viewer.html`` (the rig inside) into ``out_dir``;
+    return ``report`` with their timing, also saved as ``report.json``."""
+    with _staged(out_dir) as stage:
+        start = time.perf_counter()
+        write_standalone_html(save_rig(rig, stage / RIG_FILE), stage / VIEWER_FILE)
+        report = {**report, "export_timings_s": {**report["export_timings_s"],
+                                                 "rig_viewer": round(time.perf_counter() - start, 3)}}
+        (stage / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
 def write_videos(output: FiCAOutput, renders: Renders, out_dir: str | Path, report: dict, *,
                  driving_frames: list | None = None, progress=None) -> dict:
     """Encode ``renders.videos`` into ``out_dir/expressions`` and return ``report`` (from ``write_avatar``) with
     their timings, also saved as ``report.json``. The "driving" video is written side by side with
-    ``driving_frames`` (driving | avatar). ``progress(fraction, text)`` is called per video."""
+    ``driving_frames`` (driving | avatar), and the driving clip's weights as ``driving.csv`` (Live Link Face
+    columns). ``progress(fraction, text)`` is called per video."""
+    from fica.drive.arkit_csv import write_arkit_csv
     from fica.io.video import side_by_side, write_mp4
 
     notify = progress or (lambda fraction, text: None)
@@ -168,6 +194,8 @@ def write_videos(output: FiCAOutput, renders: Renders, out_dir: str | Path, repo
                 frames = (side_by_side(f, r) for f, r in zip(driving_frames, frames))
             write_mp4(frames, stage / "expressions" / f"{name}.mp4", fps=fps)
             timings[f"video_{name}"] = round(time.perf_counter() - start, 3)
+        if renders.driving is not None:
+            write_arkit_csv(renders.driving, stage / "expressions" / "driving.csv")
         report = {**report, "export_timings_s": timings}
         (stage / "report.json").write_text(json.dumps(report, indent=2))
     return report

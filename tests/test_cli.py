@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -49,6 +50,56 @@ def test_generate_writes_every_promised_file(generated):
     header_end = ply.index(b"end_header\n") + len(b"end_header\n")
     assert len(ply) - header_end == 17 * 4 * report["gaussians"]  # x y z, n, f_dc, opacity, scale, rot: float32
     assert (out / "avatar.splat").stat().st_size == 32 * report["gaussians"]
+    with zipfile.ZipFile(out / "avatar_rig.zip") as zf:
+        assert json.loads(zf.read("manifest.json"))["count"] == report["gaussians"]
+    assert (out / "avatar_viewer.html").read_text().startswith("<!doctype html>")
+
+
+@pytest.fixture(scope="module")
+def driving_video(tmp_path_factory) -> Path:
+    """An expression video of an example: the astronaut's avatar talking, 16 frames at 8 fps, frontal 384²."""
+    from fica import FiCAPipeline
+    from fica.drive.presets import preset_clip
+    from fica.io.video import write_mp4
+    from fica.render.camera import orbit_camera
+
+    avatar = FiCAPipeline.from_pretrained()(ROOT / "examples" / "astronaut.jpg").avatar
+    clip = preset_clip("talk", fps=8, seconds=2)
+    path = tmp_path_factory.mktemp("driving") / "talk.mp4"
+    return write_mp4(avatar.animate(clip, orbit_camera(width=384, height=384)), path, fps=clip.fps)
+
+
+def test_driving_video_weights_written_as_csv_render_the_same_frames(driving_video, tmp_path):
+    from fica import FiCAPipeline
+    from fica.drive.video import read_driving
+
+    out = tmp_path / "hopper"
+    result = _cli("generate", "examples/grace_hopper.jpg", "--out", str(out), "--views", "0", "--expressions",
+                  "smile", "--seconds", "1", "--driving", str(driving_video))
+    assert result.returncode == 0, result.stderr
+    header = (out / "expressions" / "driving.csv").read_text().splitlines()[0].split(",")
+    assert header[:4] == ["Timecode", "BlendShapeCount", "EyeBlinkLeft", "EyeLookDownLeft"]
+    assert header[-9:-6] == ["HeadYaw", "HeadPitch", "HeadRoll"] and len(header) == 2 + 52 + 9
+    fitted, _ = read_driving(driving_video)
+    back, frames = read_driving(out / "expressions" / "driving.csv")
+    assert frames is None and len(back) == len(fitted) == 16 and back.fps == pytest.approx(fitted.fps, rel=1e-3)
+    avatar = FiCAPipeline.from_pretrained()(ROOT / "examples" / "grace_hopper.jpg").avatar
+    for a, b in zip(avatar.animate(fitted), avatar.animate(back)):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+def test_generate_renders_a_live_link_face_csv(tmp_path):
+    from fica.drive.arkit_csv import write_arkit_csv
+    from fica.drive.presets import preset_clip
+
+    take = write_arkit_csv(preset_clip("surprise", fps=60, seconds=1), tmp_path / "take.csv")
+    out = tmp_path / "out"
+    result = _cli("generate", "examples/astronaut.jpg", "--out", str(out), "--views", "0", "--expressions",
+                  "smile", "--seconds", "1", "--driving", str(take))
+    assert result.returncode == 0, result.stderr
+    frames = list(iio.imiter(out / "expressions" / "driving.mp4"))
+    assert len(frames) == 30 and frames[0].shape == (512, 512, 3)  # 60 rows a second, rendered at 30 fps
+    assert np.abs(frames[15].astype(int) - frames[0].astype(int)).mean() > 1  # the jaw drops mid-clip
 
 
 def test_views_are_rgba_whose_alpha_is_the_avatars_coverage(generated):

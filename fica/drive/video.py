@@ -1,10 +1,12 @@
-"""Driving clips from a video or a still image of a face: landmarks -> per-frame expression fit -> Clip."""
+"""Driving clips from a video or a still image of a face (landmarks -> per-frame expression fit -> Clip), or from
+an ARKit / Live Link Face CSV."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
+from fica.drive.arkit_csv import read_arkit_csv
 from fica.drive.expression import Clip, Expression
 from fica.errors import FiCAError, NoFaceFound, UnsupportedInput
 from fica.head.model import HeadModel, default_head
@@ -13,6 +15,8 @@ MAX_DRIVING_FRAMES = 240  # 10 s at 24 fps
 MAX_DRIVING_SIDE_PX = 640
 STILL_SECONDS = 2.0
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+CSV_SUFFIXES = {".csv"}
+MAX_CSV_FPS = 30.0  # a 60 fps Live Link Face take is rendered at every other row
 
 
 def read_driving_frames(path: str | Path, max_frames: int = MAX_DRIVING_FRAMES) -> tuple[list[np.ndarray], float]:
@@ -64,3 +68,16 @@ def clip_from_video(path: str | Path, head: HeadModel | None = None,
         raise UnsupportedInput("The driving video has no frames.")
     return clip_from_frames(frames, fps, head), frames
 
+
+def read_driving(path: str | Path, head: HeadModel | None = None,
+                 max_frames: int = MAX_DRIVING_FRAMES) -> tuple[Clip, list[np.ndarray] | None]:
+    """The driving clip of a video, still image or ARKit CSV, with the video's frames (None for a CSV).
+
+    A CSV above MAX_CSV_FPS keeps every n-th row so it plays at or below that rate; at most ``max_frames``
+    frames are kept either way.
+    """
+    if Path(path).suffix.lower() not in CSV_SUFFIXES:
+        return clip_from_video(path, head, max_frames)
+    clip = read_arkit_csv(path)
+    step = max(1, round(clip.fps / MAX_CSV_FPS))
+    return Clip(clip.frames[::step][:max_frames], clip.fps / step), None

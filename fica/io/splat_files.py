@@ -8,6 +8,7 @@ Writes are atomic: a failure leaves no half-written file.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,8 @@ def _numpy(gaussians: GaussianSet) -> dict[str, np.ndarray]:
             for name in ("means", "quats", "scales", "opacities", "colors")}
 
 
-def save_ply(gaussians: GaussianSet, path: str | Path) -> Path:
-    """Write ``gaussians`` as a 3DGS binary PLY (degree-0 colour only). Returns the path."""
+def ply_bytes(gaussians: GaussianSet) -> bytes:
+    """``gaussians`` as the bytes of a 3DGS binary PLY (degree-0 colour only)."""
     g = _numpy(gaussians)
     n = len(gaussians)
     opacity = np.clip(g["opacities"], _OPACITY_EPS, 1 - _OPACITY_EPS)
@@ -44,25 +45,33 @@ def save_ply(gaussians: GaussianSet, path: str | Path) -> Path:
     table = np.concatenate(columns, 1).astype("<f4")  # [N, 17] in PLY_FIELDS order
     header = "\n".join(["ply", "format binary_little_endian 1.0", f"element vertex {n}",
                         *(f"property float {name}" for name in PLY_FIELDS), "end_header"]) + "\n"
+    return header.encode("ascii") + table.tobytes()
+
+
+def save_ply(gaussians: GaussianSet, path: str | Path) -> Path:
+    """Write ``gaussians`` as a 3DGS binary PLY (degree-0 colour only). Returns the path."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(header.encode("ascii"))
-            f.write(table.tobytes())
+        Path(tmp).write_bytes(ply_bytes(gaussians))
     return path
 
 
 def load_ply(path: str | Path) -> GaussianSet:
     """Read a 3DGS binary little-endian PLY (ours or another tool's; extra properties are ignored)."""
     path = Path(path)
-    with open(path, "rb") as f:
-        count, dtype = _read_ply_header(f, path.name)
-        data = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype)
+    return parse_ply(path.read_bytes(), path.name)
+
+
+def parse_ply(raw: bytes, name: str = "PLY") -> GaussianSet:
+    """The Gaussians of a 3DGS binary little-endian PLY's bytes ``raw``; ``name`` labels error messages."""
+    f = io.BytesIO(raw)
+    count, dtype = _read_ply_header(f, name)
+    data = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype)
     if len(data) != count:
-        raise UnsupportedInput(f"{path.name} is truncated: its header announces {count} splats.")
-    missing = [name for name in PLY_FIELDS if name not in dtype.names and name not in ("nx", "ny", "nz")]
+        raise UnsupportedInput(f"{name} is truncated: its header announces {count} splats.")
+    missing = [field for field in PLY_FIELDS if field not in dtype.names and field not in ("nx", "ny", "nz")]
     if missing:
-        raise UnsupportedInput(f"{path.name} is not a Gaussian splat PLY (no {', '.join(missing[:3])}).")
+        raise UnsupportedInput(f"{name} is not a Gaussian splat PLY (no {', '.join(missing[:3])}).")
 
     def stack(*names):
         return torch.from_numpy(np.stack([data[name].astype(np.float32) for name in names], 1))

@@ -1,0 +1,461 @@
+// FiCA live viewer: draws an avatar_rig.zip (fica-rig v1) with Spark and applies the rig every frame in JS:
+//   mean_i = pivot + Rot(a, head_weight_i * theta) (neutral_i + sum_k w_k delta_k,i - pivot),
+//   quat_i = Rot(a, head_weight_i * theta) * quat_i   (scales, opacities and colours stay).
+// Controls: 52 ARKit sliders (grouped), head yaw/pitch/roll, presets, reset, webcam. Test hooks: the canvas
+// sits in #live-viewer and window.ficaLive = {fps, weights, setWeights(obj), startWebcam(), ...}.
+import * as THREE from "three";
+import { OrbitControls } from "three/addons/controls/OrbitControls.js";
+import { PackedSplats, SparkRenderer, SplatMesh, utils } from "@sparkjsdev/spark";
+import { startWebcam as openWebcam } from "./webcam.js";
+
+export const ARKIT_NAMES = [
+  "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft", "eyeSquintLeft",
+  "eyeWideLeft", "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
+  "eyeSquintRight", "eyeWideRight", "jawForward", "jawRight", "jawLeft", "jawOpen", "mouthClose",
+  "mouthFunnel", "mouthPucker", "mouthRight", "mouthLeft", "mouthSmileLeft", "mouthSmileRight",
+  "mouthFrownLeft", "mouthFrownRight", "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft",
+  "mouthStretchRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
+  "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft",
+  "mouthUpperUpRight", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+  "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
+];
+const GROUPS = [
+  ["Brows", (n) => n.startsWith("brow")],
+  ["Eyes", (n) => n.startsWith("eye")],
+  ["Cheeks and nose", (n) => n.startsWith("cheek") || n.startsWith("nose")],
+  ["Jaw", (n) => n.startsWith("jaw")],
+  ["Mouth", (n) => n.startsWith("mouth") || n === "tongueOut"],
+];
+const HEAD_LIMITS_DEG = { yaw: 45, pitch: 30, roll: 30 };
+
+// ------------------------------------------------------------------------------------------------ rig file
+
+async function inflateRaw(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate-raw"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+// {name: Uint8Array} of a zip's files (stored or deflated), read from its central directory.
+export async function unzip(buffer) {
+  const view = new DataView(buffer);
+  let end = buffer.byteLength - 22;
+  while (end >= 0 && view.getUint32(end, true) !== 0x06054b50) end -= 1;
+  if (end < 0) throw new Error("not a zip file");
+  const count = view.getUint16(end + 10, true);
+  let p = view.getUint32(end + 16, true);
+  const files = {};
+  const decoder = new TextDecoder();
+  for (let i = 0; i < count; i += 1) {
+    const method = view.getUint16(p + 10, true);
+    const size = view.getUint32(p + 20, true);
+    const nameLength = view.getUint16(p + 28, true);
+    const extraLength = view.getUint16(p + 30, true);
+    const commentLength = view.getUint16(p + 32, true);
+    const local = view.getUint32(p + 42, true);
+    const name = decoder.decode(new Uint8Array(buffer, p + 46, nameLength));
+    const start = local + 30 + view.getUint16(local + 26, true) + view.getUint16(local + 28, true);
+    const raw = new Uint8Array(buffer, start, size);
+    files[name] = method === 0 ? raw.slice() : await inflateRaw(raw);
+    p += 46 + nameLength + extraLength + commentLength;
+  }
+  return files;
+}
+
+// The Gaussians of a binary little-endian 3DGS .ply: means [N*3], quats [N*4] (w x y z), scales [N*3] (linear),
+// opacities [N], colors [N*3] (0..1).
+export function parsePly(bytes) {
+  const head = new TextDecoder().decode(bytes.subarray(0, Math.min(bytes.length, 4096)));
+  const headerEnd = head.indexOf("end_header\n") + "end_header\n".length;
+  const lines = head.slice(0, headerEnd).split("\n");
+  const count = Number(lines.find((l) => l.startsWith("element vertex")).split(" ")[2]);
+  const props = lines.filter((l) => l.startsWith("property float")).map((l) => l.split(" ")[2]);
+  const stride = props.length;
+  const table = new Float32Array(bytes.buffer.slice(bytes.byteOffset + headerEnd,
+    bytes.byteOffset + headerEnd + count * stride * 4));
+  const col = (name) => props.indexOf(name);
+  const out = {
+    count, means: new Float32Array(count * 3), quats: new Float32Array(count * 4),
+    scales: new Float32Array(count * 3), opacities: new Float32Array(count), colors: new Float32Array(count * 3),
+  };
+  const C0 = 0.28209479177387814;
+  const c = ["x", "y", "z", "rot_0", "rot_1", "rot_2", "rot_3", "scale_0", "scale_1", "scale_2", "opacity",
+    "f_dc_0", "f_dc_1", "f_dc_2"].map(col);
+  for (let i = 0; i < count; i += 1) {
+    const r = i * stride;
+    for (let k = 0; k < 3; k += 1) {
+      out.means[3 * i + k] = table[r + c[k]];
+      out.scales[3 * i + k] = Math.exp(table[r + c[7 + k]]);
+      out.colors[3 * i + k] = Math.min(1, Math.max(0, table[r + c[11 + k]] * C0 + 0.5));
+    }
+    const q = [table[r + c[3]], table[r + c[4]], table[r + c[5]], table[r + c[6]]];
+    const norm = Math.hypot(...q) || 1;
+    for (let k = 0; k < 4; k += 1) out.quats[4 * i + k] = q[k] / norm;
+    out.opacities[i] = 1 / (1 + Math.exp(-table[r + c[10]]));
+  }
+  return out;
+}
+
+function halfToFloat(h) {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * (1 + f / 1024) * 2 ** (e - 15);
+}
+
+// An avatar_rig.zip's contents: manifest, neutral Gaussians, moving index, deltas (Float32 [52*M*3]), head weights.
+export async function loadRig(buffer) {
+  const files = await unzip(buffer);
+  const manifest = JSON.parse(new TextDecoder().decode(files["manifest.json"]));
+  if (manifest.format !== "fica-rig" || manifest.version !== 1) throw new Error("not a fica-rig v1 file");
+  const copy = (bytes) => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  const half = new Uint16Array(copy(files["deltas.f16"]));
+  const deltas = new Float32Array(half.length);
+  for (let i = 0; i < half.length; i += 1) deltas[i] = halfToFloat(half[i]);
+  return {
+    manifest,
+    neutral: parsePly(files["gaussians.ply"]),
+    moving: new Uint32Array(copy(files["moving_index.u32"])),
+    deltas,
+    headWeight: new Float32Array(copy(files["head_weight.f32"])),
+  };
+}
+
+// ------------------------------------------------------------------------------------------------ rig formula
+
+// R = Ry(yaw) Rx(pitch) Rz(roll), as fica.render.camera.rotation_ypr; returns [axis (unit), angle (radians)].
+export function headAxisAngle(yawDeg, pitchDeg, rollDeg) {
+  const m = new THREE.Matrix4().makeRotationY(THREE.MathUtils.degToRad(yawDeg))
+    .multiply(new THREE.Matrix4().makeRotationX(THREE.MathUtils.degToRad(pitchDeg)))
+    .multiply(new THREE.Matrix4().makeRotationZ(THREE.MathUtils.degToRad(rollDeg)));
+  const q = new THREE.Quaternion().setFromRotationMatrix(m);
+  if (q.w < 0) q.set(-q.x, -q.y, -q.z, -q.w);
+  const angle = 2 * Math.acos(Math.min(1, q.w));
+  const s = Math.sqrt(Math.max(0, 1 - q.w * q.w));
+  return s < 1e-9 ? [[0, 1, 0], 0] : [[q.x / s, q.y / s, q.z / s], angle];
+}
+
+// Writes the rigged centres (outMeans [N*3]) and, when the head turns, quaternions (outQuats [N*4], w x y z).
+// Returns whether the quaternions differ from the neutral ones.
+export function evaluateRig(rig, weights, ypr, outMeans, outQuats) {
+  const { neutral, moving, deltas, headWeight } = rig;
+  const M = moving.length;
+  outMeans.set(neutral.means);
+  for (let k = 0; k < weights.length; k += 1) {
+    const w = weights[k];
+    if (w === 0) continue;
+    const base = k * M * 3;
+    for (let j = 0; j < M; j += 1) {
+      const i3 = moving[j] * 3;
+      const d = base + j * 3;
+      outMeans[i3] += w * deltas[d];
+      outMeans[i3 + 1] += w * deltas[d + 1];
+      outMeans[i3 + 2] += w * deltas[d + 2];
+    }
+  }
+  const [axis, theta] = headAxisAngle(ypr[0], ypr[1], ypr[2]);
+  if (theta === 0) return false;
+  const [ax, ay, az] = axis;
+  const [px, py, pz] = rig.manifest.neck_pivot;
+  const nq = neutral.quats;
+  for (let i = 0; i < neutral.count; i += 1) {
+    const a = headWeight[i] * theta;
+    const c = Math.cos(a);
+    const s = Math.sin(a);
+    const i3 = 3 * i;
+    const x = outMeans[i3] - px;
+    const y = outMeans[i3 + 1] - py;
+    const z = outMeans[i3 + 2] - pz;
+    const dot = (ax * x + ay * y + az * z) * (1 - c);
+    outMeans[i3] = px + x * c + (ay * z - az * y) * s + ax * dot;
+    outMeans[i3 + 1] = py + y * c + (az * x - ax * z) * s + ay * dot;
+    outMeans[i3 + 2] = pz + z * c + (ax * y - ay * x) * s + az * dot;
+    const hw = Math.cos(a / 2);
+    const hs = Math.sin(a / 2);
+    const rx = ax * hs;
+    const ry = ay * hs;
+    const rz = az * hs;
+    const i4 = 4 * i;
+    const qw = nq[i4];
+    const qx = nq[i4 + 1];
+    const qy = nq[i4 + 2];
+    const qz = nq[i4 + 3];
+    outQuats[i4] = hw * qw - rx * qx - ry * qy - rz * qz;
+    outQuats[i4 + 1] = hw * qx + rx * qw + ry * qz - rz * qy;
+    outQuats[i4 + 2] = hw * qy - rx * qz + ry * qw + rz * qx;
+    outQuats[i4 + 3] = hw * qz + rx * qy - ry * qx + rz * qw;
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------------------------------------ the viewer
+
+const STYLE = `
+.fica-live { display: flex; gap: 10px; width: 100%; font: 13px system-ui, sans-serif; color: #ddd; }
+.fica-live #live-viewer { position: relative; flex: 1 1 auto; min-width: 0; height: 520px; background: #1d1e22;
+  border-radius: 8px; overflow: hidden; }
+.fica-live #live-viewer canvas { width: 100%; height: 100%; display: block; }
+.fica-live .fica-hud { position: absolute; left: 8px; top: 6px; pointer-events: none; color: #cfd2da;
+  text-shadow: 0 1px 2px #000; }
+.fica-live .fica-status { position: absolute; left: 8px; bottom: 6px; right: 8px; color: #ffcf7a; }
+.fica-live .fica-controls { flex: 0 0 290px; height: 520px; overflow-y: auto; background: #26272d;
+  border-radius: 8px; padding: 8px; box-sizing: border-box; }
+.fica-live .fica-controls button, .fica-live .fica-controls select { margin: 2px 2px 6px 0; padding: 4px 8px;
+  background: #3b3d47; color: #eee; border: 1px solid #555; border-radius: 5px; cursor: pointer; }
+.fica-live .fica-row { display: grid; grid-template-columns: 120px 1fr 34px; align-items: center; gap: 4px; }
+.fica-live .fica-row label { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; font-size: 12px; }
+.fica-live .fica-row input { width: 100%; }
+.fica-live .fica-row output { font-size: 11px; text-align: right; color: #aaa; }
+.fica-live details { margin: 4px 0; } .fica-live summary { cursor: pointer; font-weight: 600; margin: 4px 0; }
+`;
+
+function element(tag, attrs = {}, children = []) {
+  const node = document.createElement(tag);
+  Object.assign(node, attrs);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+// Builds the viewer inside `root` and installs window.ficaLive. options: {presets: {name: {fps, names, weights,
+// rotation}}, faceMeshBase: URL of the face_mesh folder (webcam off without it), landmarkModel: the regression JSON}.
+export function mountViewer(root, options = {}) {
+  const presets = options.presets || {};
+  root.replaceChildren();
+  root.append(element("style", { textContent: STYLE }));
+  const canvasBox = element("div", { id: "live-viewer" });
+  const hud = element("div", { className: "fica-hud", textContent: "no avatar yet" });
+  const status = element("div", { className: "fica-status" });
+  canvasBox.append(hud, status);
+  const controls = element("div", { className: "fica-controls" });
+  root.append(element("div", { className: "fica-live" }, [canvasBox, controls]));
+
+  const renderer = new THREE.WebGLRenderer({ antialias: false, preserveDrawingBuffer: true });
+  renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
+  renderer.setClearColor(0x1d1e22, 1);
+  canvasBox.prepend(renderer.domElement);
+  const scene = new THREE.Scene();
+  const camera = new THREE.PerspectiveCamera(30, 1, 0.01, 20);
+  camera.position.set(0, 0.02, 0.75);
+  const orbit = new OrbitControls(camera, renderer.domElement);
+  orbit.target.set(0, 0.02, 0);
+  orbit.enableDamping = true;
+  const spark = new SparkRenderer({ renderer });
+  scene.add(spark);
+
+  const state = {
+    rig: null, mesh: null, packed: null, base: null, means: null, quats: null, dirty: false,
+    weights: new Float32Array(52), ypr: [0, 0, 0], preset: null, webcam: null,
+    frames: 0, fps: 0, fpsStart: performance.now(), rigUpdates: 0,
+  };
+
+  // --- controls
+  const sliders = {};
+  function slider(name, min, max, step, onInput) {
+    const input = element("input", { type: "range", min, max, step, value: 0 });
+    const out = element("output", { textContent: "0" });
+    input.addEventListener("input", () => { out.textContent = Number(input.value).toFixed(2); onInput(Number(input.value)); });
+    sliders[name] = { input, out };
+    return element("div", { className: "fica-row" }, [element("label", { textContent: name, title: name }), input, out]);
+  }
+  const presetSelect = element("select", {}, Object.keys(presets).map((n) => element("option", { value: n, textContent: n })));
+  const playButton = element("button", { textContent: "Play" });
+  const resetButton = element("button", { textContent: "Reset" });
+  const webcamButton = element("button", { textContent: "Webcam" });
+  playButton.addEventListener("click", () => api.playPreset(presetSelect.value));
+  resetButton.addEventListener("click", () => api.reset());
+  webcamButton.addEventListener("click", () => api.startWebcam().catch(() => {}));
+  const top = [presetSelect, playButton, resetButton];
+  if (options.faceMeshBase) top.push(webcamButton);
+  controls.append(element("div", {}, top));
+  const head = element("details", { open: true }, [element("summary", { textContent: "Head" })]);
+  for (const [i, axis] of ["yaw", "pitch", "roll"].entries()) {
+    const lim = HEAD_LIMITS_DEG[axis];
+    head.append(slider(axis, -lim, lim, 0.5, (v) => { stopDrivers(); state.ypr[i] = v; state.dirty = true; }));
+  }
+  controls.append(head);
+  for (const [title, test] of GROUPS) {
+    const group = element("details", { open: title === "Jaw" }, [element("summary", { textContent: title })]);
+    ARKIT_NAMES.forEach((name, k) => {
+      if (test(name)) group.append(slider(name, 0, 1, 0.01, (v) => { stopDrivers(); state.weights[k] = v; state.dirty = true; }));
+    });
+    controls.append(group);
+  }
+
+  function syncSliders() {
+    ARKIT_NAMES.forEach((name, k) => {
+      sliders[name].input.value = state.weights[k];
+      sliders[name].out.textContent = state.weights[k].toFixed(2);
+    });
+    ["yaw", "pitch", "roll"].forEach((axis, i) => {
+      sliders[axis].input.value = state.ypr[i];
+      sliders[axis].out.textContent = state.ypr[i].toFixed(1);
+    });
+  }
+
+  function stopDrivers() {
+    state.preset = null;
+  }
+
+  // --- rig -> Spark
+  function install(rig) {
+    const n = rig.neutral.count;
+    const packed = new PackedSplats();
+    const array = packed.ensureSplats(n);
+    const { means, scales, quats, opacities, colors } = rig.neutral;
+    for (let i = 0; i < n; i += 1) {
+      utils.setPackedSplat(array, i, means[3 * i], means[3 * i + 1], means[3 * i + 2],
+        scales[3 * i], scales[3 * i + 1], scales[3 * i + 2],
+        quats[4 * i + 1], quats[4 * i + 2], quats[4 * i + 3], quats[4 * i],
+        opacities[i], colors[3 * i], colors[3 * i + 1], colors[3 * i + 2]);
+    }
+    packed.numSplats = n;
+    if (state.mesh) { scene.remove(state.mesh); state.mesh.dispose(); }
+    const mesh = new SplatMesh({ packedSplats: packed });
+    scene.add(mesh);
+    Object.assign(state, {
+      rig, mesh, packed, base: array.slice(), means: new Float32Array(n * 3), quats: new Float32Array(n * 4),
+      dirty: true,
+    });
+    // Frame the head: centre of the neutral Gaussians' bounding box, distance from its height.
+    const box = new THREE.Box3();
+    for (let i = 0; i < n; i += 1) box.expandByPoint(new THREE.Vector3(means[3 * i], means[3 * i + 1], means[3 * i + 2]));
+    const centre = box.getCenter(new THREE.Vector3());
+    const size = box.getSize(new THREE.Vector3());
+    orbit.target.copy(centre);
+    camera.position.set(centre.x, centre.y, centre.z + 1.25 * size.y / Math.tan(THREE.MathUtils.degToRad(15)) / 2);
+    orbit.update();
+    hud.textContent = `${n.toLocaleString()} Gaussians`;
+  }
+
+  function applyRig() {
+    const { rig, packed, base, means, quats } = state;
+    const turned = evaluateRig(rig, state.weights, state.ypr, means, quats);
+    const array = packed.packedArray;
+    array.set(base);
+    const n = rig.neutral.count;
+    for (let i = 0; i < n; i += 1) utils.setPackedSplatCenter(array, i, means[3 * i], means[3 * i + 1], means[3 * i + 2]);
+    if (turned) {
+      for (let i = 0; i < n; i += 1) {
+        utils.setPackedSplatQuat(array, i, quats[4 * i + 1], quats[4 * i + 2], quats[4 * i + 3], quats[4 * i]);
+      }
+    }
+    packed.needsUpdate = true;
+    state.mesh.updateVersion();
+    state.rigUpdates += 1;
+  }
+
+  // --- presets
+  function presetFrame(now) {
+    const p = state.preset;
+    const clip = presets[p.name];
+    const frame = Math.max(0, Math.floor(((now - p.start) / 1000) * clip.fps));
+    if (frame >= clip.weights.length) {
+      state.preset = null;
+      return;
+    }
+    state.weights.fill(0);
+    clip.names.forEach((name, j) => { state.weights[ARKIT_NAMES.indexOf(name)] = clip.weights[frame][j]; });
+    state.ypr = clip.rotation[frame].slice();
+    state.dirty = true;
+  }
+
+  // --- loop
+  function resize() {
+    const w = canvasBox.clientWidth || 640;
+    const h = canvasBox.clientHeight || 480;
+    if (renderer.domElement.width !== Math.floor(w * renderer.getPixelRatio())) {
+      renderer.setSize(w, h, false);
+      camera.aspect = w / h;
+      camera.updateProjectionMatrix();
+    }
+  }
+  renderer.setAnimationLoop((now) => {
+    resize();
+    if (state.preset) presetFrame(now);
+    if (state.rig && state.dirty) {
+      state.dirty = false;
+      applyRig();
+      if (state.frames % 10 === 0) syncSliders();
+    }
+    orbit.update();
+    renderer.render(scene, camera);
+    state.frames += 1;
+    const elapsed = now - state.fpsStart;
+    if (elapsed >= 1000) {
+      state.fps = (state.frames * 1000) / elapsed;
+      state.frames = 0;
+      state.fpsStart = now;
+      if (state.rig) hud.textContent = `${state.rig.neutral.count.toLocaleString()} Gaussians · ${state.fps.toFixed(1)} frames/s`;
+    }
+  });
+
+  const api = {
+    get fps() { return state.fps; },
+    get weights() { return Object.fromEntries(ARKIT_NAMES.map((n, k) => [n, state.weights[k]])); },
+    get rotation() { return { yaw: state.ypr[0], pitch: state.ypr[1], roll: state.ypr[2] }; },
+    get gaussians() { return state.rig ? state.rig.neutral.count : 0; },
+    get rigUpdates() { return state.rigUpdates; },
+    get webcamRate() { return state.webcam ? state.webcam.rate : 0; },
+    get status() { return status.textContent; },
+    presets: Object.keys(presets),
+    setWeights(obj) {
+      for (const [name, value] of Object.entries(obj)) {
+        const k = ARKIT_NAMES.indexOf(name);
+        if (k < 0) throw new Error(`unknown ARKit name ${name}`);
+        state.weights[k] = Math.min(1, Math.max(0, Number(value)));
+      }
+      state.dirty = true;
+      syncSliders();
+    },
+    setRotation({ yaw = state.ypr[0], pitch = state.ypr[1], roll = state.ypr[2] } = {}) {
+      state.ypr = [yaw, pitch, roll];
+      state.dirty = true;
+      syncSliders();
+    },
+    playPreset(name) {
+      if (!presets[name]) throw new Error(`unknown preset ${name}`);
+      state.preset = { name, start: performance.now() };
+    },
+    reset() {
+      state.preset = null;
+      state.weights.fill(0);
+      state.ypr = [0, 0, 0];
+      state.dirty = true;
+      syncSliders();
+    },
+    async loadRig(source) {
+      status.textContent = "loading the avatar…";
+      const buffer = source instanceof ArrayBuffer ? source : await (await fetch(source)).arrayBuffer();
+      install(await loadRig(buffer));
+      status.textContent = "";
+    },
+    async startWebcam() {
+      if (!options.faceMeshBase) throw new Error("this viewer has no webcam driving");
+      if (state.webcam) return;
+      status.textContent = "starting the webcam… (the video stays in this browser)";
+      try {
+        state.webcam = await openWebcam({
+          faceMeshBase: options.faceMeshBase, model: options.landmarkModel,
+          onExpression(weights, ypr) {
+            state.preset = null;
+            state.weights.set(weights);
+            state.ypr = ypr;
+            state.dirty = true;
+          },
+        });
+        status.textContent = "webcam driving: the video stays in this browser";
+      } catch (err) {
+        status.textContent = err.message;
+        throw err;
+      }
+    },
+    stopWebcam() {
+      if (state.webcam) state.webcam.stop();
+      state.webcam = null;
+      status.textContent = "";
+    },
+  };
+  window.ficaLive = api;
+  return api;
+}
