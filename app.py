@@ -31,6 +31,8 @@ from fica.device_work import DeviceResult, DeviceWork
 from fica.drive.presets import PRESETS
 from fica.errors import FiCAError
 from fica.io.image import load_portrait
+from fica.web import WEB_DIR
+from fica.web.page import app_viewer_js
 
 log = logging.getLogger("fica.app")
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -42,6 +44,16 @@ RETENTION_S = int(OUTPUT_MAX_AGE_S)  # our request folders and Gradio's copies o
 # "lazy": an example's outputs are computed on its first click and served from the cache afterwards;
 # "eager": all at start-up; "0": never cached (tests).
 CACHE_EXAMPLES = os.environ.get("FICA_CACHE_EXAMPLES", "lazy")
+gr.set_static_paths([WEB_DIR])  # the live viewer's scripts, vendored libraries and face-mesh model
+WEB_URL = f"/gradio_api/file={WEB_DIR.as_posix()}/"
+# When the downloads list gains avatar_rig.zip, the live viewer (fica/web/viewer.js) loads it.
+LOAD_RIG_JS = """(files) => {
+  const list = Array.isArray(files) ? files : (files ? [files] : []);
+  const rig = list.map((f) => (typeof f === "string" ? f : (f && (f.url || f.path))))
+    .find((u) => u && u.split("?")[0].endsWith("avatar_rig.zip"));
+  if (rig && window.ficaLive) window.ficaLive.loadRig(rig);
+  else if (rig) window.ficaPendingRig = rig;
+}"""
 
 
 def gpu_window_seconds(work: DeviceWork) -> int:
@@ -58,8 +70,9 @@ def run_in_gpu_window(work: DeviceWork) -> DeviceResult:
 
 def run_generate(portrait, uv_resolution, expressions, driving_video, seed, video_seconds=VIDEO_SECONDS[1],
                  progress=gr.Progress()):
-    """The /generate endpoint: yields the outputs in the documented order, first without the videos (the avatar
-    shows while they render), then complete, without re-sending the unchanged avatar."""
+    """The /generate endpoint: yields the outputs in the documented order, first without the rig and videos (the
+    avatar shows while they are made), then with the rig in the downloads (the live viewer loads it), then
+    complete, without re-sending the unchanged avatar."""
     if portrait is None:
         raise gr.Error("Upload a portrait first, or pick one of the examples.", print_exception=False)
     options = GenerateOptions(uv_resolution=int(uv_resolution), expressions=tuple(expressions or ()),
@@ -132,13 +145,21 @@ def build_demo() -> gr.Blocks:
                                                    label="Expression videos", elem_id="expressions")
                     video_seconds = gr.Slider(VIDEO_SECONDS[0], VIDEO_SECONDS[2], value=VIDEO_SECONDS[1], step=0.5,
                                               label="Video length (s)", elem_id="video-seconds")
-                    driving_video = gr.Video(label="Driving video (optional)", sources=["upload"])
+                    driving_video = gr.File(label="Driving video or ARKit / Live Link Face CSV (optional)",
+                                            file_types=["video", ".csv"], type="filepath", elem_id="driving")
                     seed = gr.Number(value=0, precision=0, label="Seed (used by learned completion)")
             with gr.Column(scale=2):
                 with gr.Row():
                     avatar_3d = gr.Model3D(label="Avatar (3D Gaussians)", height=420, elem_id="avatar-3d")
                     expression_videos = gr.Gallery(label="Expressions", columns=2, height=420,
                                                    elem_id="expression-videos")
+                with gr.Accordion("Live avatar: drive it in your browser", open=True):
+                    gr.Markdown("Sliders for the 52 ARKit expressions, head angles, presets, or your webcam "
+                                "(MediaPipe runs in this page; the video never leaves your browser). It appears "
+                                "a few seconds after the 3D avatar; `avatar_viewer.html` in the downloads is the "
+                                "same viewer in one file that opens offline.")
+                    gr.HTML('<div class="fica-live-root"></div>', elem_id="live-viewer-panel",
+                            js_on_load=app_viewer_js(WEB_URL, ".fica-live-root"))
                 uv_maps = gr.Gallery(label="UV maps", columns=4, object_fit="contain", elem_id="uv-maps")
                 driving_result = gr.Video(label="Driving video | avatar (with a driving video)",
                                           elem_id="driving-result")
@@ -151,6 +172,7 @@ def build_demo() -> gr.Blocks:
                     cache_mode="lazy" if CACHE_EXAMPLES == "lazy" else "eager")
         generate_btn.click(run_generate, outputs=outputs, api_name="generate",
                            inputs=[portrait, uv_resolution, expressions, driving_video, seed, video_seconds])
+        downloads.change(None, inputs=[downloads], js=LOAD_RIG_JS)
     return demo
 
 

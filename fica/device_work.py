@@ -32,6 +32,7 @@ WINDOW_OVERHEAD_S = 10.0  # CUDA context, first use of each network, moving maps
 LEARNED_STAGES_S = 6.0  # the learned stages together at R = 256 (diffusion dominates)
 FRAME_S = {"gsplat": 0.01, "torch": 0.04, "surface": 0.15}  # decode + render one 512² frame at R = 256
 REFERENCE_RESOLUTION = 256  # the costs above grow with the texel count, (R / 256)²
+RIG_DECODES = 55  # fica.rig.build_rig: one decode per ARKit weight, the neutral and two head turns
 
 
 def needs_device_window(pipe: FiCAPipeline) -> bool:
@@ -71,10 +72,12 @@ class DeviceWork:
 
     @property
     def seconds(self) -> int:
-        """The window to ask for: overhead + learned stages + every frame, scaled by the texel count."""
+        """The window to ask for: overhead + learned stages + every frame and the rig's decodes, scaled by the
+        texel count."""
         texels = (self.uv_resolution / REFERENCE_RESOLUTION) ** 2
         per_frame = FRAME_S[choose_backend(self.device, "video").name]
-        return int(WINDOW_OVERHEAD_S + texels * (LEARNED_STAGES_S + self.frames * per_frame) + 0.999)
+        frames = self.frames + RIG_DECODES  # a decode costs at most a frame
+        return int(WINDOW_OVERHEAD_S + texels * (LEARNED_STAGES_S + frames * per_frame) + 0.999)
 
     @torch.no_grad()
     def run(self, pipe: FiCAPipeline) -> DeviceResult:

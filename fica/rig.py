@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from fica.drive.expression import ARKIT_NAMES, Expression
 from fica.errors import UnsupportedInput

@@ -103,11 +103,13 @@ def astronaut_result(astronaut_job):
     return astronaut_job.result()
 
 
-def test_avatar_comes_before_the_videos(astronaut_job):
-    first, final = astronaut_job.outputs()
+def test_avatar_comes_before_the_rig_and_the_rig_before_the_videos(astronaut_job):
+    first, rigged, final = astronaut_job.outputs()
     assert len(first[0]) == 7 and first[1].endswith(".splat"), "UV maps and the splat come first"
-    assert final[1] == {"__type__": "update"}, "the unchanged splat is not sent again (Model3D would reload it)"
-    assert first[2] == [] and "rendering videos" in first[5]
+    assert rigged[1] == final[1] == {"__type__": "update"}, "the unchanged splat is not sent again (Model3D would reload it)"
+    assert first[2] == [] and "building the live rig" in first[5]
+    assert "avatar_rig.zip" not in [Path(p).name for p in first[4]]
+    assert "avatar_rig.zip" in [Path(p).name for p in rigged[4]] and "rendering videos" in rigged[5]
     assert len(final[2]) == 1 and "rendering videos" not in final[5]
 
 
@@ -174,7 +176,8 @@ def test_generate_endpoint_returns_every_output_in_order(astronaut_job):
         assert image.shape == (256, 256, 3) and image.std() > 5, item["caption"]
 
     names = {Path(p).name: Path(p) for p in downloads}
-    assert {"avatar.ply", "avatar.splat", "smile.mp4", "uv_maps.zip"} == set(names)
+    assert {"avatar.ply", "avatar.splat", "avatar_rig.zip", "avatar_viewer.html", "smile.mp4",
+            "uv_maps.zip"} == set(names)
     avatar = PlyData.read(str(names["avatar.ply"]))["vertex"]
     assert len(avatar) > 10_000
     assert names["avatar.splat"].stat().st_size == Path(viewer_splat).stat().st_size == 32 * len(avatar)
@@ -241,7 +244,7 @@ def test_driving_video_comes_back_beside_the_avatar(client, tmp_path):
     assert width >= driver_width + 0.9 * height, "driving | avatar: the avatar's square render sits to the right"
     left = np.asarray(Image.fromarray(side[0][:, :driver_width]).resize((256, 300)), dtype=np.float32)
     assert np.abs(left - frames[0]).mean() < 12, "the left half is the driving video"
-    assert "driving.mp4" in [Path(p).name for p in result[4]]
+    assert {"driving.mp4", "driving.csv"} <= {Path(p).name for p in result[4]}
 
 
 def test_two_concurrent_clients_get_their_own_results(client, astronaut_result):

@@ -117,3 +117,32 @@ def test_expression_rotation_survives_write(tmp_path):
     back = read_arkit_csv(write_arkit_csv(clip, tmp_path / "one.csv"))
     assert back.frames[0]["tongueOut"] == 1.0
     assert torch.allclose(back.frames[0].rotation_deg, torch.tensor([-30.0, 12.5, 3.0]), atol=1e-3)
+
+
+def test_webcam_regression_agrees_with_the_python_driving_fit(portrait):
+    """The map the browser applies to its face-mesh landmarks (fica/web/landmark_regression.json), in Python,
+    against the driving-video fit it stands in for, on renders of an avatar."""
+    from fica import FiCAPipeline
+    from fica.drive.landmark_regression import apply_regression, load_model
+    from fica.head.model import default_head
+    from fica.render.camera import orbit_camera
+    from fica.unwrap.fit import fit_expression, fit_head
+    from fica.unwrap.landmarks import detect_landmarks
+
+    avatar = FiCAPipeline.from_pretrained()(portrait).avatar
+    model, head = load_model(), default_head()
+    camera = orbit_camera(width=384, height=384)
+    rgb, _ = avatar.render(camera, backend="surface")
+    base = fit_head(detect_landmarks(rgb.clamp(0, 1)), (384, 384), head, correct=False)
+    jaw = ARKIT_NAMES.index("jawOpen")
+    read = {}
+    for name, expression in {"neutral": Expression(), "jaw": Expression.from_dict({"jawOpen": 1.0}),
+                             "turn": Expression(rotation_deg=(20.0, 0.0, 0.0))}.items():
+        rgb, _ = avatar.render(camera, expression, backend="surface")
+        landmarks = detect_landmarks(rgb.clamp(0, 1))
+        weights, ypr = apply_regression(model, landmarks.numpy())
+        fitted = fit_expression(landmarks, (384, 384), head, base).to_expression()
+        read[name] = (weights[jaw], ypr[0], fitted["jawOpen"], float(fitted.rotation_deg[0]))
+        assert abs(read[name][0] - read[name][2]) < 0.2 and abs(read[name][1] - read[name][3]) < 5, (name, read)
+    assert read["jaw"][0] > read["neutral"][0] + 0.2
+    assert read["turn"][1] > 12

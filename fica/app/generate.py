@@ -2,8 +2,8 @@
 
 ``generate(portrait, options)`` runs the pipeline, writes everything into a fresh per-request folder through
 ``fica.export`` (device work: ``render_all``, or ``fica.device_work`` inside a GPU window; host work:
-``write_avatar``, ``write_videos``) and returns a ``GenerateResult`` that names each file; ``generate_steps``
-yields the avatar's maps and splats first and the videos after them. The app only lays those files out.
+``write_avatar``, ``write_rig``, ``write_videos``) and returns a ``GenerateResult`` that names each file;
+``generate_steps`` yields the avatar's maps and splats first, then the rig and standalone viewer, then the videos. The app only lays those files out.
 """
 from __future__ import annotations
 
@@ -21,11 +21,13 @@ from fica.app.storage import OUTPUT_ROOT, new_output_dir
 from fica.app.viewer import to_gradio_viewer
 from fica.device_work import DeviceResult, DeviceWork, needs_device_window
 from fica.drive.presets import PRESETS
-from fica.drive.video import clip_from_video
+from fica.drive.video import read_driving
 from fica.errors import UnsupportedInput
-from fica.export import UV_MAP_FILES, preset_clips, render_all, write_avatar, write_videos
+from fica.export import (RIG_FILE, UV_MAP_FILES, VIEWER_FILE, preset_clips, render_all, write_avatar, write_rig,
+                         write_videos)
 from fica.hub import resolve_source
 from fica.io.splat_files import save_splat
+from fica.rig import build_rig
 
 UV_RESOLUTIONS = (128, 256, 512)
 APP_EXPRESSIONS = ("smile", "talk", "turn")
@@ -38,7 +40,7 @@ PIPELINE_SHARE = 0.3  # of the progress bar: the four stages; the rest is export
 class GenerateOptions:
     uv_resolution: int = 256
     expressions: tuple[str, ...] = APP_EXPRESSIONS  # names from fica.drive.presets.PRESETS
-    driving: str | Path | None = None  # a driving video; its clip is rendered beside the avatar
+    driving: str | Path | None = None  # a driving video (rendered beside the avatar) or an ARKit / Live Link Face CSV
     seed: int = 0
     video_seconds: float = VIDEO_SECONDS[1]  # length of each expression video
 
@@ -56,16 +58,22 @@ class GenerateResult:
     driving_video: Path | None  # driving video | avatar, side by side
     uv_zip: Path
     report: dict = field(default_factory=dict)
-    videos_pending: bool = False  # True in generate_steps' first result when videos follow
+    rig: Path | None = None  # avatar_rig.zip (None in generate_steps' first result: it follows)
+    viewer_html: Path | None = None  # the standalone avatar_viewer.html, with the rig
+    videos_pending: bool = False  # True in generate_steps' results before the videos
+    driving_csv: Path | None = None  # the driving clip's weights, Live Link Face columns
 
     @property
     def downloads(self) -> list[Path]:
-        files = [self.ply, self.splat, *(p for p, _ in self.videos), self.uv_zip]
-        return files + ([self.driving_video] if self.driving_video else [])
+        files = [self.ply, self.splat, *([self.rig, self.viewer_html] if self.rig else []),
+                 *(p for p, _ in self.videos), self.uv_zip]
+        return files + [p for p in (self.driving_video, self.driving_csv) if p]
 
     def summary(self) -> str:
         """One line: time and implementation per stage, Gaussian count, export time."""
-        return report_line(self.report) + (" · rendering videos…" if self.videos_pending else "")
+        pending = " · building the live rig…" if self.rig is None else (
+            " · rendering videos…" if self.videos_pending else "")
+        return report_line(self.report) + pending
 
 
 def report_line(report: dict) -> str:
@@ -116,8 +124,9 @@ def generate_steps(portrait, options: GenerateOptions | None = None, *, source: 
                    ) -> Iterator[GenerateResult]:
     """Portrait (path, PIL image or ``[H, W, 3]`` array) -> every artifact, written to a new folder under ``root``.
 
-    Yields twice, so a UI can show the avatar while the videos render: first a result with the UV maps and
-    splat files (``videos`` empty), then the complete one (once only when no video is asked for).
+    Yields in steps, so a UI can show the avatar while the rest is made: first a result with the UV maps and
+    splat files (``rig`` None, ``videos`` empty), then one with the rig and the standalone viewer, then the
+    complete one with the videos (that last step only when videos are asked for).
     ``progress(fraction, description)`` is called per pipeline stage and per video. Raises the
     ``fica.errors.FiCAError`` subclasses for anything the input causes (the driving video is read first, so a
     bad one fails before any other work); on any failure the request's folder is removed.
@@ -137,7 +146,7 @@ def generate_steps(portrait, options: GenerateOptions | None = None, *, source: 
     driving = None
     if options.driving is not None:
         notify(0.0, "reading the driving video")
-        driving = clip_from_video(options.driving, max_frames=DRIVING_MAX_FRAMES)
+        driving = read_driving(options.driving, max_frames=DRIVING_MAX_FRAMES)
     pipe, note = load_pipeline(source, options.uv_resolution)
     out_dir = new_output_dir(root)
     try:
@@ -148,7 +157,7 @@ def generate_steps(portrait, options: GenerateOptions | None = None, *, source: 
         else:  # all on the host; video frames render as they are encoded
             generator = torch.Generator().manual_seed(int(options.seed))
             output = pipe(portrait, generator=generator, progress=lambda f, d: notify(PIPELINE_SHARE * f, d))
-            renders = render_all(output.avatar, views_deg=(), clips=clips)
+            renders = render_all(output.avatar, views_deg=(), clips=clips, rig=False)  # the rig after the avatar
         notify(PIPELINE_SHARE, "writing UV maps and splat files")
         report = write_avatar(output, renders, out_dir)
         # .splat: half the bytes of .ply and no parsing in the browser, so the viewer shows up sooner.
@@ -157,13 +166,21 @@ def generate_steps(portrait, options: GenerateOptions | None = None, *, source: 
         result = GenerateResult(out_dir, uv_maps, out_dir / "avatar.ply", out_dir / "avatar.splat", viewer_splat,
                                 [], None, _zip_uv_maps(uv_maps, out_dir / "uv_maps.zip"), {**report, "note": note})
         _check_written(result)
+        yield replace(result, videos_pending=bool(clips))
+        notify(PIPELINE_SHARE, "building the live rig")
+        rig = renders.rig if renders.rig is not None else build_rig(output.avatar)  # a device window made one
+        report = write_rig(rig, out_dir, report)
+        result = replace(result, report={**report, "note": note}, rig=out_dir / RIG_FILE,
+                         viewer_html=out_dir / VIEWER_FILE)
+        _check_written(result)
         if clips:
             yield replace(result, videos_pending=True)
             report = write_videos(output, renders, out_dir, report, driving_frames=driving[1] if driving else None,
                                   progress=lambda f, d: notify(PIPELINE_SHARE + (1 - PIPELINE_SHARE) * f, d))
             result = replace(result, report={**report, "note": note},
                              videos=[(out_dir / "expressions" / f"{name}.mp4", name) for name in options.expressions],
-                             driving_video=out_dir / "expressions" / "driving.mp4" if driving is not None else None)
+                             driving_video=out_dir / "expressions" / "driving.mp4" if driving is not None else None,
+                             driving_csv=out_dir / "expressions" / "driving.csv" if driving is not None else None)
             _check_written(result)
         notify(1.0, "done")
         yield result

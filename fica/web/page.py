@@ -42,15 +42,15 @@ def _json_for_script(value) -> str:
     return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c")
 
 
-def app_viewer_js(web_url: str) -> str:
-    """Body of the app's ``gr.HTML(js_on_load=...)``: mounts the viewer in ``element`` with the files served
-    under ``web_url`` (ending in ``/``), webcam driving included. The rig arrives later through
-    ``window.ficaLive.loadRig(url)``."""
+def app_viewer_js(web_url: str, root_selector: str) -> str:
+    """Body of the app's ``gr.HTML(js_on_load=...)``: mounts the viewer in the component's element matching
+    ``root_selector``, with the files served under ``web_url`` (ending in ``/``), webcam driving included. The rig
+    arrives later through ``window.ficaLive.loadRig(url)`` (or ``window.ficaPendingRig`` if it came first)."""
     loader = (WEB_DIR / "loader.js").read_text()
     return (f"{loader}\n"
             f"const ficaWeb = {json.dumps(web_url)};\n"
             "window.ficaImportViewer((path) => fetch(ficaWeb + path).then((r) => r.text())).then((viewer) => {\n"
-            f"  viewer.mountViewer(element, {{presets: {_json_for_script(preset_tracks())}, "
+            f"  viewer.mountViewer(element.querySelector({json.dumps(root_selector)}), {{presets: {_json_for_script(preset_tracks())}, "
             f"faceMeshBase: ficaWeb + {json.dumps(FACE_MESH_DIR)}, landmarkModel: ficaWeb + "
             f"{json.dumps(LANDMARK_MODEL)}}});\n"
             "  if (window.ficaPendingRig) window.ficaLive.loadRig(window.ficaPendingRig);\n"

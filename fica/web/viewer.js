@@ -207,7 +207,10 @@ const STYLE = `
 .fica-live .fica-row label { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; font-size: 12px; }
 .fica-live .fica-row input { width: 100%; }
 .fica-live .fica-row output { font-size: 11px; text-align: right; color: #aaa; }
-.fica-live details { margin: 4px 0; } .fica-live summary { cursor: pointer; font-weight: 600; margin: 4px 0; }
+.fica-live details { margin: 4px 0; }
+.fica-live .fica-controls summary, .fica-live .fica-controls label {
+  color: #dde0e8 !important; background: none; }
+.fica-live summary { cursor: pointer; font-weight: 600; margin: 4px 0; }
 `;
 
 function element(tag, attrs = {}, children = []) {
@@ -246,7 +249,7 @@ export function mountViewer(root, options = {}) {
   const state = {
     rig: null, mesh: null, packed: null, base: null, means: null, quats: null, dirty: false,
     weights: new Float32Array(52), ypr: [0, 0, 0], preset: null, webcam: null,
-    frames: 0, fps: 0, fpsStart: performance.now(), rigUpdates: 0,
+    frames: 0, fps: 0, fpsStart: performance.now(), rigUpdates: 0, rigMs: 0, drawn: 0,
   };
 
   // --- controls
@@ -326,9 +329,11 @@ export function mountViewer(root, options = {}) {
     camera.position.set(centre.x, centre.y, centre.z + 1.25 * size.y / Math.tan(THREE.MathUtils.degToRad(15)) / 2);
     orbit.update();
     hud.textContent = `${n.toLocaleString()} Gaussians`;
+    wake();
   }
 
   function applyRig() {
+    const start = performance.now();
     const { rig, packed, base, means, quats } = state;
     const turned = evaluateRig(rig, state.weights, state.ypr, means, quats);
     const array = packed.packedArray;
@@ -343,6 +348,7 @@ export function mountViewer(root, options = {}) {
     packed.needsUpdate = true;
     state.mesh.updateVersion();
     state.rigUpdates += 1;
+    state.rigMs = performance.now() - start;
   }
 
   // --- presets
@@ -370,9 +376,26 @@ export function mountViewer(root, options = {}) {
       camera.updateProjectionMatrix();
     }
   }
+  // Frames are drawn while something moves (a preset, the webcam, the mouse, a new weight) and for a moment after,
+  // so Spark's depth sort settles; an idle viewer leaves the page's main thread alone. fps counts drawn frames
+  // over the last full second of continuous drawing.
+  const SETTLE_MS = 1500;
+  const SETTLE_FRAMES = 12;  // Spark sorts in a worker: a slow GPU needs several frames to show the new order
+  let activeUntil = 0;
+  let framesLeft = 0;
+  const wake = () => { activeUntil = performance.now() + SETTLE_MS; framesLeft = SETTLE_FRAMES; };
+  orbit.addEventListener("change", wake);
+  wake();
   renderer.setAnimationLoop((now) => {
-    resize();
     if (state.preset) presetFrame(now);
+    const busy = state.preset || state.webcam || state.dirty;
+    if (busy) wake();
+    if (!busy && now > activeUntil && framesLeft <= 0) {
+      state.frames = 0;
+      state.fpsStart = now;
+      return;
+    }
+    resize();
     if (state.rig && state.dirty) {
       state.dirty = false;
       applyRig();
@@ -381,6 +404,8 @@ export function mountViewer(root, options = {}) {
     orbit.update();
     renderer.render(scene, camera);
     state.frames += 1;
+    state.drawn += 1;
+    framesLeft -= 1;
     const elapsed = now - state.fpsStart;
     if (elapsed >= 1000) {
       state.fps = (state.frames * 1000) / elapsed;
@@ -396,6 +421,8 @@ export function mountViewer(root, options = {}) {
     get rotation() { return { yaw: state.ypr[0], pitch: state.ypr[1], roll: state.ypr[2] }; },
     get gaussians() { return state.rig ? state.rig.neutral.count : 0; },
     get rigUpdates() { return state.rigUpdates; },
+    get rigMs() { return state.rigMs; },
+    get drawnFrames() { return state.drawn; },
     get webcamRate() { return state.webcam ? state.webcam.rate : 0; },
     get status() { return status.textContent; },
     presets: Object.keys(presets),

@@ -1,0 +1,189 @@
+"""The live viewer in a real browser (Debian's chromium, WebGL through SwiftShader): the app's live panel driven
+through window.ficaLive, webcam driving from chromium's fake camera playing an expression video of an example,
+and the standalone avatar_viewer.html opened from file://. Screenshots land in test-artifacts/live_*.png."""
+from __future__ import annotations
+
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_app import EXAMPLES, launched_app
+from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+RIG_TIMEOUT_MS = 300_000
+TEXT_BAND_PX = 24  # the viewer writes its frame rate and status over the canvas' top and bottom edges
+VIDEO_FPS = 10
+VIDEO_SECONDS = 6.0
+
+
+def _jaw_clip():
+    """Three slow openings of the jaw with a little speech-like rounding: the mouth's motion the webcam follows."""
+    from fica.drive.expression import Clip, Expression
+
+    frames = []
+    for i in range(int(VIDEO_FPS * VIDEO_SECONDS)):
+        t = i / VIDEO_FPS
+        jaw = 0.85 * (0.5 - 0.5 * math.cos(2 * math.pi * t / 2.0))
+        frames.append(Expression.from_dict({"jawOpen": jaw, "mouthFunnel": 0.2 * jaw}, (4.0 * math.sin(t), 0.0, 0.0)))
+    return Clip(frames, VIDEO_FPS)
+
+
+@pytest.fixture(scope="module")
+def webcam_video(tmp_path_factory):
+    """An expression video of the astronaut example as chromium's fake camera plays it (y4m, 640x480), and the
+    mouth opening measured on each of its frames (MediaPipe lip gap over face height)."""
+    import imageio_ffmpeg
+
+    from fica import FiCAPipeline
+    from fica.render.camera import orbit_camera
+    from fica.unwrap.landmarks import detect_landmarks
+
+    avatar = FiCAPipeline.from_pretrained()(EXAMPLES / "astronaut.jpg").avatar
+    camera = orbit_camera(width=480, height=480)
+    frames, opening = [], []
+    for rgb in avatar.animate(_jaw_clip(), camera):
+        frame = np.zeros((480, 640, 3), np.uint8)
+        frame[:, 80:560] = rgb
+        frames.append(frame)
+        lm = detect_landmarks(frame.astype(np.float32) / 255).numpy()
+        opening.append((lm[14, 1] - lm[13, 1]) / (lm[152, 1] - lm[10, 1]))
+    path = tmp_path_factory.mktemp("webcam") / "talk.y4m"
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", "640x480", "-r", str(VIDEO_FPS), "-i", "-", "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(cmd, input=np.stack(frames).tobytes(), check=True)
+    return path, np.asarray(opening)
+
+
+@pytest.fixture(scope="module")
+def app_page(webcam_video):
+    video, _ = webcam_video
+    args = CHROMIUM_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                            f"--use-file-for-fake-video-capture={video}"]
+    with launched_app() as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        page.goto(url)
+        page.wait_for_function("window.ficaLive !== undefined", timeout=120_000)
+        page.locator("#portrait input[type=file]").set_input_files(str(EXAMPLES / "astronaut.jpg"))
+        page.wait_for_selector("#portrait img")
+        page.get_by_text("Options").click()
+        for box in page.locator("#expressions input[type=checkbox]").all():
+            box.set_checked(False)  # no videos: the live rig is what this module checks
+        page.click("#generate")
+        page.wait_for_function("window.ficaLive.gaussians > 0", timeout=RIG_TIMEOUT_MS)
+        yield page
+        browser.close()
+
+
+def _settled(page, quiet_ms: int = 2500, timeout_ms: int = 120_000) -> None:
+    """Wait until the viewer has stopped drawing (the rig applied, Spark's sort settled)."""
+    page.wait_for_function(f"""(() => {{
+        const n = window.ficaLive.drawnFrames;
+        if (window.__ficaLastDrawn !== n) {{ window.__ficaLastDrawn = n; window.__ficaSince = performance.now(); }}
+        return performance.now() - window.__ficaSince > {quiet_ms};
+    }})()""", timeout=timeout_ms, polling=500)
+
+
+def _canvas(page, path) -> np.ndarray:
+    box = page.evaluate("""(() => { const r = document.querySelector('#live-viewer canvas').getBoundingClientRect();
+        return {x: r.x + window.scrollX, y: r.y + window.scrollY, width: r.width, height: r.height}; })()""")
+    page.screenshot(path=str(path), full_page=True, clip=box, timeout=120_000)
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)[TEXT_BAND_PX:-TEXT_BAND_PX]
+
+
+def _head_box(image: np.ndarray) -> tuple[int, int, int, int]:
+    """Rows and columns (top, bottom, left, right) of the pixels that differ from the viewer's background."""
+    drawn = np.abs(image - image[2, 2]).max(axis=2) > 30
+    ys, xs = np.nonzero(drawn)
+    return ys.min(), ys.max(), xs.min(), xs.max()
+
+
+def test_app_live_viewer_opens_the_jaw_and_reports_fps(app_page):
+    page = app_page
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.evaluate("window.ficaLive.reset()")
+    _settled(page)
+    neutral = _canvas(page, ARTIFACTS / "live_neutral.png")
+    top, bottom, left, right = _head_box(neutral)
+    assert (bottom - top) > 0.4 * neutral.shape[0], "the live viewer shows no head"
+    page.evaluate("window.ficaLive.setWeights({jawOpen: 1})")
+    assert page.evaluate("window.ficaLive.weights.jawOpen") == 1
+    _settled(page)
+    jaw = _canvas(page, ARTIFACTS / "live_jaw_open.png")
+    diff = np.abs(jaw - neutral).max(axis=2) > 40
+    height = bottom - top
+    upper = diff[top: top + height // 2, left:right].mean()
+    lower = diff[top + height // 2: bottom + height // 5, left:right].mean()
+    print(f"pixels changed by jawOpen=1: upper face {upper:.3f}, lower face {lower:.3f}")
+    assert lower > 0.03 and lower > 4 * upper
+
+    page.evaluate("window.ficaLive.reset(); window.ficaLive.playPreset('talk')")
+    page.wait_for_timeout(3500)
+    fps = page.evaluate("window.ficaLive.fps")
+    rig_ms = page.evaluate("window.ficaLive.rigMs")
+    print(f"live viewer, headless chromium + SwiftShader, talk preset playing: {fps:.2f} frames/s "
+          f"(rig applied in JS in {rig_ms:.1f} ms a frame)")
+    assert fps > 0
+    page.evaluate("window.ficaLive.reset()")
+
+
+def _best_lag_correlation(times_s: np.ndarray, jaw: np.ndarray, opening: np.ndarray) -> float:
+    """Largest correlation between the page's jawOpen samples and the looping video's mouth opening over every
+    phase of the loop (the fake camera starts the file at an unknown moment)."""
+    period = len(opening) / VIDEO_FPS
+    best = -1.0
+    for lag in np.arange(0, period, 1 / (2 * VIDEO_FPS)):
+        index = np.floor(((times_s + lag) % period) * VIDEO_FPS).astype(int)
+        best = max(best, float(np.corrcoef(jaw, opening[index])[0, 1]))
+    return best
+
+
+def test_fake_webcam_drives_the_jaw_with_the_videos_mouth(app_page, webcam_video):
+    page = app_page
+    _, opening = webcam_video
+    page.evaluate("window.ficaLive.startWebcam()")
+    page.wait_for_function("window.ficaLive.webcamRate > 0", timeout=120_000, polling=500)
+    page.evaluate("""window.__ficaJaw = []; window.__ficaJawTimer = setInterval(() =>
+        window.__ficaJaw.push([performance.now(), window.ficaLive.weights.jawOpen]), 50);""")
+    page.wait_for_timeout(int(2.5 * VIDEO_SECONDS * 1000))
+    samples = np.asarray(page.evaluate("clearInterval(window.__ficaJawTimer); window.__ficaJaw"))
+    rate = page.evaluate("window.ficaLive.webcamRate")
+    page.evaluate("window.ficaLive.stopWebcam()")
+    times_s = (samples[:, 0] - samples[0, 0]) / 1000
+    corr = _best_lag_correlation(times_s, samples[:, 1], opening)
+    print(f"webcam: {rate:.1f} tracked frames/s, {len(samples)} samples, jawOpen range "
+          f"{samples[:, 1].min():.2f}-{samples[:, 1].max():.2f}, correlation with the video's mouth {corr:.2f}")
+    assert samples[:, 1].max() - samples[:, 1].min() > 0.2
+    assert corr >= 0.7
+
+
+def test_standalone_viewer_opens_from_file_and_draws_the_avatar(tmp_path):
+    from fica import FiCAPipeline
+    from fica.web.page import write_standalone_html
+
+    avatar = FiCAPipeline.from_pretrained()(EXAMPLES / "grace_hopper.jpg").avatar
+    html = write_standalone_html(avatar.save_rig(tmp_path / "avatar_rig.zip"), tmp_path / "avatar_viewer.html")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + ["--allow-file-access-from-files"])
+        page = browser.new_page(viewport={"width": 1100, "height": 640})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(html.as_uri())
+        page.wait_for_function("window.ficaLive && window.ficaLive.gaussians > 0", timeout=120_000)
+        _settled(page)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "live_standalone.png"))
+        canvas = _canvas(page, ARTIFACTS / "live_standalone_canvas.png")
+        presets = page.evaluate("window.ficaLive.presets")
+        browser.close()
+    assert not errors, errors
+    assert set(presets) >= {"smile", "talk", "blink", "turn"}
+    top, bottom, left, right = _head_box(canvas)
+    h, w = canvas.shape[:2]
+    assert (bottom - top) > 0.5 * h and abs((left + right) / 2 / w - 0.5) < 0.15
