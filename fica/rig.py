@@ -33,7 +33,7 @@ from fica.errors import UnsupportedInput
 from fica.io._atomic import atomic_path
 from fica.io.splat_files import parse_ply, ply_bytes
 from fica.prior.gaussians import GaussianSet
-from fica.render.camera import rotation_ypr
+from fica.rotations import matrix_to_axis_angle, rotation_ypr
 
 if TYPE_CHECKING:
     from fica.avatar import Avatar
@@ -66,16 +66,14 @@ class Rig:
         """Gaussian centres ``[N, 3]`` for ARKit ``weights [52]`` and head (yaw, pitch, roll) in degrees."""
         means = self.neutral.means.cpu().numpy().astype(np.float64)
         means[self.moving] += np.tensordot(np.asarray(weights, np.float64), self.deltas.astype(np.float64), 1)
-        axis, angle = _axis_angle(rotation_ypr(*(float(a) for a in rotation_deg)).double().numpy())
+        axis, angle = _axis_angle(rotation_ypr(*(float(a) for a in rotation_deg)))
         return _rotate(means, self.neck_pivot, axis, angle * self.head_weight)
 
 
-def _axis_angle(R: np.ndarray) -> tuple[np.ndarray, float]:
-    """Unit axis ``[3]`` and angle (radians) of a rotation ``[3, 3]`` (angle below 180°)."""
-    angle = math.acos(min(1.0, max(-1.0, (np.trace(R) - 1) / 2)))
-    axis = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-    norm = np.linalg.norm(axis)
-    return (axis / norm, angle) if norm > 1e-12 else (np.array([0.0, 1.0, 0.0]), 0.0)
+def _axis_angle(R) -> tuple[np.ndarray, float]:
+    """Unit axis ``[3]`` (float64) and angle (radians) of a rotation ``[3, 3]`` (torch)."""
+    axis, angle = matrix_to_axis_angle(R.double())
+    return axis.numpy(), angle
 
 
 def _rotate(points: np.ndarray, pivot: np.ndarray, axis: np.ndarray, angles: np.ndarray) -> np.ndarray:
@@ -100,10 +98,10 @@ def measure_head_rotation(avatar: "Avatar", neutral: np.ndarray) -> tuple[np.nda
     theta = math.radians(PROBE_TURN_DEG)
     probes = [(rotation_ypr(PROBE_TURN_DEG, 0.0, 0.0), (PROBE_TURN_DEG, 0.0, 0.0)),
               (rotation_ypr(0.0, PROBE_TURN_DEG, 0.0), (0.0, PROBE_TURN_DEG, 0.0))]
-    turned = [(R.double().numpy(), _means(avatar, Expression(rotation_deg=ypr))) for R, ypr in probes]
+    turned = [(R, _means(avatar, Expression(rotation_deg=ypr))) for R, ypr in probes]
     upper = neutral[:, 1] > np.median(neutral[:, 1])
-    A = np.concatenate([np.eye(3) - R for R, _ in turned])
-    b = np.concatenate([(moved[upper] - neutral[upper] @ R.T).mean(0) for R, moved in turned])
+    A = np.concatenate([np.eye(3) - R.double().numpy() for R, _ in turned])
+    b = np.concatenate([(moved[upper] - neutral[upper] @ R.double().numpy().T).mean(0) for R, moved in turned])
     pivot = np.linalg.lstsq(A, b, rcond=None)[0]
     num, den = np.zeros(len(neutral)), np.full(len(neutral), 1e-12)
     for R, moved in turned:

@@ -124,7 +124,7 @@ export async function loadRig(buffer) {
 
 // ------------------------------------------------------------------------------------------------ rig formula
 
-// R = Ry(yaw) Rx(pitch) Rz(roll), as fica.render.camera.rotation_ypr; returns [axis (unit), angle (radians)].
+// R = Ry(yaw) Rx(pitch) Rz(roll), as fica.rotations.rotation_ypr; returns [axis (unit), angle (radians)].
 export function headAxisAngle(yawDeg, pitchDeg, rollDeg) {
   const m = new THREE.Matrix4().makeRotationY(THREE.MathUtils.degToRad(yawDeg))
     .multiply(new THREE.Matrix4().makeRotationX(THREE.MathUtils.degToRad(pitchDeg)))
