@@ -235,4 +235,5 @@ def build_report(output: FiCAOutput, gaussians: int, render_backends: dict[str, 
         "uv_resolution": output.refined.resolution,
         "fitted_camera": output.unwrapped.camera.as_dict(),
         "fitted_expression": output.unwrapped.expression.as_dict(),
+        "face_note": output.unwrapped.face_note,
     }

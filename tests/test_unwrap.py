@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,6 +24,8 @@ from fica.rotations import gaze_rotation, ypr_from_rotation
 from fica.unwrap.fit import R_FRONT, fit_expression, fit_head
 from fica.unwrap.landmarks import FACE_OVAL, detect_landmarks, person_mask
 from fica.unwrap.uv_unwrap import unwrap_from_dense
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -138,6 +141,59 @@ def test_no_face_and_several_faces_raise(example_image):
         detect_landmarks(example_image("no_face_coffee.jpg"))
     with pytest.raises(MultipleFaces, match="2 faces"):
         detect_landmarks(example_image("two_faces.jpg"))
+
+
+def _group_photo(size: tuple[int, int], people: list[tuple[str, int, int, int]]) -> np.ndarray:
+    """``[H, W, 3]`` float: the example portraits ``(name, left, top, width px)`` pasted on a grey wall."""
+    from PIL import Image
+
+    wall = Image.new("RGB", size, (90, 100, 110))
+    for name, left, top, width in people:
+        photo = Image.open(EXAMPLES / name).convert("RGB")
+        wall.paste(photo.resize((width, round(photo.height * width / photo.width))), (left, top))
+    return np.asarray(wall, dtype=np.float32) / 255
+
+
+def test_a_group_of_six_asks_for_a_crop_in_one_sentence():
+    from fica.unwrap.landmarks import find_face
+
+    people = [("grace_hopper.jpg" if i % 2 == 0 else "astronaut.jpg", 30 + 245 * i, 150 + 60 * (i % 2), 230)
+              for i in range(6)]
+    with pytest.raises(MultipleFaces) as err:
+        find_face(_group_photo((1500, 700), people))
+    message = str(err.value)
+    assert "faces were found" in message and "crop" in message and message.count(".") == 1
+
+
+def test_the_face_that_dominates_a_group_is_used_and_the_note_says_so():
+    from fica.unwrap.landmarks import find_face
+
+    subject = ("grace_hopper.jpg", 500, 150, 500)
+    others = [("astronaut.jpg", 30, 30, 160), ("astronaut.jpg", 1300, 40, 160), ("grace_hopper.jpg", 40, 780, 150),
+              ("astronaut.jpg", 1310, 800, 150)]
+    face = find_face(_group_photo((1500, 1000), [subject, *others]))
+    centre = face.landmarks[:, :2].mean(0)
+    assert 500 < centre[0] < 1000 and 150 < centre[1] < 750, "the landmarks sit on the large face"
+    assert float(np.ptp(face.landmarks[:, 0].numpy())) > 150
+    assert "5 faces" in face.note and "crop" in face.note
+
+
+def test_a_face_small_in_a_large_photo_is_found():
+    from fica.unwrap.landmarks import find_face
+
+    left, top, width = 1150, 250, 420
+    image = _group_photo((1800, 1200), [("astronaut.jpg", left, top, width)])
+    landmarks = find_face(image).landmarks
+    inside = ((landmarks[:, 0] > left) & (landmarks[:, 0] < left + width)
+              & (landmarks[:, 1] > top) & (landmarks[:, 1] < top + width))
+    assert inside.all() and float(np.ptp(landmarks[:, 0].numpy())) > 48
+    # Same landmarks as on the portrait itself, up to the scale and shift of the paste (within 2 % of the face).
+    from PIL import Image
+
+    portrait = np.asarray(Image.open(EXAMPLES / "astronaut.jpg").convert("RGB"), dtype=np.float32) / 255
+    reference = detect_landmarks(portrait)[:, :2] * (width / portrait.shape[1]) + torch.tensor([left, top])
+    face_width = float(np.ptp(reference[:, 0].numpy()))
+    assert (landmarks[:, :2] - reference).norm(dim=1).median() < 0.02 * face_width
 
 
 def test_small_face_raises_image_too_small(example_image):

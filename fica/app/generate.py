@@ -84,7 +84,8 @@ def report_line(report: dict) -> str:
     still, video = (report["render_backends"][p].split(" ")[0] for p in ("still", "video"))
     rendered = still if still == video else f"{still} (views), {video} (videos)"
     return (f"{stages} · avatar in {timings['total']:.2f} s · {report['gaussians']:,} Gaussians · "
-            f"UV {report['uv_resolution']}² · rendered by {rendered} · videos and files in {export_s:.1f} s")
+            f"UV {report['uv_resolution']}² · rendered by {rendered} · videos and files in {export_s:.1f} s"
+            + (f" · {report['face_note']}" if report.get("face_note") else ""))
 
 
 def _zip_uv_maps(uv_maps: list[tuple[Path, str]], path: Path) -> Path:

@@ -33,6 +33,7 @@ class Unwrapped:
     landmarks: ``[478, 3]`` MediaPipe landmarks in pixels (x, y) and relative depth, or None.
     person_mask: ``[H, W]`` 0..1, the person (selfie segmentation), or None.
     hair_mask: ``[H, W]`` 0/1, the hair (and headwear) in the portrait, all zero for a bald head, or None.
+    face_note: a sentence for the user when the image held several faces and one was chosen, else ''.
     """
 
     partial: PartialUV
@@ -43,12 +44,13 @@ class Unwrapped:
     landmarks: torch.Tensor | None = None
     person_mask: torch.Tensor | None = None
     hair_mask: torch.Tensor | None = None
+    face_note: str = ""
 
     def to(self, device) -> "Unwrapped":
         """Every map, mask, the camera and the landmarks on ``device`` (the expression is a driving parameter: it
         stays where it is, and each prior moves its weights)."""
         moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
-                 if f.name != "expression" and getattr(self, f.name) is not None}
+                 if f.name != "expression" and hasattr(getattr(self, f.name), "to")}
         return replace(self, **moved)
 
 

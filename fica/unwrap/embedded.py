@@ -2,6 +2,8 @@
 (DESIGN.md §5 "Unwrap"). Offline, CPU, no download."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from fica.drive.expression import Expression
@@ -11,7 +13,7 @@ from fica.unwrap.dense import dense_from_fit, rasterize_fit
 from fica.threads import one_thread
 from fica.unwrap.fit import fit_head
 from fica.unwrap.hair_mask import hair_mask
-from fica.unwrap.landmarks import detect_landmarks, person_mask
+from fica.unwrap.landmarks import find_face, person_mask
 from fica.unwrap.uv_unwrap import unwrap_to_uv
 
 
@@ -33,10 +35,10 @@ class EmbeddedUnwrapper(Unwrapper):
     def __call__(self, image: torch.Tensor) -> Unwrapped:
         image = torch.as_tensor(image).cpu()
         image = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
-        landmarks = detect_landmarks(image)
+        face = find_face(image)
         person = person_mask(image)
         with one_thread():
-            return self._unwrap(image, landmarks, person)
+            return replace(self._unwrap(image, face.landmarks, person), face_note=face.note)
 
     def _unwrap(self, image: torch.Tensor, landmarks: torch.Tensor, person: torch.Tensor) -> Unwrapped:
         size = tuple(image.shape[:2])
