@@ -6,7 +6,7 @@ turned by the gaze about their fitted centres, the mouth cavity clamped behind t
 local tangent frame of the deformed geometry map (u tangent, its in-plane normal, surface normal); scales =
 the texel footprint along the two tangents (× ``FOOTPRINT``) and thin along the normal; then the head rotation
 about the neck pivot, fading out over the lowest ``NECK_BLEND_M`` of the neck so its base stays on the torso.
-Scalp texels get a second, thicker layer just above the surface; the hair shell the completer built (if any)
+Scalp texels get a second, thicker layer just above the surface, unless the completer built a hair shell: it
 adds layers of strand-shaped Gaussians between the head and the hair's outer surface (``fica.prior.hair_shell``).
 Hair follows the head rotation fully and no blendshape moves it. The neck ends at a clean cut closed by a cap
 (``fica.prior.neck``), which stays on the torso.
@@ -146,14 +146,14 @@ class AnalyticPrior(Prior):
                 d = torch.cdist(positions[mouth, :2], positions[skin_idx, :2])
                 d = d + 1e3 * (positions[skin_idx][None, :, 2] < positions[mouth][:, None, 2])
                 partner[mouth] = skin_idx[d.argmin(1)]
-        hair = region == REGIONS.index("scalp")
+        shell = shell_gaussians(refined.hair)
+        hair = (region == REGIONS.index("scalp")) & (len(shell) == 0)  # a hair shell replaces the thin layer
 
         spread = torch.where(border, BORDER_SPREAD, 1.0)
         identity = AnalyticIdentity(texel, refined.valid.clone(), positions, colors, spread, moving,
                                     texel_vertices[moving], layout.bary[mask][moving],
                                     head.expression_basis.reshape(len(ARKIT_NAMES), -1), head_weight, eye_side,
-                                    eye_centres, mouth, partner, hair, OPACITY * neck_fade(heights), cap,
-                                    shell_gaussians(refined.hair))
+                                    eye_centres, mouth, partner, hair, OPACITY * neck_fade(heights), cap, shell)
         identity.neutral = self._gaussians(identity, positions)
         return identity
 
