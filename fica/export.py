@@ -71,9 +71,10 @@ class Renders:
     """What the files need from the avatar, computed where the avatar lives and handed over in host memory.
 
     gaussians: the neutral Gaussians (CPU); portrait_view ``[H, W, 4]`` float32 RGBA (straight alpha: the avatar's
-    coverage; see ``fica.io.image.straight_rgba``); views: yaw (degrees) -> the same at that yaw; videos: name -> (frames ``[H, W, 3]`` uint8, fps), frames a list or, when rendered as
-    they are encoded, an iterator; backends: which renderer drew the stills and the videos; rig: the avatar's
-    rig (``fica.rig``) when asked for; driving: the driving clip, whose weights go to ``driving.csv``.
+    coverage; see ``fica.io.image.straight_rgba``); views: yaw (degrees) -> the same at that yaw; videos: name ->
+    (frames ``[H, W, 3]`` uint8, fps), frames a list or, when rendered as they are encoded, an iterator;
+    backends: which renderer drew the stills and the videos; rig: the avatar's rig (``fica.rig``) when asked for;
+    driving: the driving clip, whose weights go to ``driving.csv``.
     """
 
     gaussians: GaussianSet

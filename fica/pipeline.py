@@ -25,7 +25,7 @@ class FiCAOutput:
     unwrapped: Unwrapped
     complete: CompleteUV
     refined: CompleteUV
-    avatar: Avatar
+    avatar: Avatar | None  # None in a copy brought to the host without it (fica.device_work.to_host)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     implementations: dict[str, str] = field(default_factory=dict)  # stage -> which implementation ran
 
