@@ -150,7 +150,10 @@ def test_example_upload_shows_uv_gallery_3d_canvas_and_videos(page):
 
 def grid_fraction(grey: np.ndarray, head: np.ndarray) -> float:
     """Fraction of ``head`` pixels (``[H, W]`` bool) more than GRID_DARKER grey levels darker than the median of
-    their 5×5 neighbourhood in ``grey [H, W]`` (0..255): the screen-door measure of DESIGN.md §7."""
+    their 5×5 neighbourhood in ``grey [H, W]`` (0..255): the screen-door measure of DESIGN.md §7. 1 when no
+    head is drawn at all."""
+    if not head.any():
+        return 1.0
     return float(((median_filter(grey, size=5) - grey) > GRID_DARKER)[head].mean())
 
 
