@@ -116,6 +116,7 @@ def test_app_live_viewer_opens_the_jaw_and_reports_fps(app_page):
     assert page.evaluate("window.ficaLive.weights.jawOpen") == 1
     _settled(page)
     jaw = _canvas(page, ARTIFACTS / "live_jaw_open.png")
+    page.screenshot(path=str(ARTIFACTS / "live_app.png"), full_page=True, timeout=120_000)
     diff = np.abs(jaw - neutral).max(axis=2) > 40
     height = bottom - top
     upper = diff[top: top + height // 2, left:right].mean()
