@@ -376,8 +376,8 @@ export function mountViewer(root, options = {}) {
       camera.updateProjectionMatrix();
     }
   }
-  // Frames are drawn while something moves (a preset, the webcam, the mouse, a new weight) and for a moment after,
-  // so Spark's depth sort settles; an idle viewer leaves the page's main thread alone. fps counts drawn frames
+  // Frames are drawn while something moves (a preset, the mouse, a new weight) and for a moment after, so Spark's
+  // depth sort settles; an idle viewer leaves the page's main thread alone. fps counts drawn frames
   // over the last full second of continuous drawing.
   const SETTLE_MS = 1500;
   const SETTLE_FRAMES = 12;  // Spark sorts in a worker: a slow GPU needs several frames to show the new order
@@ -388,9 +388,9 @@ export function mountViewer(root, options = {}) {
   wake();
   renderer.setAnimationLoop((now) => {
     if (state.preset) presetFrame(now);
-    const busy = state.preset || state.webcam || state.dirty;
-    if (busy) wake();
-    if (!busy && now > activeUntil && framesLeft <= 0) {
+    // Webcam updates draw one frame each (the tracker shares the main thread and the GPU with the drawing).
+    if (state.preset || (state.dirty && !state.webcam)) wake();
+    if (!state.dirty && !state.preset && now > activeUntil && framesLeft <= 0) {
       state.frames = 0;
       state.fpsStart = now;
       return;
