@@ -1,5 +1,5 @@
-"""Operations on UV maps shared by the stages: hole filling, erosion, multi-band blending, and a sphere
-fit for the points a map holds.
+"""Operations on UV maps shared by the stages: hole filling, erosion, multi-band blending, a sphere
+fit for the points a map holds, and resampling to a network's resolution.
 
 Maps are ``[C, R, R]`` float tensors (any square or rectangular size works), masks and weights ``[1, R, R]``
 in 0..1. Nothing here knows about heads; the stages decide which texels are known and where to write.
@@ -125,3 +125,12 @@ def sphere_centre(points: torch.Tensor) -> torch.Tensor:
     A = torch.cat([2 * points, torch.ones_like(points[:, :1])], dim=1).double()
     b = (points.double() ** 2).sum(1, keepdim=True)
     return torch.linalg.lstsq(A, b).solution[:3, 0].to(points.dtype)
+
+
+def resample(maps: torch.Tensor, resolution: int) -> torch.Tensor:
+    """``[C, R, R]`` -> ``[C, S, S]`` (area when shrinking, bilinear when growing)."""
+    if maps.shape[-1] == resolution:
+        return maps
+    mode = "area" if maps.shape[-1] > resolution else "bilinear"
+    kwargs = {} if mode == "area" else {"align_corners": False}
+    return F.interpolate(maps[None], size=(resolution, resolution), mode=mode, **kwargs)[0]

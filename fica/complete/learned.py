@@ -20,6 +20,7 @@ from fica.models.inputs import resample_partial
 from fica.models.uv_dit import DOMAINS, UVDiT
 from fica.noise import seeded_noise
 from fica.unwrap.base import Unwrapped
+from fica.uv_ops import resample
 
 COMPONENT = "uv_diffusion"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -138,5 +139,5 @@ class LearnedCompleter(Completer):
             latents = flow_sample(self.model, self.scheduler, condition, embeds, domain, steps=self.steps,
                                   guidance_scale=self.guidance_scale, generator=generator)
             decoded = from_vae_space(decode_latents(self.vae, latents), domain, scale_m)
-            out[domain] = F.interpolate(decoded, size=(R, R), mode="bilinear", align_corners=False)[0] * partial.valid
+            out[domain] = resample(decoded[0], R) * partial.valid
         return CompleteUV(texture=out["texture"], geometry=out["geometry"], valid=partial.valid)

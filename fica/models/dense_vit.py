@@ -14,7 +14,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class DenseViT(ModelMixin, ConfigMixin):
-    """ViT backbone + dense head.
+    """ViT backbone + dense head. The backbone has Sapiens' layout (``fica.models.sapiens`` loads its checkpoints).
 
     ``forward(image [B, 3, H, W] sRGB 0..1)`` at ``(image_height, image_width)`` returns raw maps
     ``[B, 9, H, W]``; ``activate`` applies the activations; ``features`` gives the backbone tokens ``[B, N, D]``.
@@ -24,7 +24,8 @@ class DenseViT(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, image_height: int = 1024, image_width: int = 768, patch_size: int = 16,
                  hidden_size: int = 1024, num_layers: int = 24, num_heads: int = 16, mlp_ratio: float = 4.0,
-                 head_channels: tuple[int, ...] = (256, 128, 64, 32), xyz_scale_m: float = 0.2):
+                 head_channels: tuple[int, ...] = (256, 128, 64, 32), xyz_scale_m: float = 0.2,
+                 layer_norm_eps: float = 1e-6):
         super().__init__()
         if image_height % patch_size or image_width % patch_size:
             raise ValueError("image size must be a multiple of patch_size")
@@ -32,9 +33,10 @@ class DenseViT(ModelMixin, ConfigMixin):
         self.patch_embed = nn.Conv2d(3, hidden_size, patch_size, stride=patch_size)
         self.pos_embed = nn.Parameter(torch.randn(1, self.grid[0] * self.grid[1], hidden_size) * 0.02)
         layer = nn.TransformerEncoderLayer(hidden_size, num_heads, int(hidden_size * mlp_ratio), dropout=0.0,
-                                           activation="gelu", batch_first=True, norm_first=True)
+                                           activation="gelu", batch_first=True, norm_first=True,
+                                           layer_norm_eps=layer_norm_eps)
         self.blocks = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(hidden_size)
+        self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         head, c_in = [], hidden_size
         for c in head_channels:  # each stage doubles the resolution
             head += [nn.ConvTranspose2d(c_in, c, 2, stride=2), nn.GroupNorm(min(8, c), c), nn.SiLU(),

@@ -17,6 +17,7 @@ from fica.models import QUIET_LOAD
 from fica.models.inputs import letterbox, resample_partial
 from fica.refine.base import Refiner
 from fica.unwrap.base import Unwrapped
+from fica.uv_ops import resample
 
 COMPONENT = "uv_refiner"
 BACKBONE = "dense_predictor"
@@ -72,16 +73,15 @@ class LearnedRefiner(Refiner):
         cfg = self.model.config
         S, R = cfg.resolution, complete.resolution
         maps = complete.to(self.device)
-        resize = lambda m: F.interpolate(m[None], size=(S, S), mode="bilinear", align_corners=False)  # noqa: E731
         partial = resample_partial(unwrapped.partial.to(self.device), S)
-        x = refiner_inputs(resize(maps.texture), resize(maps.geometry), partial, partial["valid"],
+        x = refiner_inputs(resample(maps.texture, S)[None], resample(maps.geometry, S)[None], partial, partial["valid"],
                            cfg.geometry_scale_m)
         photo = image.to(self.device).permute(2, 0, 1)[None].float()
         dense = unwrapped.dense
         rendered = render_through_uv(maps.texture[None], dense.uv[None].to(self.device),
                                      (dense.mask[None] > 0.5).float().to(self.device))
         residual = self.model(x, image_tokens(self.backbone, photo), image_tokens(self.backbone, rendered))
-        residual = F.interpolate(residual, size=(R, R), mode="bilinear", align_corners=False)
+        residual = resample(residual[0], R)[None]
         texture, geometry = apply_residual(maps.texture[None], maps.geometry[None], residual, maps.valid[None],
                                            cfg.geometry_residual_m)
         return CompleteUV(texture=texture[0], geometry=geometry[0], valid=maps.valid, hair=maps.hair)

@@ -3,10 +3,13 @@
 Data: per sample the portrait and its per-pixel ground truth (``dense``: uv, xyz, normal, mask), letterboxed to
 the network's input like ``LearnedUnwrapper`` does. Losses (on the ground-truth mask): L1 on uv and xyz
 (xyz in units of ``xyz_scale_m``), cosine + L1 on normals, and binary cross-entropy on the mask.
-``--init`` resumes from a saved ``dense_predictor`` folder; the default configuration has Sapiens-0.3b's backbone
-shape (no converter from Sapiens checkpoints to this layout is included).
+``--init DIR`` starts from a saved ``dense_predictor`` folder; ``--init sapiens PATH_OR_REPO`` from Meta's Sapiens
+pretrain checkpoint (TorchScript, safetensors or .pth; a file, folder or Hub repo such as
+``facebook/sapiens-pretrain-0.3b-torchscript``) through ``fica.models.sapiens``: the default configuration has
+Sapiens-0.3b's backbone shape, and the position embedding is resized to the input size.
 
-``python -m fica.train.dense --out runs/dense [--data DIR | --synthetic N] [--steps N] [--tiny]``
+``python -m fica.train.dense --out runs/dense [--init sapiens PATH_OR_REPO] [--data DIR | --synthetic N] [--steps N]
+[--tiny]``
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import torch.nn.functional as F
 
 from fica.models.dense_vit import DenseViT
 from fica.models.inputs import letterbox
+from fica.models.sapiens import load_sapiens
 
 TINY_CONFIG = dict(image_height=64, image_width=48, patch_size=8, hidden_size=64, num_layers=2, num_heads=2,
                    head_channels=(32, 16, 16))
@@ -32,8 +36,9 @@ def prepare(samples, model: DenseViT) -> dict[str, torch.Tensor]:
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def dense_loss(model: DenseViT, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    raw = model(batch["image"]).float()
+def dense_loss(model: DenseViT, batch: dict[str, torch.Tensor], net=None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Losses of ``model`` on a batch; ``net`` runs the forward pass (the model or its DDP wrapper)."""
+    raw = (net or model)(batch["image"]).float()
     on = (batch["mask"] > 0.5).float()
     n = on.sum().clamp(min=1)
     uv_l1 = ((raw[:, 0:2].sigmoid() - batch["uv"]).abs() * on).sum() / (2 * n)
@@ -56,16 +61,23 @@ def train_dense(model: DenseViT, samples, cfg) -> list[dict]:
 
     from fica.train.loop import train
 
-    return train(model, lambda b: dense_loss(model, b), make_batch, cfg)
+    return train(model, lambda net, b: dense_loss(model, b, net), make_batch, cfg)
 
 
 def main(argv=None):
-    from fica.train.data import config, load_samples, parser
+    from fica.train.data import config, init_source, load_samples, parser, save_on_rank0
 
     args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    model = DenseViT.from_pretrained(args.init) if args.init else DenseViT(**(TINY_CONFIG if args.tiny else {}))
+    init = init_source(args, kinds=("sapiens",))
+    if init is not None and init[0] == "folder":
+        model = DenseViT.from_pretrained(init[1])
+    else:
+        model = DenseViT(**(TINY_CONFIG if args.tiny else {}))
+        if init is not None:
+            load_sapiens(model, init[1])
     train_dense(model, load_samples(args), config(args))
-    model.save_pretrained(args.out / "dense_predictor")
+    save_on_rank0(model, args.out / "dense_predictor")
+    return model
 
 
 if __name__ == "__main__":

@@ -5,23 +5,29 @@ Data: per sample the complete texture and geometry maps (targets), the partial m
 σ from a logit-normal, mixes x_σ = (1 − σ)·x₀ + σ·ε and regresses the velocity ε − x₀ (MSE). The image embedding
 is dropped (zeroed) with probability ``cfg_dropout`` so classifier-free guidance works at sampling time.
 
-The default autoencoder is the SDXL VAE (``AutoencoderKL.from_pretrained`` of its Hub folder, frozen) and the
-default image encoder CLIP ViT-L/14's vision tower with projection; the tiny configuration trains its own small
-autoencoder first (``train_autoencoder``) and uses a small random CLIP.
+The default autoencoder is the SDXL VAE (Hub repo ``stabilityai/sdxl-vae``, frozen) and the default image encoder
+CLIP ViT-L/14's vision tower with projection (``openai/clip-vit-large-patch14``); both load from the Hub into its
+cache on first use (a local folder works too), and offline (``HF_HUB_OFFLINE=1``) from that cache, or fail with
+``WeightsUnavailable`` saying which. The tiny configuration trains its own small autoencoder first
+(``train_autoencoder``) and uses a small random CLIP.
 
-``python -m fica.train.diffusion --out runs/uv --vae DIR --image-encoder DIR [--data DIR | --synthetic N] [--tiny]``
+``python -m fica.train.diffusion --out runs/uv [--vae REPO_OR_DIR] [--image-encoder REPO_OR_DIR]
+[--data DIR | --synthetic N] [--tiny]``
 """
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from fica.complete.learned import clip_image_embeds, condition_channels, encode_latents, to_vae_space, vae_scale_factor
+from fica.errors import WeightsUnavailable
 from fica.models.inputs import resample_partial
 from fica.models.uv_dit import DOMAINS, UVDiT
-from fica.train.data import resample
+from fica.uv_ops import resample
 
 TINY_VAE = dict(block_out_channels=(16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3,
                 up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=8, layers_per_block=1,
@@ -30,6 +36,8 @@ TINY_CLIP = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_
                  patch_size=8, projection_dim=16)
 TINY_DIT = dict(sample_size=8, patch_size=2, latent_channels=4, condition_channels=12, hidden_size=64,
                 num_layers=2, num_heads=4, image_embed_dim=16)
+VAE_REPO = "stabilityai/sdxl-vae"
+IMAGE_ENCODER_REPO = "openai/clip-vit-large-patch14"
 CFG_DROPOUT = 0.1
 KL_WEIGHT = 1e-6
 
@@ -57,14 +65,27 @@ def autoencoder_images(samples, resolution: int, geometry_scale_m: float) -> tor
     return torch.cat(out)
 
 
-def autoencoder_loss(vae, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    posterior = vae.encode(images).latent_dist
-    recon = vae.decode(posterior.sample()).sample
-    l1, kl = (recon - images).abs().mean(), posterior.kl().mean()
+class AutoencoderRoundTrip(nn.Module):
+    """The autoencoder's training pass as one module call (what DDP wraps): ``forward(images [B, 3, S, S])
+    -> (reconstruction [B, 3, S, S], kl [B])`` through a sampled latent."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        posterior = self.vae.encode(images).latent_dist
+        return self.vae.decode(posterior.sample()).sample, posterior.kl()
+
+
+def autoencoder_loss(round_trip, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    recon, kl = round_trip(images)
+    l1, kl = (recon.float() - images).abs().mean(), kl.float().mean()
     return l1 + KL_WEIGHT * kl, {"recon_l1": float(l1.detach()), "kl": float(kl.detach())}
 
 
 def train_autoencoder(vae, samples, cfg, geometry_scale_m: float = 0.2) -> list[dict]:
+    """Train ``vae`` to reproduce the samples' UV maps (``autoencoder_images``) at its ``sample_size``."""
     from fica.train.loop import train
 
     images = autoencoder_images(samples, vae.config.sample_size, geometry_scale_m).to(cfg.device)
@@ -72,7 +93,7 @@ def train_autoencoder(vae, samples, cfg, geometry_scale_m: float = 0.2) -> list[
     def make_batch(generator):
         return images[torch.randint(len(images), (min(cfg.batch_size, len(images)),), generator=generator)]
 
-    return train(vae, lambda b: autoencoder_loss(vae, b), make_batch, cfg)
+    return train(AutoencoderRoundTrip(vae), autoencoder_loss, make_batch, cfg)
 
 
 @torch.no_grad()
@@ -105,10 +126,11 @@ def draw_batch(data: dict[str, torch.Tensor], batch_size: int, generator: torch.
             "sigma": torch.sigmoid(torch.randn(batch_size, generator=generator)).to(device)}
 
 
-def flow_matching_loss(model: UVDiT, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+def flow_matching_loss(net, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Velocity MSE of ``net`` (a UVDiT or its DDP wrapper) on a ``draw_batch`` batch."""
     sigma = batch["sigma"].view(-1, 1, 1, 1)
     x_t = (1 - sigma) * batch["x0"] + sigma * batch["noise"]
-    v = model(x_t, batch["condition"], batch["sigma"] * 1000, batch["domain"], batch["embeds"]).float()
+    v = net(x_t, batch["condition"], batch["sigma"] * 1000, batch["domain"], batch["embeds"]).float()
     loss = F.mse_loss(v, batch["noise"] - batch["x0"])
     return loss, {"velocity_mse": float(loss.detach())}
 
@@ -120,19 +142,31 @@ def train_diffusion(model: UVDiT, vae, image_encoder, samples, cfg, cfg_dropout:
     image_encoder.requires_grad_(False)
     data = {k: v.to(cfg.device) for k, v in prepare(samples, model, vae.to(cfg.device),
                                                       image_encoder.to(cfg.device)).items()}
-    return train(model, lambda b: flow_matching_loss(model, b),
-                 lambda g: draw_batch(data, cfg.batch_size, g, cfg_dropout), cfg)
+    return train(model, flow_matching_loss, lambda g: draw_batch(data, cfg.batch_size, g, cfg_dropout), cfg)
+
+
+def pretrained(cls, source: str, what: str):
+    """``cls.from_pretrained(source)`` (Hub repo id or folder; from the Hub cache when offline), its failures as
+    ``WeightsUnavailable``."""
+    try:
+        return cls.from_pretrained(source)
+    except Exception as err:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        why = "HF_HUB_OFFLINE is set and it is not in the Hub cache" if offline else type(err).__name__
+        raise WeightsUnavailable(f"Could not load the {what} from '{source}' ({why}); pass a local folder or "
+                                 "download it once while online.") from err
 
 
 def main(argv=None):
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
     from transformers import CLIPVisionModelWithProjection
 
-    from fica.train.data import config, load_samples, parser
+    from fica.train.data import config, init_source, load_samples, parser, save_on_rank0
 
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--vae", help="AutoencoderKL folder (the SDXL VAE); omitted with --tiny: trained here")
-    p.add_argument("--image-encoder", help="CLIPVisionModelWithProjection folder; omitted with --tiny: random tiny")
+    p.add_argument("--vae", default=VAE_REPO, help="AutoencoderKL repo or folder (ignored with --tiny: trained here)")
+    p.add_argument("--image-encoder", default=IMAGE_ENCODER_REPO,
+                   help="CLIPVisionModelWithProjection repo or folder (ignored with --tiny: a random tiny one)")
     args = p.parse_args(argv)
     samples = load_samples(args)
     cfg = config(args)
@@ -140,18 +174,19 @@ def main(argv=None):
         vae, image_encoder, scheduler = tiny_components()
         train_autoencoder(vae, samples, replace(cfg, out=args.out / "vae_run"))
     else:
-        vae, image_encoder = AutoencoderKL.from_pretrained(args.vae), CLIPVisionModelWithProjection.from_pretrained(
-            args.image_encoder)
+        vae = pretrained(AutoencoderKL, args.vae, "autoencoder")
+        image_encoder = pretrained(CLIPVisionModelWithProjection, args.image_encoder, "CLIP image encoder")
         scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
     embed_dim = image_encoder.config.projection_dim
-    model = UVDiT.from_pretrained(args.init) if args.init else UVDiT(
+    model = UVDiT.from_pretrained(init_source(args)[1]) if args.init else UVDiT(
         **(TINY_DIT if args.tiny else {"image_embed_dim": embed_dim,
                                        "condition_channels": 2 * vae.config.latent_channels + 4,
                                        "latent_channels": vae.config.latent_channels}))
     train_diffusion(model, vae, image_encoder, samples, cfg)
     for name, component in (("uv_diffusion", model), ("vae", vae), ("image_encoder", image_encoder),
                             ("scheduler", scheduler)):
-        component.save_pretrained(args.out / name)
+        save_on_rank0(component, args.out / name)
+    return model
 
 
 if __name__ == "__main__":

@@ -16,9 +16,21 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
     return s.mean()
 
 
-def perceptual(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Structure term on renders ``[B, 3, H, W]``: 1 − SSIM at two scales (no pretrained network needed)."""
+def ssim_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """1 − SSIM averaged over two scales, images ``[B, 3, H, W]`` in 0..1 (needs no pretrained network)."""
     return 1 - 0.5 * (ssim(a, b) + ssim(F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)))
+
+
+def image_loss(a: torch.Tensor, b: torch.Tensor, term: str = "ssim") -> torch.Tensor:
+    """The image term next to L1: ``"ssim"`` (``ssim_loss``) or ``"vgg"`` (``fica.train.perceptual``,
+    pretrained VGG-16 features from the Hub). Images ``[B, 3, H, W]`` in 0..1."""
+    if term == "ssim":
+        return ssim_loss(a, b)
+    if term == "vgg":
+        from fica.train.perceptual import vgg_loss
+
+        return vgg_loss(a, b)
+    raise ValueError(f"Unknown image loss '{term}' (ssim or vgg)")
 
 
 def uv_laplacian(maps: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from fica.refine.learned import apply_residual, image_tokens, refiner_inputs, re
 from fica.train.losses import soft_silhouette, uv_laplacian
 from fica.train.splat import scaled_camera
 from fica.unwrap.learned import sample_maps
+from fica.uv_ops import resample
 
 TINY_CONFIG = dict(resolution=32, block_out_channels=(16, 32), layers_per_block=1, attention_head_dim=8,
                    norm_num_groups=8)
@@ -48,7 +49,6 @@ def degrade(texture: torch.Tensor, geometry: torch.Tensor, valid: torch.Tensor,
 
 @torch.no_grad()
 def prepare(samples, model: UVRefiner, backbone, head, generator: torch.Generator) -> list[dict]:
-    from fica.train.data import resample
 
     S = model.config.resolution
     lm_uv = landmark_uvs(head)
@@ -69,9 +69,10 @@ def prepare(samples, model: UVRefiner, backbone, head, generator: torch.Generato
     return out
 
 
-def refiner_loss(model: UVRefiner, batch: list[dict]) -> tuple[torch.Tensor, dict[str, float]]:
+def refiner_loss(model: UVRefiner, batch: list[dict], net=None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Losses of ``model`` on a batch; ``net`` runs the forward pass (the model or its DDP wrapper)."""
     stack = lambda k: torch.stack([b[k] for b in batch])  # noqa: E731
-    residual = model(stack("input"), stack("photo_tokens"), stack("render_tokens")).float()
+    residual = (net or model)(stack("input"), stack("photo_tokens"), stack("render_tokens")).float()
     valid = stack("valid")
     texture, geometry = apply_residual(stack("texture"), stack("geometry"), residual, valid,
                                        model.config.geometry_residual_m)
@@ -110,21 +111,22 @@ def train_refiner(model: UVRefiner, backbone, samples, cfg, head=None) -> list[d
         idx = torch.randint(len(data), (min(cfg.batch_size, len(data)),), generator=generator)
         return [data[i] for i in idx.tolist()]
 
-    return train(model, lambda b: refiner_loss(model, b), make_batch, cfg)
+    return train(model, lambda net, b: refiner_loss(model, b, net), make_batch, cfg)
 
 
 def main(argv=None):
     from fica.models.dense_vit import DenseViT
-    from fica.train.data import config, load_samples, parser
+    from fica.train.data import config, init_source, load_samples, parser, save_on_rank0
 
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--backbone", type=str, required=True, help="a saved dense_predictor folder (its ViT is used)")
     args = p.parse_args(argv)
     backbone = DenseViT.from_pretrained(args.backbone)
-    model = UVRefiner.from_pretrained(args.init) if args.init else UVRefiner(
+    model = UVRefiner.from_pretrained(init_source(args)[1]) if args.init else UVRefiner(
         **(TINY_CONFIG if args.tiny else {}), feature_dim=backbone.config.hidden_size)
     train_refiner(model, backbone, load_samples(args, expression_scale=0.0), config(args))
-    model.save_pretrained(args.out / "uv_refiner")
+    save_on_rank0(model, args.out / "uv_refiner")
+    return model
 
 
 if __name__ == "__main__":

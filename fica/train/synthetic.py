@@ -9,9 +9,12 @@ One sample (``SyntheticSample``):
 - ``target [H, W, 3]`` + ``target_mask [H, W]``: the unshaded textured mesh at the expression (what the prior's
   Gaussians should render to), on the same background;
 - ``keypoints [478, 2]``: the MediaPipe landmarks of the neutral-expression identity, projected (pixels);
-- ``camera``, ``expression``, ``identity [K]``, ``background [3]``.
+- ``camera``, ``expression``, ``identity [K]``, ``background [3]``;
+- ``posed_geometry [3, R, R]``: the geometry map at the expression (head frame), what the prior's Gaussian
+  centres should follow (captures with tracked meshes have it too; None where a source has none).
 
-``make_dataset(n, seed)`` gives a reproducible list; ``save_dataset`` / ``load_dataset`` store one ``.pt`` file per
+``make_dataset(n, seed)`` gives a reproducible list of people; ``make_sequence(n, seed)`` one person making n
+expressions (the prior's per-identity data); ``save_dataset`` / ``load_dataset`` store one ``.pt`` file per
 sample, the format the training recipes read.
 """
 from __future__ import annotations
@@ -25,10 +28,13 @@ import torch.nn.functional as F
 from fica.drive.expression import NUM_BLENDSHAPES, Expression
 from fica.maps import CompleteUV, PartialUV
 from fica.render.camera import Camera, orbit_camera
+from fica.threads import one_thread
 from fica.unwrap.base import DenseMaps
 
 SKIN_TONES = torch.tensor([[0.95, 0.80, 0.70], [0.87, 0.68, 0.55], [0.72, 0.52, 0.38], [0.50, 0.34, 0.24],
                            [0.33, 0.22, 0.16]])
+SEQUENCE_BLENDSHAPES = ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "eyeBlinkLeft", "eyeBlinkRight",
+                        "browInnerUp", "mouthPucker")
 HAIR_COLOURS = torch.tensor([[0.08, 0.06, 0.05], [0.30, 0.18, 0.10], [0.60, 0.45, 0.25], [0.55, 0.55, 0.55],
                              [0.45, 0.15, 0.07]])
 
@@ -46,6 +52,17 @@ class SyntheticSample:
     expression: Expression
     identity: torch.Tensor  # [K]
     background: torch.Tensor  # [3]
+    posed_geometry: torch.Tensor | None = None  # [3, R, R]
+
+
+@dataclass
+class Person:
+    """What stays fixed across one person's frames: identity coefficients ``[K]``, texture ``[3, R, R]`` and
+    the background colour ``[3]``."""
+
+    identity: torch.Tensor
+    texture: torch.Tensor
+    background: torch.Tensor
 
 
 def smooth_noise(channels: int, resolution: int, cells: int, generator: torch.Generator) -> torch.Tensor:
@@ -78,23 +95,31 @@ def random_expression(generator: torch.Generator, scale: float = 1.0) -> Express
     return Expression(w)
 
 
+def random_person(head, layout, generator: torch.Generator) -> Person:
+    K = head.identity_basis.shape[0]
+    identity = torch.rand(K, generator=generator) * (torch.rand(K, generator=generator) < 0.3)
+    texture = random_texture(layout, generator)
+    return Person(identity, texture, torch.rand(3, generator=generator) * 0.6 + 0.2)
+
+
 def sample(head, *, image_size: int = 128, uv_resolution: int = 64, expression_scale: float = 1.0,
-           max_yaw_deg: float = 35.0, generator: torch.Generator) -> SyntheticSample:
-    """Draw one synthetic sample (see the module docstring)."""
+           max_yaw_deg: float = 35.0, generator: torch.Generator, person: Person | None = None,
+           expression: Expression | None = None, camera: Camera | None = None) -> SyntheticSample:
+    """Draw one synthetic sample (see the module docstring); ``person``, ``expression`` and ``camera`` are drawn
+    unless given."""
     from fica.render.mesh import interpolate, rasterize_mesh
     from fica.unwrap.uv_unwrap import unwrap_from_dense
 
     u = lambda lo, hi: lo + (hi - lo) * float(torch.rand(1, generator=generator))  # noqa: E731
     layout = head.uv_layout(uv_resolution)
-    K = head.identity_basis.shape[0]
-    identity = torch.rand(K, generator=generator) * (torch.rand(K, generator=generator) < 0.3)
-    expression = random_expression(generator, expression_scale)
+    person = person or random_person(head, layout, generator)
+    identity, texture, background = person.identity, person.texture, person.background
+    expression = expression or random_expression(generator, expression_scale)
     neutral = head.deform(identity=identity)
     posed = head.deform(expression=expression.weights, base=neutral)
-    camera = orbit_camera(u(-max_yaw_deg, max_yaw_deg), u(-15, 15), width=image_size, height=image_size,
-                          distance_m=u(0.85, 1.1), target_m=(u(-0.01, 0.01), u(-0.01, 0.03), 0.0))
-    texture = random_texture(layout, generator)
-    background = torch.rand(3, generator=generator) * 0.6 + 0.2
+    if camera is None:
+        camera = orbit_camera(u(-max_yaw_deg, max_yaw_deg), u(-15, 15), width=image_size, height=image_size,
+                              distance_m=u(0.85, 1.1), target_m=(u(-0.01, 0.01), u(-0.01, 0.03), 0.0))
 
     face_index, bary, _ = rasterize_mesh(posed, head.faces, camera)
     mask = (face_index >= 0).float()
@@ -118,7 +143,7 @@ def sample(head, *, image_size: int = 128, uv_resolution: int = 64, expression_s
     complete = CompleteUV(texture=texture, geometry=layout.vertices_to_map(neutral), valid=layout.valid)
     keypoints = camera.project(head.landmarks(neutral))[0]
     return SyntheticSample(image, dense, partial, complete, target, mask, keypoints, camera, expression, identity,
-                           background)
+                           background, layout.vertices_to_map(posed))
 
 
 def make_dataset(n: int, *, seed: int = 0, head=None, **kwargs) -> list[SyntheticSample]:
@@ -128,7 +153,28 @@ def make_dataset(n: int, *, seed: int = 0, head=None, **kwargs) -> list[Syntheti
 
         head = default_head()
     generator = torch.Generator().manual_seed(seed)
-    return [sample(head, generator=generator, **kwargs) for _ in range(n)]
+    with one_thread():
+        return [sample(head, generator=generator, **kwargs) for _ in range(n)]
+
+
+def make_sequence(n: int, *, seed: int = 0, blendshapes: tuple[str, ...] = SEQUENCE_BLENDSHAPES, head=None,
+                  **kwargs) -> list[SyntheticSample]:
+    """One person in ``n`` frames (reproducible): each frame turns each of ``blendshapes`` on with probability
+    1/2 at a weight uniform in 0..1, seen from a random camera (``kwargs`` as ``sample``)."""
+    if head is None:
+        from fica.head.model import default_head
+
+        head = default_head()
+    generator = torch.Generator().manual_seed(seed)
+    person = random_person(head, head.uv_layout(kwargs.get("uv_resolution", 64)), generator)
+    frames = []
+    with one_thread():
+        for _ in range(n):
+            on = torch.rand(len(blendshapes), generator=generator) < 0.5
+            weights = torch.rand(len(blendshapes), generator=generator) * on
+            expression = Expression.from_dict(dict(zip(blendshapes, weights.tolist())))
+            frames.append(sample(head, generator=generator, person=person, expression=expression, **kwargs))
+    return frames
 
 
 def save_dataset(samples: list[SyntheticSample], folder: str | Path) -> Path:
@@ -139,7 +185,8 @@ def save_dataset(samples: list[SyntheticSample], folder: str | Path) -> Path:
         torch.save({"image": s.image, "dense": vars(s.dense), "partial": s.partial.as_dict(),
                     "complete": s.complete.as_dict(), "target": s.target, "target_mask": s.target_mask,
                     "keypoints": s.keypoints, "camera": s.camera.as_dict(), "expression": s.expression.weights,
-                    "rotation_deg": s.expression.rotation_deg, "identity": s.identity, "background": s.background},
+                    "rotation_deg": s.expression.rotation_deg, "identity": s.identity, "background": s.background,
+                    "posed_geometry": s.posed_geometry},
                    folder / f"sample_{i:05d}.pt")
     return folder
 
@@ -152,6 +199,6 @@ def load_dataset(folder: str | Path) -> list[SyntheticSample]:
         out.append(SyntheticSample(d["image"], DenseMaps(**d["dense"]), PartialUV(**d["partial"]),
                                    CompleteUV(**d["complete"]), d["target"], d["target_mask"], d["keypoints"],
                                    Camera.from_dict(d["camera"]), Expression(d["expression"], d["rotation_deg"]),
-                                   d["identity"], d["background"]))
+                                   d["identity"], d["background"], d.get("posed_geometry")))
     return out
 

@@ -11,7 +11,7 @@ from fica.head.model import HeadModel, default_head
 from fica.unwrap.base import Unwrapped, Unwrapper
 from fica.unwrap.dense import dense_from_fit, rasterize_fit
 from fica.threads import one_thread
-from fica.unwrap.fit import fit_head
+from fica.unwrap.fit import Fit, fit_head
 from fica.unwrap.hair_mask import hair_mask
 from fica.unwrap.landmarks import find_face, person_mask
 from fica.unwrap.uv_unwrap import unwrap_to_uv
@@ -41,14 +41,23 @@ class EmbeddedUnwrapper(Unwrapper):
             return replace(self._unwrap(image, face.landmarks, person), face_note=face.note)
 
     def _unwrap(self, image: torch.Tensor, landmarks: torch.Tensor, person: torch.Tensor) -> Unwrapped:
-        size = tuple(image.shape[:2])
-        fit = fit_head(landmarks, size, self.head)
-        raster = rasterize_fit(fit, self.head, size)
-        dense = dense_from_fit(fit, self.head, size, raster)
-        layout = self.head.uv_layout(self.uv_resolution)
-        neutral = fit.neutral_vertices(self.head)
-        partial = unwrap_to_uv(image, dense, fit.camera, layout, fit.vertices(self.head), raster[2], neutral)
-        expression = Expression(fit.expression)  # weights only: the head pose lives in the camera
-        return Unwrapped(partial=partial, dense=dense, camera=fit.camera, expression=expression,
-                         fitted_geometry=layout.vertices_to_map(neutral), landmarks=landmarks,
-                         person_mask=person, hair_mask=hair_mask(image, landmarks, person))
+        fit = fit_head(landmarks, tuple(image.shape[:2]), self.head)
+        return unwrap_fitted(image, fit, self.head, self.uv_resolution, landmarks, person)
+
+
+def unwrap_fitted(image: torch.Tensor, fit: Fit, head: HeadModel, uv_resolution: int,
+                  landmarks: torch.Tensor | None = None, person: torch.Tensor | None = None) -> Unwrapped:
+    """Dense and partial maps of ``image [H, W, 3]`` seen through an existing ``fit`` (its camera may be another
+    calibrated view of the same head, as in a multi-view capture); with ``landmarks`` and the ``person`` mask
+    ``[H, W]`` also the hair mask."""
+    size = tuple(image.shape[:2])
+    raster = rasterize_fit(fit, head, size)
+    dense = dense_from_fit(fit, head, size, raster)
+    layout = head.uv_layout(uv_resolution)
+    neutral = fit.neutral_vertices(head)
+    partial = unwrap_to_uv(image, dense, fit.camera, layout, fit.vertices(head), raster[2], neutral)
+    expression = Expression(fit.expression)  # weights only: the head pose lives in the camera
+    hair = hair_mask(image, landmarks, person) if landmarks is not None and person is not None else None
+    return Unwrapped(partial=partial, dense=dense, camera=fit.camera, expression=expression,
+                     fitted_geometry=layout.vertices_to_map(neutral), landmarks=landmarks,
+                     person_mask=person, hair_mask=hair)
