@@ -46,7 +46,7 @@ def test_autoencoder_reconstruction_improves(samples, tmp_path):
             return float((vae.decode(vae.encode(images).latent_dist.mode()).sample - images).abs().mean())
 
     before = reconstruction_l1()
-    diffusion.train_autoencoder(vae, samples[:2], cfg(tmp_path, 40, 2e-3, 4))
+    diffusion.train_autoencoder(vae, samples[:2], cfg(tmp_path, 40, 2e-3, 4), geometry_scale_m=0.2)
     assert reconstruction_l1() < 0.7 * before
 
 

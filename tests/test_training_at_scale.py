@@ -3,9 +3,11 @@ with another process count, Sapiens checkpoints loaded into the dense predictor,
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +16,8 @@ import torch.nn as nn
 from fica.train import dense, prior
 from fica.train.loop import TrainConfig
 from fica.train.synthetic import make_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_two_processes_train_identical_weights_and_a_single_process_resumes_them(tmp_path):
@@ -34,7 +38,8 @@ def test_two_processes_train_identical_weights_and_a_single_process_resumes_them
     args = ["--out", str(out), "--synthetic", "2", "--steps", "3", "--tiny", "--device", "cpu", "--batch-size", "1",
             "--accumulate", "2", "--log-every", "1", "--lr", "3e-3"]
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(worker), *args], capture_output=True, text=True, timeout=600)
+                          str(worker), *args], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
     assert run.returncode == 0, run.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt") for r in (0, 1)]
     torch.manual_seed(0)

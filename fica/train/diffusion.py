@@ -84,8 +84,9 @@ def autoencoder_loss(round_trip, images: torch.Tensor) -> tuple[torch.Tensor, di
     return l1 + KL_WEIGHT * kl, {"recon_l1": float(l1.detach()), "kl": float(kl.detach())}
 
 
-def train_autoencoder(vae, samples, cfg, geometry_scale_m: float = 0.2) -> list[dict]:
-    """Train ``vae`` to reproduce the samples' UV maps (``autoencoder_images``) at its ``sample_size``."""
+def train_autoencoder(vae, samples, cfg, *, geometry_scale_m: float) -> list[dict]:
+    """Train ``vae`` to reproduce the samples' UV maps (``autoencoder_images``) at its ``sample_size``, geometry
+    in units of ``geometry_scale_m`` (the DiT's, so both see the same latent space)."""
     from fica.train.loop import train
 
     images = autoencoder_images(samples, vae.config.sample_size, geometry_scale_m).to(cfg.device)
@@ -172,7 +173,9 @@ def main(argv=None):
     cfg = config(args)
     if args.tiny:
         vae, image_encoder, scheduler = tiny_components()
-        train_autoencoder(vae, samples, replace(cfg, out=args.out / "vae_run"))
+        scale_m = UVDiT.from_pretrained(init_source(args)[1]).config.geometry_scale_m if args.init else UVDiT(
+            **TINY_DIT).config.geometry_scale_m
+        train_autoencoder(vae, samples, replace(cfg, out=args.out / "vae_run"), geometry_scale_m=scale_m)
     else:
         vae = pretrained(AutoencoderKL, args.vae, "autoencoder")
         image_encoder = pretrained(CLIPVisionModelWithProjection, args.image_encoder, "CLIP image encoder")

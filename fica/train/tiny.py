@@ -48,7 +48,7 @@ def build_tiny_repo(out: str | Path, *, samples: int = 24, steps_scale: float = 
                                    batch_size=batch, device="cpu", seed=seed, log_every=50, quiet=quiet)
 
             dense.train_dense(dense_model, data, cfg("dense"))
-            diffusion.train_autoencoder(vae, data, cfg("vae"))
+            diffusion.train_autoencoder(vae, data, cfg("vae"), geometry_scale_m=dit.config.geometry_scale_m)
             diffusion.train_diffusion(dit, vae, image_encoder, data, cfg("diffusion"))
             refiner.train_refiner(uv_refiner, dense_model, neutral, cfg("refiner"))
             prior.train_prior(codec, data, cfg("prior"))

@@ -106,10 +106,11 @@ def sample_maps(maps: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(maps[None], grid, mode="bilinear", align_corners=False)[0, :, 0].T
 
 
-def fit_identity(dense: DenseMaps, head, ridge: float = IDENTITY_RIDGE) -> torch.Tensor:
+def fit_identity(dense: DenseMaps, head, resolution: int, ridge: float = IDENTITY_RIDGE) -> torch.Tensor:
     """Identity coefficients ``[K]`` whose neutral head best matches the predicted xyz at the predicted uv
-    (regularised least squares over the masked pixels)."""
-    layout = head.uv_layout(256)
+    (regularised least squares over the masked pixels), reading the identity basis from geometry maps at the
+    stage's UV ``resolution``."""
+    layout = head.uv_layout(resolution)
     keep = (dense.mask > 0.5).reshape(-1)
     uv, xyz = dense.uv.reshape(-1, 2)[keep].cpu(), dense.xyz.reshape(-1, 3)[keep].cpu()
     if len(uv) > MAX_CORRESPONDENCES:
@@ -182,7 +183,7 @@ class LearnedUnwrapper(Unwrapper):
         rows, cols = on[pick, 0], on[pick, 1]
         pixels = torch.stack([cols, rows], 1).float() + 0.5
         camera = solve_camera(dense.xyz[rows, cols], pixels, W, H)
-        identity = fit_identity(dense, self.head)
+        identity = fit_identity(dense, self.head, self.uv_resolution)
         layout = self.head.uv_layout(self.uv_resolution)
         fitted_geometry = layout.vertices_to_map(self.head.deform(identity=identity))
         partial = unwrap_from_dense(image, dense, self.uv_resolution, camera=camera)
