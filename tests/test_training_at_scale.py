@@ -42,10 +42,8 @@ def test_two_processes_train_identical_weights_and_a_single_process_resumes_them
                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
     assert run.returncode == 0, run.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt") for r in (0, 1)]
-    torch.manual_seed(0)
-    initial = CodecPrior(**prior.TINY_CONFIG).state_dict()
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])  # DDP kept the replicas in step
-    assert any(not torch.equal(ranks[0][k], initial[k]) for k in initial)  # and they trained
+    assert ranks[0]["geometry_decoder.out.weight"].abs().max() > 0  # and they trained (it starts at zero)
     logged = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
     assert [e["step"] for e in logged] == [1, 2, 3]  # rank 0 alone writes the log
     assert (out / "universal_prior" / "config.json").exists()
@@ -89,8 +87,9 @@ class _SapiensLayer(nn.Module):
 
 
 class _SapiensBackbone(nn.Module):
-    """mmpretrain's VisionTransformer as Sapiens configures it, with its module names: a class token and its
-    position slot, pre-norm layers, a final ``ln1``; ``forward`` takes a normalised image, returns patch tokens."""
+    """mmpretrain's VisionTransformer as Sapiens' dense tasks run it (``with_cls_token=False``), with its module
+    names: the pretrain checkpoint's class token and its position slot kept but unused, pre-norm layers, a final
+    ``ln1``; ``forward`` takes a normalised image and returns the patch tokens."""
 
     def __init__(self, grid: int, patch: int, dim: int, heads: int, layers: int):
         super().__init__()
@@ -103,10 +102,10 @@ class _SapiensBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed.projection(x).flatten(2).transpose(1, 2)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], 1) + self.pos_embed
+        x = x + self.pos_embed[:, 1:]
         for layer in self.layers:
             x = layer(x)
-        return self.ln1(x)[:, 1:]
+        return self.ln1(x)
 
 
 class _Sapiens(nn.Module):
@@ -127,7 +126,7 @@ def test_sapiens_torchscript_checkpoint_loads_into_the_dense_predictor(tmp_path)
     sapiens = _Sapiens(grid=8, patch=c["patch_size"], dim=c["hidden_size"], heads=c["num_heads"],
                        layers=c["num_layers"]).eval()
     path = tmp_path / "sapiens_tiny_torchscript.pt2"
-    torch.jit.script(sapiens).save(str(path))
+    torch.jit.trace(sapiens, torch.rand(1, 3, 64, 64)).save(str(path))
 
     same_size = load_sapiens(DenseViT(**{**c, "image_width": 64}), path).eval()  # 64×64, Sapiens' grid
     image = torch.rand(2, 3, 64, 64)
@@ -147,7 +146,7 @@ def test_sapiens_torchscript_checkpoint_loads_into_the_dense_predictor(tmp_path)
         load_sapiens(DenseViT(**{**c, "hidden_size": 32}), path)
 
 
-def test_vgg_perceptual_loss_ranks_structure_over_brightness(tmp_path):
+def test_vgg_perceptual_loss_reads_vgg16_weights_and_vanishes_only_for_equal_images(tmp_path):
     """The feature loss reads ImageNet VGG-16 weights in timm's layout; here a random stand-in with the same tensor
     names checks the wiring (the real weights come from the Hub at training time)."""
     from safetensors.torch import save_file

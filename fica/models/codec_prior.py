@@ -32,8 +32,7 @@ MAP_CHANNELS = 7  # texture 3, geometry 3, valid 1
 
 class UVDecoder(nn.Module):
     """``(code [B, code_dim], biases list of [B, C_k, r_k, r_k]) -> maps [B, out_channels, R, R]``: an MLP to a
-    ``base × base`` grid, then one stride-2 transposed convolution per level, each followed by its bias map and a
-    per-channel scale and shift computed from the code (so the code reaches every resolution directly)."""
+    ``base × base`` grid, then one stride-2 transposed convolution per level, each followed by its bias map."""
 
     def __init__(self, code_dim: int, channels: tuple[int, ...], base: int, out_channels: int):
         super().__init__()
@@ -42,16 +41,14 @@ class UVDecoder(nn.Module):
                                       nn.Linear(256, channels[0] * base * base))
         self.levels = nn.ModuleList(nn.ConvTranspose2d(c_in, c, 4, stride=2, padding=1)
                                     for c_in, c in zip((channels[0], *channels[:-1]), channels))
-        self.modulations = nn.ModuleList(nn.Linear(code_dim, 2 * c) for c in channels)
         self.out = nn.Conv2d(channels[-1], out_channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)  # an untrained decoder leaves the neutral surface as it is
         nn.init.zeros_(self.out.bias)
 
     def forward(self, code: torch.Tensor, biases: list[torch.Tensor]) -> torch.Tensor:
         x = self.code_mlp(code).view(code.shape[0], -1, self.base, self.base)
-        for level, modulation, bias in zip(self.levels, self.modulations, biases):
-            scale, shift = modulation(code)[:, :, None, None].chunk(2, dim=1)
-            x = F.leaky_relu((level(x) + bias) * (1 + scale) + shift, 0.2)
+        for level, bias in zip(self.levels, biases):
+            x = F.leaky_relu(level(x) + bias, 0.2)
         return self.out(x)
 
 

@@ -10,7 +10,8 @@ dict, under an optional ``backbone.`` prefix, maps onto ``DenseViT`` as:
     layers.i.ffn.layers.0.0 / .1      -> blocks.layers.i.linear1 / linear2
     ln1                               -> norm
 
-The dense head is not in a pretrain checkpoint and keeps its initialisation. Sources: a TorchScript file (the
+The class token is not used (Sapiens' dense tasks run the backbone with ``with_cls_token=False``). The dense head
+is not in a pretrain checkpoint and keeps its initialisation. Sources: a TorchScript file (the
 ``*_torchscript.pt2`` files Meta publishes on the Hub), a ``.safetensors`` or a ``.pth`` state dict, or a Hub repo
 id holding one of them. Sapiens' weights are CC-BY-NC 4.0 (non-commercial).
 """

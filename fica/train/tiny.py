@@ -17,7 +17,7 @@ from fica.train.loop import TrainConfig
 
 # steps, learning rate, batch size per network at steps_scale = 1
 SCHEDULE = {"dense": (300, 2e-3, 8), "vae": (200, 2e-3, 8), "diffusion": (400, 1e-3, 8), "refiner": (20, 1e-3, 2),
-            "prior": (20, 3e-3, 2)}
+            "prior": (60, 3e-3, 2)}
 
 
 def build_tiny_repo(out: str | Path, *, samples: int = 24, steps_scale: float = 1.0, seed: int = 0,
