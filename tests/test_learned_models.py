@@ -118,7 +118,7 @@ def test_identity_fit_from_true_dense_maps_matches_the_true_head():
 
     head = default_head()
     s = make_dataset(1, seed=3, max_yaw_deg=5.0)[0]
-    coefficients = fit_identity(s.dense, head, 256)
+    coefficients = fit_identity(s.dense, head)
     true_vertices, template = head.deform(identity=s.identity), head.vertices
     fitted = head.deform(identity=coefficients)
     error_fit = (fitted - true_vertices).norm(dim=1).mean()
