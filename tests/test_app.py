@@ -165,7 +165,7 @@ def test_unreachable_weights_fall_back_to_embedded_with_a_note(monkeypatch):
 def test_generate_endpoint_returns_every_output_in_order(astronaut_job):
     from plyfile import PlyData
 
-    first, final = astronaut_job.outputs()
+    first, *_, final = astronaut_job.outputs()
     uv_maps, _, videos, driving_video, downloads, report = final
     viewer_splat = first[1]
     captions = [item["caption"] for item in uv_maps]
