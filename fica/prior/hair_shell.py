@@ -11,7 +11,7 @@ from fica.maps import HairShell
 from fica.prior.gaussians import GaussianSet
 from fica.rotations import matrix_to_quat
 
-SHELL_LAYERS = (0.45, 1.0)  # fractions of the way from the head to the hair's outer surface
+SHELL_LAYERS = (0.6, 1.0)  # fractions of the way from the head to the hair's outer surface
 SHELL_INNER_DARKEN = 0.75  # the inner layer shows where the shell ends: hair is darker inside
 SHELL_ALONG = 0.9  # the shell Gaussians' scale along the strands (down the rows), in cell spacings ...
 SHELL_ACROSS = 0.65  # ... and across them
