@@ -37,7 +37,9 @@ TARGETS = {  # name -> (target, "<=" or ">=")
     "peak_memory_gb": (2.0, "<="),
     "silhouette_iou_median": (0.85, ">="),
     "silhouette_iou_min": (0.75, ">="),
+    "far_side_cycle_gap_db": (2.0, "<="),
 }
+CYCLE_EXAMPLES = ("astronaut.jpg", "grace_hopper.jpg")  # each at yaw +45° and -45° (fica.cycle)
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -78,6 +80,7 @@ def run(repeats: int = 3, uv_resolution: int = 256, device: str = "cpu") -> dict
     import torch
     from PIL import Image
 
+    from fica.cycle import far_side_cycle
     from fica.drive.presets import preset_clip
     from fica.io.video import write_mp4
     from fica.pipeline import FiCAPipeline
@@ -130,6 +133,13 @@ def run(repeats: int = 3, uv_resolution: int = 256, device: str = "cpu") -> dict
         start = time.perf_counter()
         write_mp4(avatar.animate(clip, camera), Path(tmp) / "talk.mp4", fps=24)
         results["video_4s_24fps_512_s"] = round(time.perf_counter() - start, 3)
+    gaps = {}
+    for name in CYCLE_EXAMPLES:
+        portrait = np.asarray(Image.open(EXAMPLE.parent / name).convert("RGB"))
+        for yaw in (45, -45):
+            gaps[f"{name} {yaw:+d}"] = round(far_side_cycle(pipe, portrait, yaw).gap_db, 2)
+    results["far_side_cycle_gaps_db"] = gaps
+    results["far_side_cycle_gap_db"] = round(statistics.median(gaps.values()), 2)
     results["peak_memory_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 3)
     if device.type == "cuda":
         results["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3)
@@ -158,7 +168,7 @@ def main(argv=None) -> int:
     for key in ("portrait_to_avatar_s", "unwrap_s", "complete_s", "refine_s",
                 "render_fps_512_cpu", "render_fps_512_cpu_surface", "render_fps_512_cuda",
                 "render_fps_512_cuda_torch", "video_4s_24fps_512_s", "peak_memory_gb", "peak_gpu_memory_gb",
-                "silhouette_iou_median", "silhouette_iou_min",
+                "silhouette_iou_median", "silhouette_iou_min", "far_side_cycle_gap_db",
                 "decode_ms", "gaussians", "pipeline_load_s"):
         if key in results:
             target = results["targets"].get(key)

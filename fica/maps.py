@@ -6,6 +6,7 @@ texel (i, j) = row i, column j has its centre at u = (j + 0.5) / R, v = (i + 0.5
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from enum import IntEnum
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,14 @@ class PartialUV(_Maps):
     valid: torch.Tensor  # [1, R, R] 1 inside the chart
 
 
+class Source(IntEnum):
+    """Where a completed texel's colour came from (the values of ``CompleteUV.source``)."""
+
+    FILLED = 0  # neither the texel nor its mirror was trusted: filled from the region's trusted texels
+    MIRRORED = 1  # taken from its left/right mirror texel, which the portrait showed better
+    SEEN = 2  # the portrait's own colour, kept exactly
+
+
 @dataclass
 class HairShell:
     """Hair with volume on its own chart: a shell between the head (``inner``) and the hair's outer surface.
@@ -59,12 +68,17 @@ class HairShell:
 @dataclass
 class CompleteUV(_Maps):
     """A complete head: texture and geometry (xyz position map) over every valid texel, and the hair shell
-    when the completer built one."""
+    when the completer built one.
+
+    source: ``[1, R, R]`` uint8 ``Source`` codes when the completer reports them (None otherwise); zero outside
+    the chart.
+    """
 
     texture: torch.Tensor  # [3, R, R] sRGB 0..1
     geometry: torch.Tensor  # [3, R, R] metres, head frame, neutral expression
     valid: torch.Tensor  # [1, R, R]
     hair: HairShell | None = None
+    source: torch.Tensor | None = None  # [1, R, R] uint8 Source codes
 
     def to(self, device) -> "CompleteUV":
         return replace(super().to(device), hair=None if self.hair is None else self.hair.to(device))

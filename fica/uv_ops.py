@@ -88,6 +88,13 @@ def erode(mask: torch.Tensor, radius_px: int) -> torch.Tensor:
     return -F.max_pool2d(-padded[None], 2 * radius_px + 1, stride=1)[0]
 
 
+def dilate(mask: torch.Tensor, radius_px: int) -> torch.Tensor:
+    """Binary dilation of ``[1, H, W]`` (square structuring element of side ``2 * radius_px + 1``)."""
+    if radius_px <= 0:
+        return mask
+    return F.max_pool2d(mask[None], 2 * radius_px + 1, stride=1, padding=radius_px)[0]
+
+
 def laplacian_blend(a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor, levels: int = 5) -> torch.Tensor:
     """Multi-band blend of ``a`` over ``b``: each band of a Laplacian pyramid mixed with a blurred ``alpha``.
 
@@ -134,3 +141,20 @@ def resample(maps: torch.Tensor, resolution: int) -> torch.Tensor:
     mode = "area" if maps.shape[-1] > resolution else "bilinear"
     kwargs = {} if mode == "area" else {"align_corners": False}
     return F.interpolate(maps[None], size=(resolution, resolution), mode=mode, **kwargs)[0]
+
+
+def weighted_blur(values: torch.Tensor, weights: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """Normalised Gaussian blur: the ``weights``-weighted mean of ``values`` around each texel.
+
+    values: ``[C, H, W]``; weights: ``[1, H, W]`` 0..1; sigma_px: the Gaussian's standard deviation in texels.
+    Returns ``[C, H, W]``, zero where no weight is within reach.
+    """
+    radius = max(1, int(round(3 * sigma_px)))
+    x = torch.arange(-radius, radius + 1, dtype=values.dtype, device=values.device)
+    kernel = torch.exp(-0.5 * (x / sigma_px) ** 2)
+    kernel = kernel / kernel.sum()
+    stacked = torch.cat([values * weights, weights])[:, None]  # [C + 1, 1, H, W]
+    stacked = F.conv2d(stacked, kernel.reshape(1, 1, 1, -1), padding=(0, radius))
+    stacked = F.conv2d(stacked, kernel.reshape(1, 1, -1, 1), padding=(radius, 0))[:, 0]
+    total, weight = stacked[:-1], stacked[-1:]
+    return torch.where(weight > 1e-6, total / weight.clamp(min=1e-6), torch.zeros_like(total))

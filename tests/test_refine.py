@@ -1,13 +1,15 @@
-"""Embedded refinement: SH shading re-bake of the filled texels, seam blending, light geometry smoothing."""
+"""Embedded refinement: gradient-domain seam blending from the completer's source map, light geometry smoothing;
+the SH lighting fit the completer relights with."""
 from __future__ import annotations
-
 
 import pytest
 import torch
 
 from fica.complete.embedded import EmbeddedCompleter
 from fica.head.model import default_head
-from fica.refine.embedded import KEEP_VISIBILITY, EmbeddedRefiner, fit_sh_shading, sh_basis
+from fica.maps import Source
+from fica.refine.embedded import EmbeddedRefiner
+from fica.shading import fit_sh_shading, sh_basis
 from test_complete import painted_truth, synthetic_unwrapped
 
 
@@ -23,35 +25,33 @@ def _skin(resolution: int = 256) -> torch.Tensor:
     return default_head().uv_layout(resolution).region_mask("face", "ears", "neck") > 0.5
 
 
-def test_confidently_seen_texels_keep_the_photo_exactly(stages):
+def test_seen_texels_keep_the_photo_exactly(stages):
     unwrapped, complete, refined = stages
-    keep = (unwrapped.partial.visibility >= KEEP_VISIBILITY).expand(3, -1, -1)
+    keep = (complete.source == Source.SEEN).expand(3, -1, -1)
     assert keep.sum() > 3 * 8000
     assert torch.equal(refined.texture[keep], complete.texture[keep])
     assert refined.texture.min() >= 0 and refined.texture.max() <= 1
     assert refined.texture[:, complete.valid[0] < 0.5].abs().max() == 0
 
 
-def test_rebaked_shading_brings_the_filled_skin_closer_to_the_truth(stages):
+def test_no_colour_step_where_the_seen_texels_meet_the_completed_ones(stages):
+    """Across the boundary between seen and completed skin, neighbouring texels differ as the painted truth's do:
+    far less than when the mirror half is pasted in as the photo shows it (the cheek patch's edge excluded)."""
     unwrapped, complete, refined = stages
-    _, shaded, _, _ = painted_truth()
-    filled = (_skin() & (unwrapped.partial.visibility <= 0.5)).expand(3, -1, -1)
-    before = (complete.texture - shaded)[filled].abs().mean()
-    after = (refined.texture - shaded)[filled].abs().mean()
-    assert after < 0.85 * before, f"filled-skin error {before:.4f} -> {after:.4f}"
-
-
-def test_seam_across_the_visibility_boundary_is_softened(stages):
-    unwrapped, complete, refined = stages
-    seen = unwrapped.partial.visibility > 0.5
-    skin = _skin()
+    _, shaded, _, cheek = painted_truth()
+    seen = complete.source == Source.SEEN
+    skin = _skin() & ~(cheek | cheek.flip(-1))
     straddle = (seen[..., 1:] != seen[..., :-1]) & skin[..., 1:] & skin[..., :-1]  # [1, R, R-1]
     assert straddle.sum() > 100
 
-    def jump(texture):
-        return (texture[..., 1:] - texture[..., :-1]).abs().sum(0, keepdim=True)[straddle].mean()
+    def step_error(texture):
+        step = texture[..., 1:] - texture[..., :-1]
+        truth = shaded[..., 1:] - shaded[..., :-1]
+        return (step - truth).abs().sum(0, keepdim=True)[straddle].mean()
 
-    assert jump(refined.texture) < 0.8 * jump(complete.texture)
+    pasted = torch.where(seen, unwrapped.partial.rgb, unwrapped.partial.rgb.flip(-1))
+    assert step_error(refined.texture) < 0.25 * step_error(pasted)
+    assert step_error(refined.texture) < 0.15, "under ~4 grey levels a channel"
 
 
 def test_geometry_is_smoothed_lightly_and_only_where_unseen(stages):
@@ -71,7 +71,10 @@ def test_sh_fit_recovers_a_known_lighting():
     luminance = sh_basis(normals) @ coeffs
     luminance[:40] += 0.8  # a few outliers (hair over the skin) are ignored
     fitted = fit_sh_shading(luminance, normals, torch.ones(len(normals)))
-    assert (fitted - coeffs).abs().max() < 0.02
+    # the terms odd in x (a light from one side) are held back by a stronger ridge, so they come out a little weaker
+    symmetric = [0, 1, 2, 5, 6, 8]
+    assert (fitted - coeffs)[symmetric].abs().max() < 0.02
+    assert (fitted - coeffs).abs().max() < 0.03
 
 
 @pytest.fixture(scope="module", params=["astronaut.jpg", "grace_hopper.jpg"])
@@ -88,16 +91,16 @@ def test_photo_is_completed_everywhere_and_its_seen_colours_survive(photo_stages
     unwrapped, complete, refined = photo_stages
     unseen = (complete.valid[0] > 0.5) & (unwrapped.partial.visibility[0] <= 0.5)
     assert (complete.texture.sum(0)[unseen] > 0.02).all(), "filled texels are never left black"
-    seen = (unwrapped.partial.visibility > 0.5).expand(3, -1, -1)
+    seen = (complete.source == Source.SEEN).expand(3, -1, -1)
     assert (complete.texture - unwrapped.partial.rgb)[seen].abs().max() < 1 / 255
-    keep = (unwrapped.partial.visibility >= KEEP_VISIBILITY).expand(3, -1, -1)
-    assert torch.equal(refined.texture[keep], unwrapped.partial.rgb[keep])
+    assert torch.equal(refined.texture[seen], unwrapped.partial.rgb[seen])
 
 
 def test_photo_refinement_brightens_no_filled_skin_beyond_the_seen_skin(photo_stages):
     unwrapped, complete, refined = photo_stages
     visibility = unwrapped.partial.visibility
     skin = _skin()
-    seen_lum = complete.texture.mean(0, keepdim=True)[skin & (visibility > 0.75)]
-    filled_lum = refined.texture.mean(0, keepdim=True)[skin & (visibility <= 0.5)]
+    seen = complete.source == Source.SEEN
+    seen_lum = complete.texture.mean(0, keepdim=True)[skin & seen]
+    filled_lum = refined.texture.mean(0, keepdim=True)[skin & ~seen & (visibility <= 0.5)]
     assert filled_lum.max() <= torch.quantile(seen_lum, 0.995), "no bright seams or halos in the filled part"

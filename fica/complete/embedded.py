@@ -1,27 +1,45 @@
-"""Embedded completion (DESIGN.md §5 "Complete"): mirror fill, then region-aware smooth fill. CPU, no weights.
+"""Embedded completion (DESIGN.md §5 "Complete"): lighting-aware mirror fill, then region-aware smooth fill.
+CPU, no weights.
 
-Texels the portrait shows (visibility > 0.5) keep the portrait's colours exactly. An unseen texel whose mirror
-is confidently seen takes the mirror's colour; the rest of each region is filled smoothly (push-pull + Laplace
-sweeps, see ``fica.uv_ops.harmonic_fill``) from the confidently seen part of that region only (grazing texels
-often carry background): skin (face, ears, neck) from skin, lips from lips, the scalp from the hair seen in the
-portrait (texels near the median hair colour; a dark hair colour when none is seen), eyeballs as a white
-sclera around an iris coloured from the seen eyes, the mouth cavity dark red with teeth just behind the lips.
-The geometry is the fitted head's (``Unwrapped.fitted_geometry``).
+1. Trust. A texel the portrait shows is trusted in proportion to its visibility (depth test, view angle and the
+   person mask, see ``fica.unwrap.uv_unwrap``) and to how squarely it faces the camera (``GRAZING_COS``): grazing
+   texels are smeared and mix in the background.
+2. Sources (``fica.maps.Source``, returned as ``CompleteUV.source``): a visible texel keeps the portrait's colour
+   (SEEN) unless its trusted mirror faces the camera much more squarely (a turned face's far cheek), in which
+   case it takes the mirror's (MIRRORED), as do unseen texels whose mirror is trusted; the rest are FILLED.
+3. Lighting. Mirroring copies one side's shading onto the other, so the copy is made in albedo: a luminance
+   spherical-harmonic shading is fitted on the trusted skin (``fica.shading``), divided out, and the mirrored and
+   filled texels are lit again with their own normal.
+4. Fill. The rest of each region is filled smoothly (push-pull + Laplace sweeps) from its trusted and mirrored
+   texels: skin (face, ears, neck) from skin, lips from lips, the scalp from the hair seen in the portrait
+   (texels near the median hair colour; a dark hair colour when none is seen), eyeballs as a white sclera
+   around an iris coloured from the seen eyes, the mouth cavity dark red with teeth just behind the lips.
+
+The colour step that remains where completed texels meet seen ones (what the lighting fit missed, an asymmetric
+face) is blended away in the gradient domain by the refiner, which reads ``source``. The geometry is the fitted
+head's (``Unwrapped.fitted_geometry``); hair with volume is built by ``fica.complete.hair`` from the hair mask.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from fica.complete.base import Completer
 from fica.complete.hair import complete_hair
 from fica.head.model import HeadModel, UVLayout, default_head
-from fica.maps import CompleteUV, PartialUV
+from fica.maps import CompleteUV, PartialUV, Source, geometry_normals
+from fica.render.camera import Camera
+from fica.shading import shading_map
 from fica.unwrap.base import Unwrapped
 from fica.threads import one_thread
-from fica.uv_ops import harmonic_fill, smoothstep, sphere_centre
+from fica.uv_ops import dilate, erode, harmonic_fill, smoothstep, sphere_centre
 
-SEEN_THRESHOLD = 0.5
-SOURCE_VISIBILITY = 0.75
+TRUSTED = 0.5  # trust above which a texel's own colour may be kept
+GRAZING_COS = (0.2, 0.45)  # trust fades in as the cosine of the view angle rises over this range
+MIRROR_MARGIN_COS = 0.15  # a texel takes its mirror's colour when the mirror's view cosine is this much larger ...
+SQUARE_COS = 0.5  # ... and its own is below this (seen squarely enough, a texel always keeps its colour)
+EDGE_MARGIN_TEXELS = 1  # at R = 256; scaled with the resolution
+ISLAND_RADIUS_TEXELS = 3  # at R = 256: kept regions narrower than twice this inside the mirrored part go
 HAIR_TOLERANCE = 0.3  # RGB distance from the median seen hair colour of scalp texels that may seed the fill
 SKIN_FALLBACK = (0.80, 0.62, 0.52)
 HAIR_FALLBACK = (0.10, 0.07, 0.05)
@@ -52,20 +70,46 @@ def _median_colour(rgb: torch.Tensor, mask: torch.Tensor, fallback, min_texels: 
     return rgb[:, m].median(dim=1).values[:, None, None]
 
 
-def mirror_known(partial: PartialUV, layout: UVLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Seen colours plus mirrored ones where only the mirror texel is confidently seen.
+def view_cosine(partial: PartialUV, camera: Camera) -> torch.Tensor:
+    """Cosine of the angle between each seen texel's normal and its direction to ``camera``. ``[1, R, R]``,
+    zero where unseen."""
+    to_camera = F.normalize(camera.center.to(partial.xyz)[:, None, None] - partial.xyz, dim=0)
+    return (partial.normal * to_camera).sum(0, keepdim=True) * (partial.visibility > 0)
 
-    Returns (texture ``[3, R, R]``, seen ``[1, R, R]`` bool (visibility > 0.5), known ``[1, R, R]`` bool: the
-    texels trusted as fill sources, confidently seen (visibility > ``SOURCE_VISIBILITY``) or mirrored from such).
-    Grazing texels are kept but not trusted: their colours often mix in the background.
+
+def trusted_texels(partial: PartialUV, cos: torch.Tensor) -> torch.Tensor:
+    """``[1, R, R]`` bool: texels seen well enough to copy to their mirror and to fit the lighting on (step 1),
+    from the visibility and the view cosine ``cos [1, R, R]`` (``view_cosine``)."""
+    return (partial.visibility * smoothstep(cos, *GRAZING_COS) > TRUSTED) & (partial.valid > 0.5)
+
+
+def choose_sources(partial: PartialUV, trusted: torch.Tensor, cos: torch.Tensor, layout: UVLayout
+                   ) -> torch.Tensor:
+    """Which source completes each texel (step 2 of the module docstring): ``[1, R, R]`` uint8 ``Source`` codes,
+    from the ``trusted [1, R, R]`` texels (``trusted_texels``) and the view cosines ``cos [1, R, R]``.
+
+    A visible texel keeps its colour unless its trusted mirror faces the camera much more squarely. A texel next
+    to an unseen one inside the chart does not: at an occlusion edge (the far cheek behind a turned nose) its
+    pixel mixes in the occluder. A MIRRORED texel's mirror is always SEEN.
     """
     valid = partial.valid > 0.5
-    seen = (partial.visibility > SEEN_THRESHOLD) & valid
-    confident = (partial.visibility > SOURCE_VISIBILITY) & valid
-    from_mirror = (layout.mirror(confident.float()) > 0.5) & ~seen & valid
-    texture = torch.where(seen, partial.rgb, torch.zeros_like(partial.rgb))
-    texture = torch.where(from_mirror, layout.mirror(partial.rgb), texture)
-    return texture, seen, confident | from_mirror
+    visible = (partial.visibility > TRUSTED) & valid
+    margin = max(1, round(EDGE_MARGIN_TEXELS * partial.resolution / 256))
+    visible = visible & (erode((visible | ~valid).float(), margin) > 0.5)
+    mirror_trusted = layout.mirror(trusted.float()) > 0.5
+    mirror_better = mirror_trusted & (layout.mirror(cos) > cos + MIRROR_MARGIN_COS) & (cos < SQUARE_COS)
+    # Islands of kept texels beside the mirrored part (an eyelid that faces the camera next to an eye the nose
+    # hides) would show the grazing view's smear in the middle of the copy: an opening finds them.
+    kept = visible & ~mirror_better
+    radius = max(1, round(ISLAND_RADIUS_TEXELS * partial.resolution / 256))
+    opened = dilate(erode(kept.float(), radius), radius) > 0.5
+    islands = kept & ~opened & (dilate(mirror_better.float(), radius) > 0.5)
+    seen = kept & ~(islands & (layout.mirror(kept.float()) > 0.5))
+    mirrored = valid & ~seen & (layout.mirror((seen & trusted).float()) > 0.5)
+    source = torch.full(trusted.shape, int(Source.FILLED), dtype=torch.uint8, device=trusted.device)
+    source[mirrored] = int(Source.MIRRORED)
+    source[seen] = int(Source.SEEN)
+    return source
 
 
 def _fill_region(texture: torch.Tensor, known: torch.Tensor, domain: torch.Tensor, fallback) -> torch.Tensor:
@@ -120,33 +164,45 @@ def _mouth_texture(geometry: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:
     return red + teeth * (_colour(TEETH, z) - red)
 
 
-def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tensor) -> torch.Tensor:
-    """The complete texture ``[3, R, R]`` from ``partial`` on ``layout``, with eyes and mouth placed by the
-    neutral ``geometry [3, R, R]``. Seen texels keep their colour; every valid texel gets one."""
-    texture, seen, known = mirror_known(partial, layout)
-    region = lambda *names: layout.region_mask(*names).to(texture.device) > 0.5  # noqa: E731
+def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tensor, trusted: torch.Tensor,
+                     source: torch.Tensor) -> torch.Tensor:
+    """The complete texture ``[3, R, R]`` from ``partial`` on ``layout``, its ``trusted`` texels (which the
+    lighting is fitted on) and the texel sources ``source`` (``choose_sources``), lit and with eyes and mouth placed by the neutral ``geometry [3, R, R]``. SEEN texels
+    keep their colour; every valid texel gets one."""
+    valid = partial.valid > 0.5
+    region = lambda *names: layout.region_mask(*names).to(geometry.device) > 0.5  # noqa: E731
     skin, lips, scalp = region("face", "ears", "neck"), region("lips"), region("scalp")
     eyes, mouth = region("eyes"), region("mouth")
+    seen = source == int(Source.SEEN)
+    known = seen | (source == int(Source.MIRRORED))
 
-    texture = _fill_region(texture, known, skin, SKIN_FALLBACK)
-    skin_colour = _median_colour(texture, skin & known, SKIN_FALLBACK)
-    texture = _fill_region(texture, known, lips, skin_colour * _colour(LIP_TINT, texture))
-    hair = _median_colour(texture, known & scalp, HAIR_FALLBACK)
-    hair_like = (texture - hair).norm(dim=0, keepdim=True) < HAIR_TOLERANCE  # not background or forehead
-    texture = _fill_region(texture, known & hair_like, scalp, hair)
-    texture = torch.where(eyes & ~known, _eyeball_texture(partial, seen, geometry, eyes), texture)
-    texture = torch.where(mouth & ~known, _mouth_texture(geometry, mouth), texture)
+    normals = geometry_normals(geometry, partial.valid)
+    shading = shading_map(partial.rgb, normals, trusted & skin)
+    shading = torch.ones_like(partial.visibility) if shading is None else shading
+    albedo = torch.where(seen, partial.rgb / shading, torch.zeros_like(partial.rgb))
+    albedo = torch.where(source == int(Source.MIRRORED), layout.mirror(albedo), albedo)
+
+    albedo = _fill_region(albedo, known, skin, SKIN_FALLBACK)
+    skin_colour = _median_colour(albedo, skin & known, SKIN_FALLBACK)
+    albedo = _fill_region(albedo, known, lips, skin_colour * _colour(LIP_TINT, albedo))
+    hair = _median_colour(albedo, known & scalp, HAIR_FALLBACK)
+    hair_like = (albedo - hair).norm(dim=0, keepdim=True) < HAIR_TOLERANCE  # not background or forehead
+    albedo = _fill_region(albedo, known & hair_like, scalp, hair)
     # Where neither a texel nor its mirror was seen (the back of the head and neck), the fill is made
     # left/right symmetric, so the two sides meet without a seam down the back midline.
-    unknown = ~known & (partial.valid > 0.5)
+    unknown = ~known & valid
     far = unknown & (layout.mirror(unknown.float()) > 0.5)
-    texture = torch.where(far, 0.5 * (texture + layout.mirror(texture)), texture)
+    albedo = torch.where(far, 0.5 * (albedo + layout.mirror(albedo)), albedo)
+
+    texture = albedo * shading
+    texture = torch.where(eyes & ~known, _eyeball_texture(partial, seen, geometry, eyes), texture)
+    texture = torch.where(mouth & ~known, _mouth_texture(geometry, mouth), texture)
     texture = torch.where(seen, partial.rgb, texture)
     return (texture * partial.valid).clamp(0, 1)
 
 
 class EmbeddedCompleter(Completer):
-    implementation = "embedded: mirror + harmonic fill"
+    implementation = "embedded: lit mirror + gradient-domain fill"
 
     def __init__(self, head: HeadModel | None = None):
         self.head = head
@@ -160,8 +216,11 @@ class EmbeddedCompleter(Completer):
         layout = head.uv_layout(partial.resolution)
         geometry = unwrapped.fitted_geometry.to(partial.rgb)
         with one_thread():  # many small map ops: a second torch thread only waits on a busy CPU
-            texture = complete_texture(partial, layout, geometry)
+            cos = view_cosine(partial, unwrapped.camera.to(partial.rgb.device))
+            trusted = trusted_texels(partial, cos)
+            source = choose_sources(partial, trusted, cos, layout)
+            texture = complete_texture(partial, layout, geometry, trusted, source)
             hair = None if unwrapped.hair_mask is None else \
                 complete_hair(image.cpu().float(), unwrapped.hair_mask.cpu(), unwrapped.camera.to("cpu"),
                               geometry.cpu(), layout, unwrapped.dense.mask.cpu(), generator).to(partial.rgb.device)
-        return CompleteUV(texture, geometry.clone(), partial.valid.clone(), hair)
+        return CompleteUV(texture, geometry.clone(), partial.valid.clone(), hair, source)

@@ -1,112 +1,65 @@
-"""Embedded refinement (DESIGN.md §5 "Refine"): shading re-bake and seam blending of the filled texels. CPU.
+"""Embedded refinement (DESIGN.md §5 "Refine"): gradient-domain seam blending of the completed texels and light
+smoothing of the unseen geometry. CPU.
 
-The portrait's shading is baked into what it shows, and the completer copies it into the unseen half (mirror
-fill: the other side's shading; smooth fill: the nearest seen texels' shading). Dividing the shading out of the
-seen texels too would flatten the photo and the frontal render would stop matching it, so this refiner keeps
-every confidently seen texel (visibility >= 0.9) exactly and instead makes the filled texels view-consistent:
+The embedded completer reports which source filled each texel (``CompleteUV.source``: seen, mirrored, filled);
+this refiner reads that map instead of re-deriving it:
 
-1. Fit second-order spherical-harmonic lighting (9 coefficients) to the luminance of the seen skin against its
-   normals: ``shading(n)``, normalised to mean 1 over the seen skin.
-2. For each filled texel, divide out the shading it was copied with (the mirror texel's, or the smoothly filled
-   shading of the seen texels, as the embedded completer chose its sources) and multiply in the shading of its
-   own normal, both clamped to the range the seen skin shows and the ratio kept within ``RATIO_RANGE`` (so the
-   correction stays bounded after any other completer too). A 3/4 portrait lit from one side thus gets a
-   darker (or brighter) mirrored cheek, as one light would have lit it.
-3. Blend the seam with a Laplacian pyramid: the photo over the fill's extension beneath it, weighted by
-   visibility, so colour shifts fade out over a band instead of showing an edge at the visibility boundary.
-
-Geometry: a few light Laplacian smoothing sweeps over the unseen, interior texels of the skin and scalp.
+1. Texture: the texels the completer kept from the portrait (SEEN) stay exactly. The completed ones keep their
+   detail (their gradients) but take a smooth offset, a membrane: at the boundary it is the colour step between
+   the seen texels and the completed colours continued beneath them, inside it is harmonic (``harmonic_fill``),
+   so no colour step or seam remains at the visibility boundary. The membrane is solved per region group (skin
+   and face features, scalp), so hair and skin do not bleed into each other. After a completer that reports no
+   sources, texels with visibility >= 0.9 count as seen.
+2. Geometry: a few light Laplacian smoothing sweeps over the unseen, interior texels of the skin and scalp.
 """
 from __future__ import annotations
 
 import torch
 
-from fica.complete.embedded import SEEN_THRESHOLD, SOURCE_VISIBILITY
-from fica.head.model import HeadModel, UVLayout, default_head
-from fica.maps import CompleteUV
+from fica.head.model import HeadModel, default_head
+from fica.maps import CompleteUV, Source
 from fica.refine.base import Refiner
 from fica.unwrap.base import Unwrapped
 from fica.threads import one_thread
-from fica.uv_ops import erode, laplacian_blend, neighbour_mean, push_pull_fill, smoothstep
+from fica.uv_ops import dilate, erode, harmonic_fill, neighbour_mean, push_pull_fill, weighted_blur
 
-KEEP_VISIBILITY = 0.9  # texels at least this visible keep the completed (photo) colour exactly
-RATIO_RANGE = (0.75, 1.33)
-BLEND_LEVELS = 4
-SH_RIDGE = 1e-3
+KEEP_VISIBILITY = 0.9  # without a source map, texels at least this visible count as seen
+BAND_TEXELS = 2  # seen texels this close to the completed ones set the membrane's boundary
+STEP_BLUR_TEXELS = 3.0  # the boundary step is smoothed along the boundary first (no streaks from single texels)
+MEMBRANE_SWEEPS = 20
+SEEN_RANGE = (0.005, 0.995)  # quantiles of the seen colours that bound where the membrane may move a colour
 GEOMETRY_SWEEPS = 2
 GEOMETRY_STEP = 0.25
 
 
-def sh_basis(normals: torch.Tensor) -> torch.Tensor:
-    """Real second-order spherical-harmonic basis (unnormalised constants) of unit ``normals [..., 3]`` ->
-    ``[..., 9]``: 1, y, z, x, xy, yz, 3z² - 1, xz, x² - y²."""
-    x, y, z = normals.unbind(-1)
-    return torch.stack([torch.ones_like(x), y, z, x, x * y, y * z, 3 * z * z - 1, x * z, x * x - y * y], dim=-1)
+def seen_texels(complete: CompleteUV, visibility: torch.Tensor) -> torch.Tensor:
+    """``[1, R, R]`` bool: the texels holding the portrait's own colour (the completer's SEEN texels)."""
+    if complete.source is not None:
+        return complete.source == int(Source.SEEN)
+    return (visibility >= KEEP_VISIBILITY) & (complete.valid > 0.5)
 
 
-def fit_sh_shading(luminance: torch.Tensor, normals: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Robust weighted ridge fit of ``luminance [N] ≈ sh_basis(normals [N, 3]) @ coeffs``; returns ``[9]``.
-
-    One refit after dropping texels whose residual exceeds 2.5 robust sigmas (brows, lips, stray hair).
-    """
-    A = sh_basis(normals).double()
-    b = luminance.double()
-    w = weights.double()
-    ridge = torch.full((9,), SH_RIDGE, dtype=torch.float64, device=A.device)
-    ridge[0] = 0.0
-    coeffs = None
-    for _ in range(2):
-        Aw = A * w[:, None]
-        coeffs = torch.linalg.solve(Aw.T @ A + torch.diag(ridge) * w.sum(), Aw.T @ b)
-        residual = b - A @ coeffs
-        sigma = 1.4826 * residual.abs().median()
-        w = w * (residual.abs() <= 2.5 * sigma.clamp(min=1e-6))
-    return coeffs.float()
-
-
-def shading_map(complete: CompleteUV, normals: torch.Tensor, seen: torch.Tensor,
-                skin: torch.Tensor) -> torch.Tensor | None:
-    """Fitted shading ``[1, R, R]`` (mean 1 over the seen skin, clamped to the seen range), or None when too
-    little skin is seen to fit it."""
-    fit = seen & skin
-    if int(fit.sum()) < 100:
-        return None
-    luminance = complete.texture.mean(0)
-    n = normals.permute(1, 2, 0)  # [R, R, 3]
-    coeffs = fit_sh_shading(luminance[fit[0]], n[fit[0]], luminance.new_ones(int(fit.sum())))
-    shading = (sh_basis(n) @ coeffs)[None]  # [1, R, R]
-    seen_values = shading[fit]
-    mean = seen_values.mean()
-    if mean <= 1e-3:
-        return None
-    lo, hi = torch.quantile(seen_values, 0.02) / mean, torch.quantile(seen_values, 0.98) / mean
-    return (shading / mean).clamp(lo.clamp(min=0.3), hi.clamp(max=2.0))
-
-
-def rebake_filled(complete: CompleteUV, layout: UVLayout, normals: torch.Tensor, visibility: torch.Tensor,
-                  skin: torch.Tensor) -> torch.Tensor:
-    """The texture ``[3, R, R]`` with the filled skin texels' baked shading replaced by their own normal's."""
-    valid = complete.valid > 0.5
-    seen = (visibility > SEEN_THRESHOLD) & valid
-    shading = shading_map(complete, normals, seen, skin)
-    if shading is None:
-        return complete.texture
-    sources = (visibility > SOURCE_VISIBILITY) & valid  # what the embedded completer copied and filled from
-    from_mirror = (layout.mirror(sources.float()) > 0.5) & ~seen
-    carried = torch.where(from_mirror, layout.mirror(shading), push_pull_fill(shading, sources.float()))
-    ratio = (shading / carried.clamp(min=1e-3)).clamp(*RATIO_RANGE)
-    filled_skin = skin & valid & ~seen
-    return torch.where(filled_skin, (complete.texture * ratio).clamp(0, 1), complete.texture)
-
-
-def blend_seam(texture: torch.Tensor, visibility: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Laplacian-pyramid blend of the seen colours over the fill continued beneath them. ``[3, R, R]``."""
-    seen = (visibility > SEEN_THRESHOLD) & (valid > 0.5)
-    filled = (valid > 0.5) & ~seen
-    under = push_pull_fill(texture, filled.float())  # the fill, continued under the seen texels
-    fill = torch.where(seen, under, texture) * valid
-    alpha = smoothstep(visibility, SEEN_THRESHOLD, KEEP_VISIBILITY) * valid
-    return laplacian_blend(texture * valid, fill, alpha, BLEND_LEVELS)
+def blend_seam(texture: torch.Tensor, seen: torch.Tensor, valid: torch.Tensor, groups: list[torch.Tensor]
+               ) -> torch.Tensor:
+    """Membrane blend (step 1) of the completed texels of ``texture [3, R, R]`` onto the ``seen [1, R, R]`` ones;
+    groups: ``[1, R, R]`` bool region groups solved separately. Seen texels keep their colour. ``[3, R, R]``."""
+    completed = (valid > 0.5) & ~seen
+    under = push_pull_fill(texture, completed.float())  # the completion, continued under the seen texels
+    band = seen & (dilate(completed.float(), BAND_TEXELS) > 0.5)
+    step = weighted_blur((texture - under) * band, band.float(), STEP_BLUR_TEXELS)
+    out = texture
+    for group in groups:
+        known, domain = band & group, completed & group
+        if bool(known.any()) and bool(domain.any()):
+            membrane = harmonic_fill(step, known.float(), domain.float(), MEMBRANE_SWEEPS)
+            seen_colours = texture[:, (seen & group)[0]]
+            if seen_colours.shape[1] >= 20:  # the offset never takes a colour outside what the portrait shows
+                lo = torch.quantile(seen_colours, SEEN_RANGE[0], dim=1)[:, None, None]
+                hi = torch.quantile(seen_colours, SEEN_RANGE[1], dim=1)[:, None, None]
+                membrane = torch.minimum(torch.maximum(texture + membrane, torch.minimum(texture, lo)),
+                                         torch.maximum(texture, hi)) - texture
+            out = torch.where(domain, texture + membrane, out)
+    return out * valid
 
 
 def smooth_unseen_geometry(geometry: torch.Tensor, visibility: torch.Tensor, movable: torch.Tensor) -> torch.Tensor:
@@ -121,7 +74,7 @@ def smooth_unseen_geometry(geometry: torch.Tensor, visibility: torch.Tensor, mov
 
 
 class EmbeddedRefiner(Refiner):
-    implementation = "embedded: shading re-bake + seam blend"
+    implementation = "embedded: seam blend + unseen geometry smoothing"
 
     def __init__(self, head: HeadModel | None = None):
         self.head = head
@@ -134,12 +87,11 @@ class EmbeddedRefiner(Refiner):
         head = self.head or default_head()
         layout = head.uv_layout(complete.resolution)
         visibility = unwrapped.partial.visibility.to(complete.texture) * complete.valid
-        skin = layout.region_mask("face", "ears", "neck").to(complete.texture.device) > 0.5
-        normals = complete.normals()
-        texture = rebake_filled(complete, layout, normals, visibility, skin)
-        blended = blend_seam(texture, visibility, complete.valid)
-        keep = visibility >= KEEP_VISIBILITY
-        texture = torch.where(keep, complete.texture, blended).clamp(0, 1) * complete.valid
+        seen = seen_texels(complete, visibility)
+        valid = complete.valid > 0.5
+        scalp = layout.region_mask("scalp").to(complete.texture.device) > 0.5
+        texture = blend_seam(complete.texture, seen, complete.valid, [valid & ~scalp, scalp]).clamp(0, 1)
         movable = layout.region_mask("face", "scalp", "neck").to(complete.texture.device) > 0.5
         geometry = smooth_unseen_geometry(complete.geometry, visibility, movable)
-        return CompleteUV(texture, geometry * complete.valid, complete.valid.clone(), complete.hair)
+        return CompleteUV(texture, geometry * complete.valid, complete.valid.clone(), complete.hair,
+                          complete.source)

@@ -55,7 +55,7 @@ def unwrap_fitted(image: torch.Tensor, fit: Fit, head: HeadModel, uv_resolution:
     dense = dense_from_fit(fit, head, size, raster)
     layout = head.uv_layout(uv_resolution)
     neutral = fit.neutral_vertices(head)
-    partial = unwrap_to_uv(image, dense, fit.camera, layout, fit.vertices(head), raster[2], neutral)
+    partial = unwrap_to_uv(image, dense, fit.camera, layout, fit.vertices(head), raster[2], neutral, person)
     expression = Expression(fit.expression)  # weights only: the head pose lives in the camera
     hair = hair_mask(image, landmarks, person) if landmarks is not None and person is not None else None
     return Unwrapped(partial=partial, dense=dense, camera=fit.camera, expression=expression,

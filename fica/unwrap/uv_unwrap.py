@@ -21,6 +21,7 @@ from fica.uv_ops import smoothstep
 # Visibility fades in as the surface turns toward the camera: cos(view angle) from FACING_COS[0] to FACING_COS[1].
 FACING_COS = (0.1, 0.4)
 DEPTH_TOLERANCE_M = 0.005  # a texel behind the rendered surface by more than this is occluded
+PERSON_MASK = (0.1, 0.4)  # visibility fades in as the person mask at the texel's pixel rises over this range
 
 
 def _sample(image: torch.Tensor, pixels: torch.Tensor, mode: str) -> torch.Tensor:
@@ -34,14 +35,17 @@ def _sample(image: torch.Tensor, pixels: torch.Tensor, mode: str) -> torch.Tenso
 
 
 def unwrap_to_uv(image: torch.Tensor, dense: DenseMaps, camera: Camera, layout: UVLayout, vertices: torch.Tensor,
-                 depth: torch.Tensor, neutral_vertices: torch.Tensor | None = None) -> PartialUV:
+                 depth: torch.Tensor, neutral_vertices: torch.Tensor | None = None,
+                 person: torch.Tensor | None = None) -> PartialUV:
     """Texel -> pixel unwrap of a portrait onto the fitted head.
 
     image: ``[H, W, 3]`` 0..1; dense: the portrait's dense maps (its mask gates visibility); camera: the fitted
     camera; vertices: ``[V, 3]`` the fitted head as seen (identity, expression, correction), head frame;
     depth: ``[H, W]`` camera depth of that head rendered by ``camera`` (0 off the head);
     neutral_vertices: ``[V, 3]`` the same head at neutral expression, for the xyz and normal maps (default:
-    ``vertices``). Returns PartialUV at ``layout``'s resolution; rgb, normal and xyz are zero where unseen.
+    ``vertices``); person: ``[H, W]`` 0..1 the person mask (``fica.unwrap.landmarks.person_mask``), when given a
+    texel whose pixel shows background (a fitted silhouette wider than the real one, a turned nose tip over a
+    white wall) is not visible. Returns PartialUV at ``layout``'s resolution; rgb, normal and xyz are zero where unseen.
     """
     R = layout.resolution
     valid = layout.valid
@@ -63,7 +67,10 @@ def unwrap_to_uv(image: torch.Tensor, dense: DenseMaps, camera: Camera, layout: 
     surface = depth[row, col]
     unoccluded = (surface > 0) & (z <= surface + DEPTH_TOLERANCE_M) & (dense.mask[row, col] > 0.5)
 
-    visibility = (facing * (inside & unoccluded).float()).reshape(1, R, R) * valid
+    visibility = facing * (inside & unoccluded).float()
+    if person is not None:
+        visibility = visibility * smoothstep(_sample(person[..., None], pixels, "bilinear")[:, 0], *PERSON_MASK)
+    visibility = visibility.reshape(1, R, R) * valid
     seen = (visibility > 0).float()
     rgb = _sample(image, pixels, "bilinear").T.reshape(3, R, R) * seen
     return PartialUV(rgb=rgb, visibility=visibility, normal=geometry_normals(geometry, valid) * seen,

@@ -1,0 +1,80 @@
+"""The far-side cycle measure (issue 7, DESIGN.md §7 appearance targets).
+
+A frontal portrait -> avatar A -> A rendered at yaw ``yaw_deg`` -> that render used as the portrait -> avatar B.
+B's frontal render is compared with A's inside the face (MediaPipe's face oval on A's frontal render, eroded):
+the half of the face the turned render showed ("seen") against the half B had to complete ("completed").
+The gap ``seen_psnr_db - completed_psnr_db`` says how much worse the completion is than plain re-unwrapping.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fica.render.camera import orbit_camera
+from fica.unwrap.landmarks import FACE_OVAL, detect_landmarks
+
+NOSE_BRIDGE, CHIN = 168, 152  # the face's midline runs through these landmarks
+FACE_MARGIN = 0.04  # the face oval is eroded by this fraction of the face width (its rim mixes in background)
+MIDLINE_BAND = 0.03  # texels this close to the midline (fraction of the face width) belong to neither half
+
+
+@dataclass
+class CycleResult:
+    seen_psnr_db: float
+    completed_psnr_db: float
+    first_front: torch.Tensor  # [S, S, 3] avatar A, frontal
+    turned: torch.Tensor  # [S, S, 3] avatar A at yaw_deg: avatar B's portrait
+    second_front: torch.Tensor  # [S, S, 3] avatar B, frontal
+    seen_half: torch.Tensor  # [S, S] bool
+    completed_half: torch.Tensor  # [S, S] bool
+
+    @property
+    def gap_db(self) -> float:
+        return self.seen_psnr_db - self.completed_psnr_db
+
+
+def face_halves(landmarks: torch.Tensor, height: int, width: int, seen_side: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(seen, completed) ``[H, W]`` bool halves of the eroded face oval of ``landmarks [478, 3]`` (pixels).
+
+    seen_side: +1 when the turned camera saw the image-right half (positive yaw: the subject's left), else -1.
+    """
+    import cv2
+
+    oval = np.asarray(landmarks[list(FACE_OVAL), :2], dtype=np.float32)
+    mask = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(mask, [np.round(oval).astype(np.int32)], 1)
+    face_width = float(landmarks[:, 0].max() - landmarks[:, 0].min())
+    k = 2 * round(FACE_MARGIN * face_width) + 1
+    face = torch.from_numpy(cv2.erode(mask, np.ones((k, k), np.uint8)).astype(bool))
+    top, bottom = landmarks[NOSE_BRIDGE, :2].float(), landmarks[CHIN, :2].float()
+    rows = torch.arange(height, dtype=torch.float32)[:, None] + 0.5
+    cols = torch.arange(width, dtype=torch.float32)[None, :] + 0.5
+    t = (rows - top[1]) / (bottom[1] - top[1]).clamp(min=1e-6)
+    midline_x = top[0] + t * (bottom[0] - top[0])
+    side = (cols - midline_x) * seen_side
+    band = MIDLINE_BAND * face_width
+    return face & (side > band), face & (side < -band)
+
+
+def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return 10 * float(np.log10(1.0 / max(mse, 1e-12)))
+
+
+@torch.no_grad()
+def far_side_cycle(pipe, image, yaw_deg: float = 45.0, size: int = 512) -> CycleResult:
+    """Run the cycle with ``pipe`` (a FiCAPipeline) on ``image`` (anything ``pipe`` accepts). Renders are
+    ``size``² over white, neutral expression."""
+    front = orbit_camera(0.0, width=size, height=size)
+    first = pipe(image).avatar
+    first_front, _ = first.render(front)
+    turned, _ = first.render(orbit_camera(yaw_deg, width=size, height=size))
+    second_front, _ = pipe(turned.clamp(0, 1).numpy()).avatar.render(front)
+    landmarks = detect_landmarks(first_front.clamp(0, 1).numpy())
+    seen, completed = face_halves(landmarks, size, size, 1 if yaw_deg > 0 else -1)
+    return CycleResult(psnr_db(second_front[seen], first_front[seen]),
+                       psnr_db(second_front[completed], first_front[completed]),
+                       first_front, turned, second_front, seen, completed)
