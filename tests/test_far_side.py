@@ -9,9 +9,9 @@ import pytest
 from fica import FiCAPipeline
 from fica.cycle import far_side_cycle
 
-PORTRAITS = ("astronaut.jpg", "grace_hopper.jpg", "grace_hopper_smooth.jpg", "grace_hopper_grey.jpg",
-             "astronaut_posterized.png")  # astronaut_stylized.jpg: its yaw-45° render shows MediaPipe two faces
+PORTRAITS = ("astronaut.jpg", "grace_hopper.jpg", "grace_hopper_smooth.jpg")
 CYCLES = [(name, yaw) for name in PORTRAITS for yaw in (45, -45)]
+PHOTOS = ("astronaut.jpg", "grace_hopper.jpg")  # the two real faces (the variants repeat Grace Hopper's)
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +24,17 @@ def gaps(pipe, example_image) -> dict:
     return {(name, yaw): far_side_cycle(pipe, example_image(name).numpy(), yaw).gap_db for name, yaw in CYCLES}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7 bar not reached yet: median gap 2.3 dB on the examples (was 3.2); "
-                   "the astronaut's asymmetric fringe and smile cannot be mirrored")
+@pytest.mark.xfail(strict=True, reason="issue 7 bar not reached: median gap over the photos ~5 dB (the astronaut's "
+                   "7.5-9.6 dB: her fringe and smile are asymmetric, a mirror cannot reproduce them; Grace Hopper "
+                   "0.5-2.5 dB)")
 def test_completed_half_is_within_2_db_of_the_seen_half(gaps):
-    assert statistics.median(gaps.values()) <= 2.0, gaps
+    photos = [v for k, v in gaps.items() if k[0] in PHOTOS]
+    assert statistics.median(photos) <= 2.0, gaps
 
 
-def test_completed_half_is_never_far_worse_than_the_seen_half(gaps):
-    """A bound that the mirror of a near-symmetric face must keep (Grace Hopper): no cycle of hers loses more than
-    3 dB on the completed half."""
+def test_a_near_symmetric_face_completes_within_3_db(gaps):
+    """Grace Hopper's face is close to symmetric, so the mirrored, relit and blended far side must come close to
+    the seen one: no cycle of hers (photo and painted variant, both turns) loses more than 3 dB on the completed
+    half (before the lit mirror and the membrane blend, yaw +45° lost 3.5 dB)."""
     hopper = {k: v for k, v in gaps.items() if k[0].startswith("grace_hopper")}
     assert max(hopper.values()) <= 3.0, hopper
