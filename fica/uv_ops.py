@@ -158,3 +158,17 @@ def weighted_blur(values: torch.Tensor, weights: torch.Tensor, sigma_px: float) 
     stacked = F.conv2d(stacked, kernel.reshape(1, 1, -1, 1), padding=(radius, 0))[:, 0]
     total, weight = stacked[:-1], stacked[-1:]
     return torch.where(weight > 1e-6, total / weight.clamp(min=1e-6), torch.zeros_like(total))
+
+
+def cap_luminance(texture: torch.Tensor, reference: torch.Tensor, target: torch.Tensor, quantile: float
+                  ) -> torch.Tensor:
+    """Scale down the ``target [1, H, W]`` (bool) texels of ``texture [3, H, W]`` whose luminance (channel mean)
+    exceeds the ``quantile`` of the luminance over the ``reference [1, H, W]`` (bool) texels; hue is kept.
+    Unchanged when fewer than 20 reference texels. Returns ``[3, H, W]``."""
+    luminance = texture.mean(0, keepdim=True)
+    values = luminance[reference]
+    if values.numel() < 20:
+        return texture
+    ceiling = torch.quantile(values, quantile)
+    scale = (ceiling / luminance.clamp(min=1e-6)).clamp(max=1.0)
+    return torch.where(target, texture * scale, texture)

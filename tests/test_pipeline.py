@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fica import Expression, FiCAPipeline
+from fica.maps import Source
 from fica.render.camera import orbit_camera
 from fica.unwrap.landmarks import FACE_OVAL, detect_landmarks
 
@@ -82,8 +83,9 @@ def test_every_valid_texel_is_filled_and_visible_texels_hold_the_photo(runs):
     unseen = valid & (out.partial.visibility[0] == 0)
     left_empty = unseen & (texture.sum(0) == 0)  # the photo has black pixels, so a rare exact zero is fill
     assert int(unseen.sum()) > 0.3 * int(valid.sum()) and int(left_empty.sum()) < 1e-3 * int(unseen.sum())
-    seen = (out.partial.visibility[0] > 0.9) & valid
-    assert int(seen.sum()) > 0.15 * int(valid.sum())
+    visible = (out.partial.visibility[0] > 0.9) & valid
+    seen = out.complete.source[0] == Source.SEEN  # what the completer kept from the photo
+    assert int(seen.sum()) > 0.15 * int(valid.sum()) and float(seen[visible].float().mean()) > 0.95
     assert float((out.complete.texture - out.partial.rgb).abs().amax(0)[seen].max()) < 1.5 / 255
 
 

@@ -5,8 +5,8 @@ CPU, no weights.
    person mask, see ``fica.unwrap.uv_unwrap``) and to how squarely it faces the camera (``GRAZING_COS``): grazing
    texels are smeared and mix in the background.
 2. Sources (``fica.maps.Source``, returned as ``CompleteUV.source``): a visible texel keeps the portrait's colour
-   (SEEN) unless its trusted mirror faces the camera much more squarely (a turned face's far cheek), in which
-   case it takes the mirror's (MIRRORED), as do unseen texels whose mirror is trusted; the rest are FILLED.
+   (SEEN) unless it sits at an occlusion edge its mirror does not share; the others whose mirror is seen and
+   trusted take the mirror's (MIRRORED); the rest are FILLED.
 3. Lighting. Mirroring copies one side's shading onto the other, so the copy is made in albedo: a luminance
    spherical-harmonic shading is fitted on the trusted skin (``fica.shading``), divided out, and the mirrored and
    filled texels are lit again with their own normal.
@@ -32,14 +32,12 @@ from fica.render.camera import Camera
 from fica.shading import shading_map
 from fica.unwrap.base import Unwrapped
 from fica.threads import one_thread
-from fica.uv_ops import dilate, erode, harmonic_fill, smoothstep, sphere_centre
+from fica.uv_ops import cap_luminance, erode, harmonic_fill, smoothstep, sphere_centre
 
 TRUSTED = 0.5  # trust above which a texel's own colour may be kept
 GRAZING_COS = (0.2, 0.45)  # trust fades in as the cosine of the view angle rises over this range
-MIRROR_MARGIN_COS = 0.15  # a texel takes its mirror's colour when the mirror's view cosine is this much larger ...
-SQUARE_COS = 0.5  # ... and its own is below this (seen squarely enough, a texel always keeps its colour)
 EDGE_MARGIN_TEXELS = 1  # at R = 256; scaled with the resolution
-ISLAND_RADIUS_TEXELS = 3  # at R = 256: kept regions narrower than twice this inside the mirrored part go
+BRIGHTEST_SEEN = 0.99  # quantile of the seen skin's luminance that completed skin may not exceed
 HAIR_TOLERANCE = 0.3  # RGB distance from the median seen hair colour of scalp texels that may seed the fill
 SKIN_FALLBACK = (0.80, 0.62, 0.52)
 HAIR_FALLBACK = (0.10, 0.07, 0.05)
@@ -88,23 +86,17 @@ def choose_sources(partial: PartialUV, trusted: torch.Tensor, cos: torch.Tensor,
     """Which source completes each texel (step 2 of the module docstring): ``[1, R, R]`` uint8 ``Source`` codes,
     from the ``trusted [1, R, R]`` texels (``trusted_texels``) and the view cosines ``cos [1, R, R]``.
 
-    A visible texel keeps its colour unless its trusted mirror faces the camera much more squarely. A texel next
-    to an unseen one inside the chart does not: at an occlusion edge (the far cheek behind a turned nose) its
-    pixel mixes in the occluder. A MIRRORED texel's mirror is always SEEN.
+    A visible texel keeps its colour, except next to an unseen one inside the chart when its mirror is not at such
+    an edge and faces the camera more squarely: at an occlusion edge (the far cheek behind a turned nose) its pixel
+    mixes in the occluder. (Edges that both sides share, the eyelids and lips of a frontal face, keep the photo.)
+    A MIRRORED texel's mirror is always SEEN.
     """
     valid = partial.valid > 0.5
     visible = (partial.visibility > TRUSTED) & valid
     margin = max(1, round(EDGE_MARGIN_TEXELS * partial.resolution / 256))
-    visible = visible & (erode((visible | ~valid).float(), margin) > 0.5)
-    mirror_trusted = layout.mirror(trusted.float()) > 0.5
-    mirror_better = mirror_trusted & (layout.mirror(cos) > cos + MIRROR_MARGIN_COS) & (cos < SQUARE_COS)
-    # Islands of kept texels beside the mirrored part (an eyelid that faces the camera next to an eye the nose
-    # hides) would show the grazing view's smear in the middle of the copy: an opening finds them.
-    kept = visible & ~mirror_better
-    radius = max(1, round(ISLAND_RADIUS_TEXELS * partial.resolution / 256))
-    opened = dilate(erode(kept.float(), radius), radius) > 0.5
-    islands = kept & ~opened & (dilate(mirror_better.float(), radius) > 0.5)
-    seen = kept & ~(islands & (layout.mirror(kept.float()) > 0.5))
+    clean = visible & (erode((visible | ~valid).float(), margin) > 0.5)
+    mirror = lambda m: layout.mirror(m.float()) > 0.5  # noqa: E731
+    seen = visible & ~(~clean & mirror(clean & trusted) & (layout.mirror(cos) > cos))
     mirrored = valid & ~seen & (layout.mirror((seen & trusted).float()) > 0.5)
     source = torch.full(trusted.shape, int(Source.FILLED), dtype=torch.uint8, device=trusted.device)
     source[mirrored] = int(Source.MIRRORED)
@@ -195,14 +187,17 @@ def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tenso
     albedo = torch.where(far, 0.5 * (albedo + layout.mirror(albedo)), albedo)
 
     texture = albedo * shading
+    # Re-lighting extrapolates onto normals the portrait never showed: completed skin is kept no brighter than
+    # the brightest seen skin.
+    texture = torch.where(seen, partial.rgb, texture)
+    texture = cap_luminance(texture, seen & skin, skin & ~seen, BRIGHTEST_SEEN)
     texture = torch.where(eyes & ~known, _eyeball_texture(partial, seen, geometry, eyes), texture)
     texture = torch.where(mouth & ~known, _mouth_texture(geometry, mouth), texture)
-    texture = torch.where(seen, partial.rgb, texture)
     return (texture * partial.valid).clamp(0, 1)
 
 
 class EmbeddedCompleter(Completer):
-    implementation = "embedded: lit mirror + gradient-domain fill"
+    implementation = "embedded: lit mirror + harmonic fill"
 
     def __init__(self, head: HeadModel | None = None):
         self.head = head

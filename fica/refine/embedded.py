@@ -21,12 +21,14 @@ from fica.maps import CompleteUV, Source
 from fica.refine.base import Refiner
 from fica.unwrap.base import Unwrapped
 from fica.threads import one_thread
-from fica.uv_ops import dilate, erode, harmonic_fill, neighbour_mean, push_pull_fill, weighted_blur
+from fica.uv_ops import (cap_luminance, dilate, erode, harmonic_fill, neighbour_mean, push_pull_fill,
+                          weighted_blur)
 
 KEEP_VISIBILITY = 0.9  # without a source map, texels at least this visible count as seen
 BAND_TEXELS = 2  # seen texels this close to the completed ones set the membrane's boundary
 STEP_BLUR_TEXELS = 3.0  # the boundary step is smoothed along the boundary first (no streaks from single texels)
 MEMBRANE_SWEEPS = 20
+BRIGHTEST_SEEN = 0.99  # quantile of the seen skin's luminance that completed skin may not exceed
 SEEN_RANGE = (0.005, 0.995)  # quantiles of the seen colours that bound where the membrane may move a colour
 GEOMETRY_SWEEPS = 2
 GEOMETRY_STEP = 0.25
@@ -91,6 +93,8 @@ class EmbeddedRefiner(Refiner):
         valid = complete.valid > 0.5
         scalp = layout.region_mask("scalp").to(complete.texture.device) > 0.5
         texture = blend_seam(complete.texture, seen, complete.valid, [valid & ~scalp, scalp]).clamp(0, 1)
+        skin = layout.region_mask("face", "ears", "neck").to(complete.texture.device) > 0.5
+        texture = cap_luminance(texture, seen & skin, skin & ~seen, BRIGHTEST_SEEN)  # the membrane adds no glow
         movable = layout.region_mask("face", "scalp", "neck").to(complete.texture.device) > 0.5
         geometry = smooth_unseen_geometry(complete.geometry, visibility, movable)
         return CompleteUV(texture, geometry * complete.valid, complete.valid.clone(), complete.hair,
