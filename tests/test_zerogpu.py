@@ -63,7 +63,7 @@ def zerogpu_app(monkeypatch):
     monkeypatch.setenv("FICA_DEVICE", "cpu")
     monkeypatch.setenv("FICA_CACHE_EXAMPLES", "0")
     app = importlib.reload(sys.modules["app"]) if "app" in sys.modules else importlib.import_module("app")
-    monkeypatch.setattr(embedded_unwrap, "detect_landmarks", fake.spy("mediapipe", embedded_unwrap.detect_landmarks))
+    monkeypatch.setattr(embedded_unwrap, "find_face", fake.spy("mediapipe", embedded_unwrap.find_face))
     for name, fn in list(dispatch.BACKENDS.items()):
         monkeypatch.setitem(dispatch.BACKENDS, name, fake.spy("render", fn))
     import fica.io.video
