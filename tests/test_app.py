@@ -261,4 +261,4 @@ def test_two_concurrent_clients_get_their_own_results(client, astronaut_result):
     solo, astronaut, hopper = partial_rgb(astronaut_result), partial_rgb(results[0]), partial_rgb(results[1])
     assert np.abs(astronaut - solo).mean() < 1.0, "the same portrait must give the same maps under load"
     assert np.abs(hopper - astronaut).mean() > 10, "each client must get its own portrait's maps"
-    assert results[0][1] != results[1][1] and results[0][4] != results[1][4]
+    assert results[0][4] != results[1][4], "each client gets its own files"  # [1] is the unchanged-viewer update

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -173,19 +174,26 @@ def test_standalone_viewer_opens_from_file_and_draws_the_avatar(tmp_path):
 
     avatar = FiCAPipeline.from_pretrained()(EXAMPLES / "grace_hopper.jpg").avatar
     html = write_standalone_html(avatar.save_rig(tmp_path / "avatar_rig.zip"), tmp_path / "avatar_viewer.html")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + ["--allow-file-access-from-files"])
-        page = browser.new_page(viewport={"width": 1100, "height": 640})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(html.as_uri())
-        page.wait_for_function("window.ficaLive && window.ficaLive.gaussians > 0", timeout=120_000)
-        _settled(page)
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "live_standalone.png"))
-        canvas = _canvas(page, ARTIFACTS / "live_standalone_canvas.png")
-        presets = page.evaluate("window.ficaLive.presets")
-        browser.close()
+
+    def open_in_browser():
+        # Its own thread: the module's app page keeps a sync Playwright (an asyncio loop) open on this one.
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + ["--allow-file-access-from-files"])
+            page = browser.new_page(viewport={"width": 1100, "height": 640})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(html.as_uri())
+            page.wait_for_function("window.ficaLive && window.ficaLive.gaussians > 0", timeout=120_000)
+            _settled(page)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "live_standalone.png"))
+            canvas = _canvas(page, ARTIFACTS / "live_standalone_canvas.png")
+            presets = page.evaluate("window.ficaLive.presets")
+            browser.close()
+        return errors, presets, canvas
+
+    with ThreadPoolExecutor(1) as pool:
+        errors, presets, canvas = pool.submit(open_in_browser).result()
     assert not errors, errors
     assert set(presets) >= {"smile", "talk", "blink", "turn"}
     top, bottom, left, right = _head_box(canvas)
