@@ -204,7 +204,8 @@ class EmbeddedCompleter(Completer):
 
     def __call__(self, unwrapped: Unwrapped, image: torch.Tensor,
                  generator: torch.Generator | None = None) -> CompleteUV:
-        """Complete ``unwrapped.partial``, and build the hair shell from ``unwrapped.hair_mask`` and ``image``
+        """Complete ``unwrapped.partial``, and build the hair shell from ``unwrapped.hair_mask`` (and its
+        ``headwear_mask``) and ``image``
         (``generator`` seeds the unseen hair's strand noise; the chart fill is deterministic)."""
         partial = unwrapped.partial
         head = self.head or default_head()
@@ -217,5 +218,7 @@ class EmbeddedCompleter(Completer):
             texture = complete_texture(partial, layout, geometry, trusted, source)
             hair = None if unwrapped.hair_mask is None else \
                 complete_hair(image.cpu().float(), unwrapped.hair_mask.cpu(), unwrapped.camera.to("cpu"),
-                              geometry.cpu(), layout, unwrapped.dense.mask.cpu(), generator).to(partial.rgb.device)
+                              geometry.cpu(), layout, unwrapped.dense.mask.cpu(), generator,
+                              None if unwrapped.headwear_mask is None else unwrapped.headwear_mask.cpu()
+                              ).to(partial.rgb.device)
         return CompleteUV(texture, geometry.clone(), partial.valid.clone(), hair, source)

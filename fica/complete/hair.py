@@ -17,6 +17,9 @@ below it (long hair down the back and over the shoulders). A cell's point at rad
    height: long hair hangs down the back, a wide bob stays wide), then clamped to the upper bound.
 3. Colour: cells facing the camera and inside the hair mask take the portrait's colour; the rest get the seen
    hair's smooth colour with strand noise (long along the rows, thin across) whose spread is the seen hair's.
+   A hat (the headwear mask, ``fica.unwrap.headwear``) is not hair: the cells that project onto it, hidden ones
+   included (a band around the head at the heights the portrait shows it), get the hat's dominant colour with no
+   strands, and only the hair beside and below it sets the strands' colour and spread.
 
 A head whose portrait shows no hair gets an empty shell (coverage 0): short hair stays short, bald stays bald.
 """
@@ -29,7 +32,6 @@ import torch.nn.functional as F
 
 from fica.head.model import UVLayout
 from fica.maps import HairShell
-from fica.noise import seeded_noise
 from fica.noise import seeded_noise
 from fica.render.camera import Camera
 from fica.uv_ops import push_pull_fill, smoothstep
@@ -54,6 +56,7 @@ STRAND_COLUMNS = 0.7  # ... and across them
 MEAN_SIGMA = 3.0  # cells: the seen hair's local mean colour, about which its strands vary
 MAX_STRAND_SPREAD = 0.8  # relative luminance spread of the strands at most
 SPLAT_BLUR_GAIN = 1.7  # neighbouring strand Gaussians overlap and average ~0.6 of the spread away: make up for it
+COLOUR_BINS = 8  # levels a channel when the hat's dominant colour is counted
 SEED = 0
 
 
@@ -163,16 +166,29 @@ def strand_noise(shape: tuple[int, int], generator: torch.Generator) -> torch.Te
     return (noise - noise.mean()) / noise.std().clamp(min=1e-6)
 
 
-def hair_texture(image: torch.Tensor, pixels: torch.Tensor, seen: torch.Tensor,
-                 generator: torch.Generator) -> torch.Tensor:
-    """``[3, A, B]``: the portrait's colour at ``pixels [A*B, 2]`` where ``seen [1, A, B]`` (0..1), elsewhere the
-    seen hair's local mean colour (filled smoothly) times strand noise, as strong as the seen hair's luminance
-    spread needs beyond that of its mean."""
+def dominant_colour(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[3]``: the mean of the most frequent colour (``COLOUR_BINS`` levels a channel) of ``image [H, W, 3]``
+    inside ``mask [H, W]`` (not empty)."""
+    pixels = image[mask > 0.5]  # [N, 3]
+    q = (pixels * (COLOUR_BINS - 1e-3)).long().clamp(0, COLOUR_BINS - 1)
+    key = (q[:, 0] * COLOUR_BINS + q[:, 1]) * COLOUR_BINS + q[:, 2]
+    return pixels[key == torch.bincount(key).argmax()].mean(0)
+
+
+def hair_texture(image: torch.Tensor, pixels: torch.Tensor, seen: torch.Tensor, hat: torch.Tensor,
+                 hat_colour: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``[3, A, B]``: the portrait's colour at ``pixels [A*B, 2]`` where ``seen [1, A, B]`` (0..1); elsewhere
+    ``hat_colour [3]`` on the ``hat [1, A, B]`` (bool) cells and, on the others, the seen hair's local mean colour
+    (filled smoothly) times strand noise, as strong as the seen hair's luminance spread needs beyond that of its
+    mean."""
     A, B = seen.shape[-2:]
     photo = _sample(image.permute(2, 0, 1), pixels).view(3, A, B)
-    known = (seen > 0.5).float()
+    flat_hat = hat_colour[:, None, None].expand(3, A, B)
+    known = ((seen > 0.5) & ~hat).float()
     if float(known.sum()) < 4:
-        return wrapped_fill(photo * known, known) if float(known.sum()) > 0 else torch.full_like(photo, 0.1)
+        fallback = flat_hat if bool(hat.any()) else torch.full_like(photo, 0.1)
+        unseen = wrapped_fill(photo * known, known) if float(known.sum()) > 0 else fallback
+        return seen * photo + (1 - seen) * torch.where(hat, flat_hat, unseen)
     weight = _blur(known, MEAN_SIGMA, MEAN_SIGMA)
     local_mean = _blur(photo * known, MEAN_SIGMA, MEAN_SIGMA) / weight.clamp(min=1e-6)
     mean = wrapped_fill(local_mean, (weight > 0.05).float())
@@ -181,16 +197,18 @@ def hair_texture(image: torch.Tensor, pixels: torch.Tensor, seen: torch.Tensor,
     missing = (lum(photo).var() - lum(mean).var()).clamp(min=0).sqrt()
     spread = (SPLAT_BLUR_GAIN * missing / lum(mean).mean().clamp(min=1e-3)).clamp(max=MAX_STRAND_SPREAD)
     synthesised = (mean * (1 + spread * strand_noise((A, B), generator))).clamp(0, 1)
-    return seen * photo + (1 - seen) * synthesised
+    return seen * photo + (1 - seen) * torch.where(hat, flat_hat, synthesised)
 
 
 def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, geometry: torch.Tensor,
-                  layout: UVLayout, outline: torch.Tensor, generator: torch.Generator | None = None) -> HairShell:
+                  layout: UVLayout, outline: torch.Tensor, generator: torch.Generator | None = None,
+                  headwear: torch.Tensor | None = None) -> HairShell:
     """The hair shell of a portrait.
 
     image: ``[H, W, 3]`` 0..1; hair_mask: ``[H, W]`` 0/1; camera: the portrait's; geometry: ``[3, R, R]`` the
     fitted head's neutral geometry map on ``layout``; outline: ``[H, W]`` 0/1, the fitted head's silhouette in the
-    portrait. Returns a ``HairShell`` on the capsule chart (coverage all zero when no hair is seen).
+    portrait; headwear: ``[H, W]`` 0/1, the hat among the hair (None: no hat). Returns a ``HairShell`` on the
+    capsule chart (coverage all zero when no hair is seen).
     """
     head = (layout.region_mask("face", "scalp", "ears", "neck") * layout.valid).to(geometry)
     scalp = geometry[:, layout.region_mask("scalp")[0] > 0.5]
@@ -232,5 +250,8 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     pixels = _project(camera, outer.permute(1, 2, 0).reshape(-1, 3))
     outer_cos = smoothstep(cos, FACING_COS - 0.15, FACING_COS + 0.15)
     seen = outer_cos * (_sample(mask, pixels).view(1, A, B) > 0.5)
-    texture = hair_texture(image, pixels, seen, gen)
+    wears_hat = headwear is not None and float(headwear.sum()) >= MIN_HAIR_PX
+    hat = _sample(headwear[None].float(), pixels).view(1, A, B) > 0.5 if wears_hat else torch.zeros_like(seen).bool()
+    hat_colour = dominant_colour(image, headwear) if wears_hat else torch.zeros(3)
+    texture = hair_texture(image, pixels, seen, hat, hat_colour, gen)
     return HairShell(centre, base + r_head * direction, outer, texture, coverage)

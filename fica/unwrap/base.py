@@ -33,6 +33,7 @@ class Unwrapped:
     landmarks: ``[478, 3]`` MediaPipe landmarks in pixels (x, y) and relative depth, or None.
     person_mask: ``[H, W]`` 0..1, the person (selfie segmentation), or None.
     hair_mask: ``[H, W]`` 0/1, the hair (and headwear) in the portrait, all zero for a bald head, or None.
+    headwear_mask: ``[H, W]`` 0/1, the part of ``hair_mask`` that is a hat or a cap (all zero without one), or None.
     face_note: a sentence for the user when the image held several faces and one was chosen, else ''.
     """
 
@@ -44,6 +45,7 @@ class Unwrapped:
     landmarks: torch.Tensor | None = None
     person_mask: torch.Tensor | None = None
     hair_mask: torch.Tensor | None = None
+    headwear_mask: torch.Tensor | None = None
     face_note: str = ""
 
     def to(self, device) -> "Unwrapped":
