@@ -36,8 +36,8 @@ from fica.web.page import app_viewer_js
 
 log = logging.getLogger("fica.app")
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
-EXAMPLES = ("astronaut.jpg", "grace_hopper.jpg", "astronaut_stylized.jpg", "grace_hopper_smooth.jpg",
-            "astronaut_posterized.png", "grace_hopper_grey.jpg")
+EXAMPLES = ("astronaut.jpg", "grace_hopper.jpg", "long_hair_clipart.jpg", "astronaut_stylized.jpg",
+            "grace_hopper_smooth.jpg", "astronaut_posterized.png", "grace_hopper_grey.jpg")
 MAX_FILE_SIZE = os.environ.get("FICA_MAX_FILE_SIZE", "25mb")
 CONCURRENCY = int(os.environ.get("FICA_CONCURRENCY", "2"))
 RETENTION_S = int(OUTPUT_MAX_AGE_S)  # our request folders and Gradio's copies of them (FICA_RETENTION_S)

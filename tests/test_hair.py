@@ -22,6 +22,7 @@ from tests.conftest import PHOTOS, STYLIZED, _load
 
 HAIR_EXAMPLES = ("astronaut.jpg", "astronaut_stylized.jpg", "astronaut_posterized.png")  # hair, not a hat
 HAT_EXAMPLES = ("grace_hopper.jpg", "grace_hopper_grey.jpg", "grace_hopper_smooth.jpg")  # a uniform's cap
+LONG_HAIR = ("long_hair_clipart.jpg",)  # a flat-coloured drawing: hair down to the shoulders, a high forehead
 
 
 @lru_cache(maxsize=1)
@@ -53,14 +54,31 @@ def test_hair_mask_holds_the_hair_above_the_face_and_not_the_face_or_the_clothes
     assert hair[below].mean() < 0.05
 
 
-@pytest.mark.parametrize("name", PHOTOS + STYLIZED)
+@pytest.mark.parametrize("name", LONG_HAIR)
+def test_hair_mask_holds_long_hair_and_not_the_forehead_or_the_shoulders(name):
+    """The drawing's hair is its one dark colour: the mask holds it down to the shoulders, and none of the skin
+    (the forehead above the face oval, the neck and shoulders)."""
+    out = _run(name)
+    hair = out.unwrapped.hair_mask.numpy() > 0.5
+    image = _load(name).numpy()
+    frame = face_frame(out.unwrapped.landmarks.numpy(), hair.shape)
+    outside_face = ~oval_mask(out.unwrapped.landmarks.numpy(), hair.shape, 0.05 * frame.width_px)
+    drawn_hair = (image.max(-1) < 0.25) & outside_face  # [H, W] its hair colour (outlines are thin)
+    drawn_hair = drawn_hair & (np.abs(frame.s) < 1.6) & (frame.t > -2.0)
+    assert hair[drawn_hair].mean() > 0.9
+    assert hair[drawn_hair & (frame.t < 0)].mean() > 0.9, "below the chin too"
+    skin = (np.abs(image - image[outside_face & ~drawn_hair & (frame.t > 1.0)].mean(0)).max(-1) < 0.05)
+    assert hair[skin & outside_face].mean() < 0.05, "not the forehead, neck or shoulders"
+
+
+@pytest.mark.parametrize("name", PHOTOS + STYLIZED + LONG_HAIR)
 def test_avatar_silhouette_matches_the_person_above_the_chin(name):
     """IoU >= 0.85 at the portrait camera. The reference is MediaPipe's person mask, which on some portraits
     also holds a raised suit collar or a patch of background above the chin that no head covers."""
     assert silhouette_iou(_run(name)) >= 0.85
 
 
-@pytest.mark.parametrize("name", HAIR_EXAMPLES)
+@pytest.mark.parametrize("name", HAIR_EXAMPLES + LONG_HAIR)
 def test_back_of_the_head_shows_hair_with_the_seen_hair_variation(name):
     out = _run(name)
     image = _load(name)
@@ -81,7 +99,7 @@ def test_back_of_the_head_shows_hair_with_the_seen_hair_variation(name):
     assert abs(back_spread - seen_spread) <= 0.5 * seen_spread
 
 
-@pytest.mark.parametrize("name", PHOTOS + STYLIZED)
+@pytest.mark.parametrize("name", PHOTOS + STYLIZED + LONG_HAIR)
 def test_a_hat_is_headwear_and_hair_is_not(name):
     out = _run(name)
     hair, headwear = out.unwrapped.hair_mask.numpy() > 0.5, out.unwrapped.headwear_mask.numpy() > 0.5
@@ -108,6 +126,22 @@ def test_the_back_of_a_hat_is_the_hat_colour_without_strands(name):
     back = rgb[crown]  # [M, 3]
     assert (back.median(0).values - headwear.median(0).values).norm() < 0.1
     assert float(_luminance(back).std()) < 0.03, "no strands on a hat"
+
+
+@pytest.mark.parametrize("name", LONG_HAIR + ("astronaut.jpg", "grace_hopper.jpg"))
+def test_long_hair_hangs_down_the_back_and_short_hair_stays_short(name):
+    """The back of the head (azimuth 180° ± 30°): long hair's shell reaches more than 2 cm below the chin (the
+    drawing's reaches about 5 cm below it at the sides), the astronaut's bob and Grace Hopper's cap end above it."""
+    out = _run(name)
+    shell, geometry = out.refined.hair, out.refined.geometry
+    chin_y = float(geometry[1][default_head().uv_layout(geometry.shape[-1]).region_mask("face")[0] > 0.5].min())
+    columns = shell.coverage.shape[-1]
+    back = torch.zeros(columns, dtype=torch.bool)
+    back[columns // 2 - columns // 12:columns // 2 + columns // 12] = True
+    covered = (shell.coverage[0] > 0.5) & back
+    below_chin_m = chin_y - float(shell.outer[1][covered].min())
+    print(f"{name}: the back's hair ends {100 * below_chin_m:.1f} cm below the chin")
+    assert below_chin_m > 0.02 if name in LONG_HAIR else below_chin_m < 0
 
 
 def test_hair_turns_with_the_head_and_not_with_the_jaw():

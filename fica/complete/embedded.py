@@ -219,6 +219,7 @@ class EmbeddedCompleter(Completer):
             hair = None if unwrapped.hair_mask is None else \
                 complete_hair(image.cpu().float(), unwrapped.hair_mask.cpu(), unwrapped.camera.to("cpu"),
                               geometry.cpu(), layout, unwrapped.dense.mask.cpu(), generator,
-                              None if unwrapped.headwear_mask is None else unwrapped.headwear_mask.cpu()
+                              *(None if m is None else m.cpu() for m in (unwrapped.headwear_mask,
+                                                                         unwrapped.person_mask))
                               ).to(partial.rgb.device)
         return CompleteUV(texture, geometry.clone(), partial.valid.clone(), hair, source)

@@ -8,13 +8,15 @@ below it (long hair down the back and over the shoulders). A cell's point at rad
 ``base + r · direction``; the head's own surface there (scalp, face, neck) is at radius ``r_head``.
 
 1. Seen extent: march each cell's ray outward and keep the largest radius that still projects inside the
-   portrait's head outline (hair mask ∪ the fitted head's silhouette). Where the ray runs across the portrait
-   camera's line of sight (the silhouette), that radius is the hair's true extent; facing the camera or away from
-   it, it is only an upper bound.
+   portrait's head outline (hair mask ∪ the fitted head's silhouette); on the hanging rows the ray may first cross
+   the person (hair hanging beside the neck and over the shoulders has neck or clothes between it and the axis).
+   Where the ray runs across the portrait camera's line of sight (the silhouette), that radius is the hair's true
+   extent; facing the camera or away from it, it is only an upper bound.
 2. Hair thickness above the head = seen extent − r_head on the silhouette cells, zero on the cells facing the
    camera that the portrait shows as face or neck; every other cell (the back, the hair seen from the front) is
    filled smoothly from those, around the azimuth (so the back of the head continues the sides at the same
-   height: long hair hangs down the back, a wide bob stays wide), then clamped to the upper bound.
+   height: a wide bob stays wide); on the hanging rows it is interpolated within its row between the sides, so
+   long hair hangs down the back as a curtain. Then it is clamped to the upper bound.
 3. Colour: cells facing the camera and inside the hair mask take the portrait's colour; the rest get the seen
    hair's smooth colour with strand noise (long along the rows, thin across) whose spread is the seen hair's.
    A hat (the headwear mask, ``fica.unwrap.headwear``) is not hair: the cells that project onto it, hidden ones
@@ -50,6 +52,7 @@ MIN_VOLUME_CELLS = 40  # hair thicker than the scalp layer on fewer cells than t
 SCALP_HAIR_M = 0.006  # hair with volume covers all of the scalp at least this thick
 BEYOND_HEAD_M = 0.004  # the outline must reach this much farther than the fitted head's alone to be hair
 SPLAT_INSET_M = 0.003  # the outer surface sits this far inside the seen extent (about one Gaussian's radius)
+FILL_BLUR_ROWS = 2.5  # cells: the filled thickness is smoothed this much down the rows (hanging hair falls straight)
 WRAP = 16  # columns copied from the other side before filling, so fills wrap around the back
 STRAND_ROWS = 4.0  # strand noise: correlation length along the rows (cells) ...
 STRAND_COLUMNS = 0.7  # ... and across them
@@ -95,6 +98,24 @@ def wrapped_fill(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return push_pull_fill(pad(values), pad(weights))[..., WRAP:-WRAP]
 
 
+def azimuth_fill(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Chart maps ``[C, A, B]`` with the cells not ``known [1, A, B]`` (bool) interpolated linearly around the
+    azimuth between the nearest known cells of their row on either side (the back of the head continues its sides
+    at the same height); rows with no known cell get ``wrapped_fill``'s values."""
+    B = values.shape[-1]
+    tripled = known[0].repeat(1, 3)  # [A, 3B]: columns -B .. 2B
+    position = torch.arange(3 * B).expand_as(tripled)
+    before = torch.where(tripled, position, -1).cummax(1).values[:, B:2 * B]  # [A, B]
+    after = torch.where(tripled, position, 3 * B).flip(1).cummin(1).values.flip(1)[:, B:2 * B]
+    has_row = known[0].any(1, keepdim=True)  # [A, 1]
+    before, after = before.clamp(min=0), after.clamp(max=3 * B - 1)
+    at = lambda column: values.gather(2, (column % B).expand(values.shape[0], -1, -1))  # noqa: E731
+    middle = torch.arange(B, 2 * B)
+    weight = ((middle - before) / (after - before).clamp(min=1)).to(values)  # [A, B]
+    interpolated = (1 - weight) * at(before) + weight * at(after)
+    return torch.where(has_row, interpolated, wrapped_fill(values * known, known.float()))
+
+
 def _sample(image: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     """Bilinear samples ``[C, N]`` of ``image [C, H, W]`` at ``pixels [N, 2]`` (x, y; zero outside)."""
     H, W = image.shape[-2:]
@@ -128,20 +149,31 @@ def head_radius(geometry: torch.Tensor, head: torch.Tensor, scalp: torch.Tensor,
 
 
 def seen_extent(camera: Camera, outlines: torch.Tensor, base: torch.Tensor, direction: torch.Tensor,
-                r_head: torch.Tensor) -> torch.Tensor:
+                r_head: torch.Tensor, passable: torch.Tensor | None = None) -> torch.Tensor:
     """``[C, A, B]``: for each of ``outlines [C, H, W]`` (0/1), the largest radius (from ``r_head`` outward, in
-    steps) whose point still projects inside it."""
+    steps) whose point still projects inside it, the ray having left neither it nor, on the hanging rows,
+    ``passable [H, W]`` (0/1, the person: long hair hangs beside the neck and over the shoulders, which lie
+    between it and the axis) on the way."""
     radii = torch.linspace(0.0, MAX_RADIUS_M, RADIUS_STEPS)  # [K]
     points = base[None] + radii[:, None, None, None] * direction[None]  # [K, 3, A, B]
     pixels = _project(camera, points.permute(0, 2, 3, 1).reshape(-1, 3))
     C = outlines.shape[0]
     inside = _sample(outlines.float(), pixels).view(C, RADIUS_STEPS, *base.shape[1:]) > 0.5  # [C, K, A, B]
+    through = inside
+    if passable is not None:
+        hanging = (torch.arange(base.shape[1]) >= CAP_ROWS)[None, None, :, None]  # [1, 1, A, 1]
+        crossed = _sample(passable[None].float(), pixels).view(1, RADIUS_STEPS, *base.shape[1:]) > 0.5
+        through = inside | (hanging & crossed)
     beyond_head = radii[:, None, None] >= r_head[0]  # [K, A, B]
-    leaves = (~inside & beyond_head).float()
-    never = torch.full_like(leaves[:, 0], RADIUS_STEPS - 1).long()
-    first_out = torch.where(leaves.any(1), leaves.argmax(1), never)
+    leaves = (~through & beyond_head).float()
+    never = torch.full_like(leaves[:, 0], RADIUS_STEPS).long()
+    first_out = torch.where(leaves.any(1), leaves.argmax(1), never)  # [C, A, B]
+    k = torch.arange(RADIUS_STEPS)[None, :, None, None]
+    held = inside & (k < first_out[:, None]) & beyond_head  # [C, K, A, B]
+    # the last point inside before the ray leaves (just short of where it leaves when nothing beyond the head is)
+    last_in = torch.where(held.any(1), (k * held).amax(1), first_out - 1).clamp(max=RADIUS_STEPS - 2)
     step = MAX_RADIUS_M / (RADIUS_STEPS - 1)
-    return (first_out.float() * step - 0.5 * step).clamp(min=0)
+    return ((last_in.float() + 0.5) * step).clamp(min=0)
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -202,12 +234,13 @@ def hair_texture(image: torch.Tensor, pixels: torch.Tensor, seen: torch.Tensor, 
 
 def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, geometry: torch.Tensor,
                   layout: UVLayout, outline: torch.Tensor, generator: torch.Generator | None = None,
-                  headwear: torch.Tensor | None = None) -> HairShell:
+                  headwear: torch.Tensor | None = None, person: torch.Tensor | None = None) -> HairShell:
     """The hair shell of a portrait.
 
     image: ``[H, W, 3]`` 0..1; hair_mask: ``[H, W]`` 0/1; camera: the portrait's; geometry: ``[3, R, R]`` the
     fitted head's neutral geometry map on ``layout``; outline: ``[H, W]`` 0/1, the fitted head's silhouette in the
-    portrait; headwear: ``[H, W]`` 0/1, the hat among the hair (None: no hat). Returns a ``HairShell`` on the
+    portrait; headwear: ``[H, W]`` 0/1, the hat among the hair (None: no hat); person: ``[H, W]`` 0..1, the
+    person mask, which a ray may cross on its way to hair farther out (None: it may not). Returns a ``HairShell`` on the
     capsule chart (coverage all zero when no hair is seen).
     """
     head = (layout.region_mask("face", "scalp", "ears", "neck") * layout.valid).to(geometry)
@@ -225,7 +258,7 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     to_camera = F.normalize(camera.center[:, None, None] - (base + r_head * direction), dim=0)
     cos = (to_camera * direction).sum(0, keepdim=True)  # [1, A, B]
     extents = seen_extent(camera, torch.stack([(outline + hair_mask).clamp(max=1), outline]), base, direction,
-                          r_head)
+                          r_head, person)
     extent = extents[:1]  # [1, A, B] head and hair
     beyond_head = extent > extents[1:] + BEYOND_HEAD_M
     silhouette = cos.abs() < SILHOUETTE_COS
@@ -238,7 +271,9 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     # hair only where the outline reaches beyond the fitted head's own (a bald scalp, or a ray passing an ear or
     # the jaw, adds nothing)
     thickness = torch.where(bare | ~beyond_head, torch.zeros_like(extent), room)
-    thickness = _blur(wrapped_fill(thickness * known, known.float()), 1.0, 1.0)
+    hanging = (torch.arange(A) >= CAP_ROWS)[None, :, None]
+    filled = torch.where(hanging, azimuth_fill(thickness, known), wrapped_fill(thickness * known, known.float()))
+    thickness = _blur(filled, FILL_BLUR_ROWS, 1.0)
     if int((thickness > 2 * MIN_THICKNESS_M).sum()) >= MIN_VOLUME_CELLS:  # hair with volume covers the scalp
         thickness = torch.where(on_scalp, thickness.clamp(min=SCALP_HAIR_M), thickness)
     thickness = torch.minimum(thickness, room)

@@ -5,7 +5,8 @@ Everything is measured in the face's own frame so a tilted head works the same: 
 chin landmark, 1 at the forehead landmark), ``s`` across it (0 mid-face, in face widths).
 
 - Above the eyes (``t`` > ``SURE_T``) every person pixel outside the oval is hair (or a hat: it has the same
-  job, the head's outline). Those pixels also give the hair's colours.
+  job, the head's outline), except the bare forehead above the oval: skin-coloured pixels joined to the face.
+  Those pixels also give the hair's colours.
 - Lower down (the sides of a bob, long hair over the shoulders) a person pixel is hair when its colour is nearer
   the hair's colours than the face skin's and it is joined to the hair above; the neck, a collar or a suit are
   not. Nothing lower than ``LOWEST_T`` face heights below the chin or wider than ``WIDEST_S`` counts.
@@ -31,6 +32,8 @@ OVAL_MARGIN = 0.03  # the oval is grown by this fraction of the face width (its 
 PALETTE_SIZE = (6, 4)  # k-means centres for the hair and the skin colours
 HAIR_DISTANCE = 0.22  # a pixel farther than this from every hair colour (RGB 0..1) is not hair
 SKIN_DARKEST_QUANTILE = 0.25  # the darkest quarter of the cheeks and nose (nostrils, lashes, brows) is not skin
+FOREHEAD_SKIN_DISTANCE = 0.06  # above the brows, a pixel this close to the skin's colours and joined to the face
+MAX_FOREHEAD_SHARE = 0.3  # is bare forehead, unless such pixels are more than this share of the hair up there
 PERSON_THRESHOLD = 0.5
 MIN_HAIR_PX = 30  # fewer hair pixels than this above the eyes: no hair (bald, or a tight crop)
 WORK_SIDE_PX = 384  # the mask is worked out at most this large on the long side
@@ -125,6 +128,20 @@ def _skin_palette(rgb: np.ndarray, lm: np.ndarray, frame: FaceFrame) -> np.ndarr
     return _palette(skin[lum >= np.quantile(lum, SKIN_DARKEST_QUANTILE)], PALETTE_SIZE[1])
 
 
+def _bare_forehead(rgb: np.ndarray, sure: np.ndarray, skin_palette: np.ndarray, near_face: np.ndarray
+                   ) -> np.ndarray:
+    """``[h, w]`` bool: the skin between the face oval's top and the hairline (a high forehead, which the oval
+    stops short of): the ``sure`` pixels within ``FOREHEAD_SKIN_DISTANCE`` of the skin's colours that are joined to
+    ``near_face`` (the grown oval). None of it when that is more than ``MAX_FOREHEAD_SHARE`` of ``sure``: then
+    the hair shares the skin's colours (a posterized portrait) and colour cannot tell them apart."""
+    skin_like = np.zeros(sure.shape, np.uint8)
+    skin_like[sure] = _distance(rgb[sure], skin_palette) < FOREHEAD_SKIN_DISTANCE
+    _, labels = cv2.connectedComponents(skin_like, connectivity=8)
+    touching = np.unique(labels[near_face & (skin_like > 0)])
+    forehead = np.isin(labels, touching[touching > 0])
+    return forehead if forehead.sum() <= MAX_FOREHEAD_SHARE * sure.sum() else np.zeros_like(forehead)
+
+
 def _hair_mask(rgb: np.ndarray, lm: np.ndarray, in_person: np.ndarray) -> np.ndarray:
     """``hair_mask`` on ``rgb [h, w, 3]`` float, landmarks ``[478, 2]`` and ``in_person [h, w]`` bool -> bool."""
     size = rgb.shape[:2]
@@ -133,6 +150,9 @@ def _hair_mask(rgb: np.ndarray, lm: np.ndarray, in_person: np.ndarray) -> np.nda
     near_head = (np.abs(frame.s) < WIDEST_S) & (frame.t > LOWEST_T)
     candidates = in_person & ~face & near_head
     sure = candidates & (frame.t > SURE_T)
+    skin_palette = _skin_palette(rgb, lm, frame)
+    if skin_palette is not None:
+        sure &= ~_bare_forehead(rgb, sure, skin_palette, oval_mask(lm, size, (OVAL_MARGIN + 0.03) * frame.width_px))
     if int(sure.sum()) < MIN_HAIR_PX:
         return np.zeros(size, bool)
     lower = candidates & ~sure
@@ -141,7 +161,6 @@ def _hair_mask(rgb: np.ndarray, lm: np.ndarray, in_person: np.ndarray) -> np.nda
         pixels = rgb[lower]
         d_hair = _distance(pixels, _palette(rgb[sure], PALETTE_SIZE[0]))
         keep = d_hair < HAIR_DISTANCE
-        skin_palette = _skin_palette(rgb, lm, frame)
         if skin_palette is not None:
             keep &= d_hair < _distance(pixels, skin_palette)
         hair_like[lower] = keep
