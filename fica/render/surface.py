@@ -11,8 +11,8 @@ long front-to-back list. This renders that with a few vectorised scatters instea
 2. Depth pass: each splat writes its plane depth into the pixels within ``DEPTH_SIGMA`` standard deviations of
    its centre; a per-pixel minimum (``scatter_reduce`` "amin") is the depth of the visible surface.
 3. Splats whose plane lies behind that surface by more than ``DEPTH_TOLERANCE_M`` at their centre and around
-   it are dropped. The others add, over their footprint (``WEIGHT_SIGMA`` standard deviations; at a
-   silhouette also ``RIM_SIGMA`` across the ellipse's short axis), Σ log(1 − wᵢ) and, where their plane lies
+   it are dropped. The others add, over their footprint (``WEIGHT_SIGMA`` standard deviations, a translucent
+   splat's ``TRANSLUCENT_WEIGHT_SIGMA``; at a silhouette also ``RIM_SIGMA`` across the ellipse's short axis), Σ log(1 − wᵢ) and, where their plane lies
    within the tolerance of the surface, Σ wᵢ' and Σ wᵢ' cᵢ, with wᵢ = opacity · exp(−½ dᵀ Σ⁻¹ d) and the
    colour weight wᵢ' = wᵢ · exp((z_surface − zᵢ) / ``DEPTH_FALLOFF_M``), zᵢ the splat's centre depth (at most
    e^``FRONT_BONUS`` above wᵢ): nearer splats weigh more, as they would come first in front-to-back
@@ -47,6 +47,8 @@ from fica.threads import one_thread
 
 DEPTH_SIGMA = 1.0  # depth-pass footprint, standard deviations: neighbouring surface splats overlap without holes
 WEIGHT_SIGMA = 1.75  # footprint of a splat inside a surface, standard deviations
+TRANSLUCENT_OPACITY = 0.95  # a splat below this opacity is translucent (the hair layers, the neck's fade): ...
+TRANSLUCENT_WEIGHT_SIGMA = 2.25  # ... its tail shows through its neighbours', so its footprint reaches further
 RIM_SIGMA = 2.5  # footprint of a splat at a silhouette: the compositor's reach for opaque splats
 MAX_RADIUS_PX = 12  # cap on a footprint's radius
 DEPTH_TOLERANCE_M = 3e-3  # a splat belongs to a pixel's surface when its plane lies this close to the nearest
@@ -136,7 +138,8 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     ½ dᵀ Σ⁻¹ d); the plane depth; the plane depth pushed far back outside the depth footprint; ``centre``
     ``[N]`` the centre depth plus the tolerance (depths in units of ``DEPTH_FALLOFF_M``);
     ``colors`` ``[3, N]``; ``sigma`` ``[N]`` the largest projected standard deviation (px); ``sigma_min``
-    ``[N]`` the one along the ellipse's short axis (px); ``canvas_width``.
+    ``[N]`` the one along the ellipse's short axis (px); ``translucent`` ``[N]`` bool (opacity below
+    ``TRANSLUCENT_OPACITY``); ``canvas_width``.
     """
     means2d, cov2d, conics, depth = project_gaussians(means, quats, scales, viewmat, K, width, height)
     mx, my = means2d.T / stride  # sample grid coordinates
@@ -179,7 +182,8 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     base = (py.clamp(-pad, height + pad).long() + pad) * canvas_width + px.clamp(-pad, width + pad).long() + pad
     return {"kept": kept, "base": base, "coeffs": coeffs,
             "centre": (depth + DEPTH_TOLERANCE_M) / DEPTH_FALLOFF_M, "colors": colors.T.contiguous(),
-            "sigma": sigma, "sigma_min": sigma_min, "canvas_width": canvas_width}
+            "sigma": sigma, "sigma_min": sigma_min, "translucent": opacities < TRANSLUCENT_OPACITY,
+            "canvas_width": canvas_width}
 
 
 def _windows(splats: dict, part: torch.Tensor, radius_px: torch.Tensor
@@ -224,7 +228,8 @@ def _visible(splats: dict, surface: torch.Tensor) -> tuple[torch.Tensor, torch.T
     A splat shows when its plane, at its centre or at 1.5 standard deviations from it along x or y, is not
     behind ``surface`` ``[H · W]`` (the nearest plane depth plus the tolerance, in the coefficients' units): a
     splat hidden but near its rim still shows at a silhouette. A footprint reaches ``WEIGHT_SIGMA`` standard
-    deviations along the ellipse's long axis; at a silhouette (the splat is in front of the surface, or of
+    deviations along the ellipse's long axis (a translucent splat ``TRANSLUCENT_WEIGHT_SIGMA``: where the
+    compositor lets a layer of them show through each other, their tails add up); at a silhouette (the splat is in front of the surface, or of
     nothing, at one of those points) also ``RIM_SIGMA`` along its short axis. Returns indices ``[S]`` and
     radii ``[S]``.
     """
@@ -238,7 +243,8 @@ def _visible(splats: dict, surface: torch.Tensor) -> tuple[torch.Tensor, torch.T
     at_probes = surface[splats["base"][kept] + (oy * splats["canvas_width"] + ox).long()]
     rim = (plane + 2 * DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M < at_probes).any(0)
     shown = (plane <= at_probes).any(0)
-    radius = WEIGHT_SIGMA * splats["sigma"][kept]
+    reach = torch.where(splats["translucent"][kept], TRANSLUCENT_WEIGHT_SIGMA, WEIGHT_SIGMA)
+    radius = reach * splats["sigma"][kept]
     radius = torch.where(rim, torch.maximum(radius, RIM_SIGMA * splats["sigma_min"][kept]), radius)
     return kept[shown], radius[shown]
 
