@@ -53,6 +53,8 @@ SCALP_HAIR_M = 0.006  # hair with volume covers all of the scalp at least this t
 BEYOND_HEAD_M = 0.004  # the outline must reach this much farther than the fitted head's alone to be hair
 SPLAT_INSET_M = 0.003  # the outer surface sits this far inside the seen extent (about one Gaussian's radius)
 FILL_BLUR_ROWS = 2.5  # cells: the filled thickness is smoothed this much down the rows (hanging hair falls straight)
+TIP_ROWS = 2.0  # hanging hair fades out over this many rows above its end ...
+TIP_COLUMNS = 3.0  # ... which is smoothed around the azimuth by this many columns (standard deviation)
 WRAP = 16  # columns copied from the other side before filling, so fills wrap around the back
 STRAND_ROWS = 4.0  # strand noise: correlation length along the rows (cells) ...
 STRAND_COLUMNS = 0.7  # ... and across them
@@ -198,6 +200,24 @@ def strand_noise(shape: tuple[int, int], generator: torch.Generator) -> torch.Te
     return (noise - noise.mean()) / noise.std().clamp(min=1e-6)
 
 
+def hair_ends(thickness: torch.Tensor, r_head: torch.Tensor) -> torch.Tensor:
+    """``[1, A, B]`` 0..1: where the hanging hair ends. Each column's lowest hanging row with hair, smoothed
+    around the azimuth (``TIP_COLUMNS``) and no lower than the neck (the avatar ends there: hair below it would
+    hang in the air, and show under the chin), with the coverage fading out over ``TIP_ROWS`` rows about it:
+    continuous tips instead of strands breaking off. 1 on the cap rows.
+
+    thickness, r_head: ``[1, A, B]`` metres (``r_head`` 0 below the neck)."""
+    A, B = thickness.shape[-2:]
+    rows = torch.arange(A, dtype=torch.float32)[:, None]  # [A, 1]
+    hanging = rows >= CAP_ROWS
+    neck_end = float(rows[(r_head[0] > 0).any(1, keepdim=True)].max())
+    has_hair = (thickness[0] > MIN_THICKNESS_M) & hanging  # [A, B]
+    lowest = torch.where(has_hair, rows, torch.full_like(has_hair, CAP_ROWS - 1, dtype=torch.float32)).amax(0)
+    end = _blur(lowest[None, None], 0.01, TIP_COLUMNS)[0, 0].clamp(max=neck_end) + 1.0  # [B] first row with none
+    fade = smoothstep(end[None] - rows, 0.0, TIP_ROWS)  # [A, B]
+    return torch.where(hanging, fade, torch.ones_like(fade))[None]
+
+
 def dominant_colour(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``[3]``: the mean of the most frequent colour (``COLOUR_BINS`` levels a channel) of ``image [H, W, 3]``
     inside ``mask [H, W]`` (not empty)."""
@@ -278,7 +298,7 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
         thickness = torch.where(on_scalp, thickness.clamp(min=SCALP_HAIR_M), thickness)
     thickness = torch.minimum(thickness, room)
     thickness = torch.where(bare, torch.zeros_like(thickness), thickness)
-    coverage = smoothstep(thickness, MIN_THICKNESS_M, 2 * MIN_THICKNESS_M)
+    coverage = smoothstep(thickness, MIN_THICKNESS_M, 2 * MIN_THICKNESS_M) * hair_ends(thickness, r_head)
     outer = base + (r_head + thickness) * direction
 
     gen = generator if generator is not None else torch.Generator().manual_seed(SEED)

@@ -12,11 +12,12 @@ long front-to-back list. This renders that with a few vectorised scatters instea
    its centre; a per-pixel minimum (``scatter_reduce`` "amin") is the depth of the visible surface.
 3. Splats whose plane lies behind that surface by more than ``DEPTH_TOLERANCE_M`` at their centre and around
    it are dropped. The others add, over their footprint (``WEIGHT_SIGMA`` standard deviations, a translucent
-   splat's ``TRANSLUCENT_WEIGHT_SIGMA``; at a silhouette also ``RIM_SIGMA`` across the ellipse's short axis), Σ log(1 − wᵢ) and, where their plane lies
-   within the tolerance of the surface, Σ wᵢ' and Σ wᵢ' cᵢ, with wᵢ = opacity · exp(−½ dᵀ Σ⁻¹ d) and the
-   colour weight wᵢ' = wᵢ · exp((z_surface − zᵢ) / ``DEPTH_FALLOFF_M``), zᵢ the splat's centre depth (at most
-   e^``FRONT_BONUS`` above wᵢ): nearer splats weigh more, as they would come first in front-to-back
-   compositing (weighted blended order-independent transparency, McGuire and Bavoil 2013).
+   splat's ``TRANSLUCENT_WEIGHT_SIGMA``; at a silhouette also ``RIM_SIGMA`` across the ellipse's short axis),
+   Σ log(1 − wᵢ) and, where their plane lies within the tolerance of the surface, Σ wᵢ' and Σ wᵢ' cᵢ, with
+   wᵢ = opacity · exp(−½ dᵀ Σ⁻¹ d) and the colour weight wᵢ' = wᵢ · exp((z_surface − zᵢ) / ``DEPTH_FALLOFF_M``),
+   zᵢ the splat's centre depth (at most e^``FRONT_BONUS`` above wᵢ): nearer splats weigh more, as they would
+   come first in front-to-back compositing (weighted blended order-independent transparency, McGuire and
+   Bavoil 2013).
 4. colour = Σ w' c / Σ w', alpha = 1 − Π (1 − wᵢ) (the compositor's alpha), over the background.
 
 Footprints are square windows around the pixel holding the centre, their radius set by the projected covariance
@@ -229,9 +230,9 @@ def _visible(splats: dict, surface: torch.Tensor) -> tuple[torch.Tensor, torch.T
     behind ``surface`` ``[H · W]`` (the nearest plane depth plus the tolerance, in the coefficients' units): a
     splat hidden but near its rim still shows at a silhouette. A footprint reaches ``WEIGHT_SIGMA`` standard
     deviations along the ellipse's long axis (a translucent splat ``TRANSLUCENT_WEIGHT_SIGMA``: where the
-    compositor lets a layer of them show through each other, their tails add up); at a silhouette (the splat is in front of the surface, or of
-    nothing, at one of those points) also ``RIM_SIGMA`` along its short axis. Returns indices ``[S]`` and
-    radii ``[S]``.
+    compositor lets a layer of them show through each other, their tails add up); at a silhouette (the splat is
+    in front of the surface, or of nothing, at one of those points) also ``RIM_SIGMA`` along its short axis.
+    Returns indices ``[S]`` and radii ``[S]``.
     """
     kept = splats["kept"]
     step = (1.5 * splats["sigma"][kept]).round().clamp(max=MAX_RADIUS_PX)
