@@ -46,6 +46,7 @@ MAX_RADIUS_M = 0.22
 RADIUS_STEPS = 48
 SILHOUETTE_COS = 0.25  # |cos(ray, line of sight)| below this: the ray's seen extent is the hair's extent
 FACING_COS = 0.35  # cos above this: the cell faces the portrait camera (the portrait shows it)
+SEEN_COS = 0.15  # cos above this: the portrait shows the cell's colour (the top of the head seen from the front)
 MIN_THICKNESS_M = 0.004  # thinner than this is the scalp layer's job
 MIN_HAIR_PX = 50
 MIN_VOLUME_CELLS = 40  # hair thicker than the scalp layer on fewer cells than this is short hair: no shell
@@ -303,7 +304,7 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
 
     gen = generator if generator is not None else torch.Generator().manual_seed(SEED)
     pixels = _project(camera, outer.permute(1, 2, 0).reshape(-1, 3))
-    outer_cos = smoothstep(cos, FACING_COS - 0.15, FACING_COS + 0.15)
+    outer_cos = smoothstep(cos, SEEN_COS - 0.1, SEEN_COS + 0.1)
     seen = outer_cos * (_sample(mask, pixels).view(1, A, B) > 0.5)
     wears_hat = headwear is not None and float(headwear.sum()) >= MIN_HAIR_PX
     hat = _sample(headwear[None].float(), pixels).view(1, A, B) > 0.5 if wears_hat else torch.zeros_like(seen).bool()
