@@ -91,6 +91,10 @@ def test_source_map_mirrors_the_far_cheek_from_the_near_one_and_keeps_a_frontal_
     hidden_right_cheek = left_cheek.flip(-1) & (synthetic_unwrapped(40.0).partial.visibility <= 0.5)
     assert hidden_right_cheek.sum() > 500
     assert (source[hidden_right_cheek] == Source.MIRRORED).float().mean() > 0.95, "the far cheek: the near one's"
+    glimpsed_right_cheek = left_cheek.flip(-1) & (synthetic_unwrapped(40.0).partial.visibility > 0.5)
+    assert glimpsed_right_cheek.sum() > 100
+    assert (source[glimpsed_right_cheek] == Source.MIRRORED).float().mean() > 0.95, \
+        "the part of the far cheek seen obliquely is mirrored too: one source, no patches"
     assert (source[left_cheek] == Source.SEEN).float().mean() > 0.95
     mirrored = source == Source.MIRRORED
     assert (source.flip(-1)[mirrored] == Source.SEEN).all(), "a mirrored texel's mirror is seen"

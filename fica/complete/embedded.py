@@ -5,8 +5,9 @@ CPU, no weights.
    person mask, see ``fica.unwrap.uv_unwrap``) and to how squarely it faces the camera (``GRAZING_COS``): grazing
    texels are smeared and mix in the background.
 2. Sources (``fica.maps.Source``, returned as ``CompleteUV.source``): a visible texel keeps the portrait's colour
-   (SEEN) unless it sits at an occlusion edge its mirror does not share; the others whose mirror is seen and
-   trusted take the mirror's (MIRRORED); the rest are FILLED.
+   (SEEN) unless it sits at an occlusion edge its mirror does not share, or on the far side of a turned face,
+   seen obliquely while its mirror faces the camera; the others whose mirror is seen and trusted take the
+   mirror's (MIRRORED); the rest are FILLED.
 3. Lighting. Mirroring copies one side's shading onto the other, so the copy is made in albedo: a luminance
    spherical-harmonic shading is fitted on the trusted skin (``fica.shading``), divided out, and the mirrored and
    filled texels are lit again with their own normal.
@@ -16,8 +17,9 @@ CPU, no weights.
    around an iris coloured from the seen eyes, the mouth cavity dark red with teeth just behind the lips.
 
 The colour step that remains where completed texels meet seen ones (what the lighting fit missed, an asymmetric
-face) is blended away in the gradient domain by the refiner, which reads ``source``. The geometry is the fitted
-head's (``Unwrapped.fitted_geometry``); hair with volume is built by ``fica.complete.hair`` from the hair mask.
+face) is blended away in the gradient domain by the refiner, which reads ``source`` and also pulls the mirrored
+far side toward the brightness of its oblique glimpses. The geometry is the fitted head's
+(``Unwrapped.fitted_geometry``); hair with volume is built by ``fica.complete.hair`` from the hair mask.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ from fica.uv_ops import cap_luminance, erode, harmonic_fill, smoothstep, sphere_
 
 TRUSTED = 0.5  # trust above which a texel's own colour may be kept
 GRAZING_COS = (0.2, 0.45)  # trust fades in as the cosine of the view angle rises over this range
+FAR_KEEP_COS = 0.65  # an oblique texel on the far side of a turned face (choose_sources) ...
+FAR_MARGIN_COS = 0.25  # ... whose mirror's view cosine is higher by this much takes the mirror's colour
 EDGE_MARGIN_TEXELS = 1  # at R = 256; scaled with the resolution
 BRIGHTEST_SEEN = 0.99  # quantile of the seen skin's luminance that completed skin may not exceed
 HAIR_TOLERANCE = 0.3  # RGB distance from the median seen hair colour of scalp texels that may seed the fill
@@ -86,9 +90,15 @@ def choose_sources(partial: PartialUV, trusted: torch.Tensor, cos: torch.Tensor,
     """Which source completes each texel (step 2 of the module docstring): ``[1, R, R]`` uint8 ``Source`` codes,
     from the ``trusted [1, R, R]`` texels (``trusted_texels``) and the view cosines ``cos [1, R, R]``.
 
-    A visible texel keeps its colour, except next to an unseen one inside the chart when its mirror is not at such
-    an edge and faces the camera more squarely: at an occlusion edge (the far cheek behind a turned nose) its pixel
-    mixes in the occluder. (Edges that both sides share, the eyelids and lips of a frontal face, keep the photo.)
+    A visible texel keeps its colour, except where its mirror is clean, trusted and faces the camera more squarely
+    and the texel itself is
+    - next to an unseen one inside the chart (and the mirror is not): at an occlusion edge (the far cheek behind a
+      turned nose) its pixel mixes in the occluder. (Edges that both sides share, the eyelids and lips of a
+      frontal face, keep the photo.)
+    - or oblique (view cosine under ``FAR_KEEP_COS``) while its mirror's cosine is higher by ``FAR_MARGIN_COS``:
+      the far side of a turned face. Kept, its blurred glimpses would sit between mirrored texels as patches with
+      their own edges; mirrored, the far side's features come from one source (the refiner still takes the
+      glimpses' brightness). A frontal face's two sides differ by less than the margin, so both keep the photo.
     A MIRRORED texel's mirror is always SEEN.
     """
     valid = partial.valid > 0.5
@@ -96,7 +106,8 @@ def choose_sources(partial: PartialUV, trusted: torch.Tensor, cos: torch.Tensor,
     margin = max(1, round(EDGE_MARGIN_TEXELS * partial.resolution / 256))
     clean = visible & (erode((visible | ~valid).float(), margin) > 0.5)
     mirror = lambda m: layout.mirror(m.float()) > 0.5  # noqa: E731
-    seen = visible & ~(~clean & mirror(clean & trusted) & (layout.mirror(cos) > cos))
+    far = (cos < FAR_KEEP_COS) & (layout.mirror(cos) > cos + FAR_MARGIN_COS)
+    seen = visible & ~((~clean | far) & mirror(clean & trusted) & (layout.mirror(cos) > cos))
     mirrored = valid & ~seen & (layout.mirror((seen & trusted).float()) > 0.5)
     source = torch.full(trusted.shape, int(Source.FILLED), dtype=torch.uint8, device=trusted.device)
     source[mirrored] = int(Source.MIRRORED)

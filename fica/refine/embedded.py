@@ -6,18 +6,21 @@ this refiner reads that map instead of re-deriving it:
 
 1. Texture: the texels the completer kept from the portrait (SEEN) stay exactly. The completed ones keep their
    detail (their gradients) but take a smooth offset, a membrane: at the boundary it is the colour step between
-   the seen texels and the completed colours continued beneath them, inside it is harmonic (``harmonic_fill``),
-   so no colour step or seam remains at the visibility boundary. The membrane is solved per region group (skin
-   and face features, scalp), so hair and skin do not bleed into each other. After a completer that reports no
-   sources, texels with visibility >= 0.9 count as seen.
+   the seen texels and the completed colours continued beneath them; at completed texels the portrait still
+   glimpses and whose mirror it shows (the far side of a turned face, seen obliquely: blurred, but as bright as
+   it is) it is the step to that glimpse; elsewhere it is harmonic (``harmonic_fill``). So no colour step or seam
+   remains at the visibility boundary, and a far side that a light from one side darkens keeps the brightness the
+   portrait glimpses. The membrane is solved per region group (skin and face features, scalp), so hair and skin
+   do not bleed into each other. After a completer that reports no sources, texels with visibility >= 0.9 count
+   as seen.
 2. Geometry: a few light Laplacian smoothing sweeps over the unseen, interior texels of the skin and scalp.
 """
 from __future__ import annotations
 
 import torch
 
-from fica.head.model import HeadModel, default_head
-from fica.maps import CompleteUV, Source
+from fica.head.model import HeadModel, UVLayout, default_head
+from fica.maps import CompleteUV, PartialUV, Source
 from fica.refine.base import Refiner
 from fica.unwrap.base import Unwrapped
 from fica.threads import one_thread
@@ -26,6 +29,7 @@ from fica.uv_ops import (cap_luminance, dilate, erode, harmonic_fill, neighbour_
 
 KEEP_VISIBILITY = 0.9  # without a source map, texels at least this visible count as seen
 BAND_TEXELS = 2  # seen texels this close to the completed ones set the membrane's boundary
+GLIMPSE_VISIBILITY = 0.2  # completed texels the portrait shows at least this well, their mirror seen, set it too
 STEP_BLUR_TEXELS = 3.0  # the boundary step is smoothed along the boundary first (no streaks from single texels)
 MEMBRANE_SWEEPS = 20
 BRIGHTEST_SEEN = 0.99  # quantile of the seen skin's luminance that completed skin may not exceed
@@ -41,17 +45,20 @@ def seen_texels(complete: CompleteUV, visibility: torch.Tensor) -> torch.Tensor:
     return (visibility >= KEEP_VISIBILITY) & (complete.valid > 0.5)
 
 
-def blend_seam(texture: torch.Tensor, seen: torch.Tensor, valid: torch.Tensor, groups: list[torch.Tensor]
-               ) -> torch.Tensor:
-    """Membrane blend (step 1) of the completed texels of ``texture [3, R, R]`` onto the ``seen [1, R, R]`` ones;
+def blend_seam(texture: torch.Tensor, seen: torch.Tensor, valid: torch.Tensor, groups: list[torch.Tensor],
+               partial: PartialUV, layout: UVLayout) -> torch.Tensor:
+    """Membrane blend (step 1) of the completed texels of ``texture [3, R, R]`` onto the ``seen [1, R, R]`` ones
+    and toward the ``partial`` colours of the completed texels it glimpses whose mirror (``layout``) is seen;
     groups: ``[1, R, R]`` bool region groups solved separately. Seen texels keep their colour. ``[3, R, R]``."""
     completed = (valid > 0.5) & ~seen
     under = push_pull_fill(texture, completed.float())  # the completion, continued under the seen texels
     band = seen & (dilate(completed.float(), BAND_TEXELS) > 0.5)
-    step = weighted_blur((texture - under) * band, band.float(), STEP_BLUR_TEXELS)
+    glimpsed = completed & (partial.visibility > GLIMPSE_VISIBILITY) & (layout.mirror(seen.float()) > 0.5)
+    weight = band.float() + partial.visibility * glimpsed
+    step = weighted_blur(torch.where(band, texture - under, partial.rgb - texture), weight, STEP_BLUR_TEXELS)
     out = texture
     for group in groups:
-        known, domain = band & group, completed & group
+        known, domain = (band | glimpsed) & group, completed & group
         if bool(known.any()) and bool(domain.any()):
             membrane = harmonic_fill(step, known.float(), domain.float(), MEMBRANE_SWEEPS)
             seen_colours = texture[:, (seen & group)[0]]
@@ -92,7 +99,8 @@ class EmbeddedRefiner(Refiner):
         seen = seen_texels(complete, visibility)
         valid = complete.valid > 0.5
         scalp = layout.region_mask("scalp").to(complete.texture.device) > 0.5
-        texture = blend_seam(complete.texture, seen, complete.valid, [valid & ~scalp, scalp]).clamp(0, 1)
+        texture = blend_seam(complete.texture, seen, complete.valid, [valid & ~scalp, scalp],
+                             unwrapped.partial.to(complete.texture.device), layout).clamp(0, 1)
         skin = layout.region_mask("face", "ears", "neck").to(complete.texture.device) > 0.5
         texture = cap_luminance(texture, seen & skin, skin & ~seen, BRIGHTEST_SEEN)  # the membrane adds no glow
         movable = layout.region_mask("face", "scalp", "neck").to(complete.texture.device) > 0.5
