@@ -24,6 +24,7 @@ import spaces
 
 from fica.app.generate import (APP_EXPRESSIONS, UV_RESOLUTIONS, VIDEO_SECONDS, GenerateOptions, generate_steps,
                                run_device_work)
+from fica.app.memory import limit_heaps
 from fica.app.pipelines import load_pipeline
 from fica.app.storage import OUTPUT_MAX_AGE_S
 from fica.app.viewer import model3d_head
@@ -124,6 +125,7 @@ def _readable_portrait_errors(component: gr.Image) -> gr.Image:
 
 
 def build_demo() -> gr.Blocks:
+    limit_heaps()  # before the server's worker threads each grow a heap of their own (fica/app/memory.py)
     _, note = load_pipeline()  # build the default pipeline now, so the first visitor does not wait for it
     with gr.Blocks(title="FiCA: instant Gaussian avatar from one portrait",
                    delete_cache=(RETENTION_S, RETENTION_S)) as demo:

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import zipfile
@@ -41,16 +42,25 @@ def _free_port() -> int:
 @contextmanager
 def launched_app(timeout_s: float = 120.0):
     """``python app.py`` on a free loopback port, example caching off; yields its URL, stops it afterwards."""
+    with launched_app_process(timeout_s) as (url, _):
+        yield url
+
+
+@contextmanager
+def launched_app_process(timeout_s: float = 120.0, env: dict[str, str] | None = None):
+    """``launched_app`` with extra environment variables ``env``; yields its URL and its ``Popen``."""
     port = _free_port()
-    env = {**os.environ, "FICA_CACHE_EXAMPLES": "0", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {**os.environ, "FICA_CACHE_EXAMPLES": "0", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    log = tempfile.TemporaryFile("w+")  # a pipe nobody reads would stall a server that logs a lot
     proc = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     start = time.monotonic()
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited with {proc.returncode}:\n{proc.stdout.read()}")
+                log.seek(0)
+                raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log.read()}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:
@@ -61,13 +71,14 @@ def launched_app(timeout_s: float = 120.0):
                 raise RuntimeError(f"app.py did not answer on {url} within {timeout_s:.0f} s")
             time.sleep(0.5)
         print(f"app ready in {time.monotonic() - start:.1f} s")
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 @pytest.fixture(scope="module")

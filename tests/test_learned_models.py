@@ -164,6 +164,16 @@ def test_untrained_learned_prior_leaves_the_neutral_surface_where_it_is_whatever
     assert len(neutral) == int(layout.valid.sum())
     assert torch.allclose(neutral.means, maps.geometry.permute(1, 2, 0)[layout.valid[0] > 0], atol=1e-6)
     assert torch.allclose(neutral.quats.norm(dim=1), torch.ones(len(neutral)), atol=1e-5)
-    moved = stage.decode(identity, Expression.from_dict({"jawOpen": 1.0}, rotation_deg=(30.0, 0.0, 0.0)))
+    jaw = Expression.from_dict({"jawOpen": 1.0}, rotation_deg=(30.0, 0.0, 0.0))
+    moved = stage.decode(identity, jaw)
     assert torch.equal(moved.means, neutral.means)
+    # The same stage with trained-looking weights: the decoder's output must reach the Gaussians (a stage that
+    # dropped it would pass everything above).
+    for p in stage.model.parameters():
+        p.data.add_(0.02 * torch.randn_like(p))
+    identity = stage.encode(maps)
+    decoded = stage.decode(identity, Expression.neutral())
+    assert (decoded.means - neutral.means).norm(dim=1).mean() > 1e-4
+    assert (decoded.colors - neutral.colors).abs().mean() > 1e-3
+    assert not torch.equal(stage.decode(identity, jaw).means, decoded.means), "the expression must reach the means"
 

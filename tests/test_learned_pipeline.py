@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -18,10 +19,14 @@ def tiny_repo(tmp_path_factory):
     return build_tiny_repo(tmp_path_factory.mktemp("tiny"), samples=8)
 
 
+def _run(pipe, portrait):
+    return pipe(portrait.numpy(), generator=torch.Generator().manual_seed(0))
+
+
 @pytest.fixture(scope="module")
 def learned_run(tiny_repo, portrait):
     pipe = FiCAPipeline.from_pretrained(tiny_repo, uv_resolution=64)
-    return pipe, pipe(portrait.numpy(), generator=torch.Generator().manual_seed(0))
+    return pipe, _run(pipe, portrait)
 
 
 def test_every_stage_runs_learned_on_a_portrait(learned_run, tiny_repo, portrait):
@@ -66,3 +71,53 @@ def test_repo_with_only_the_prior_runs_the_rest_embedded(tiny_repo, tmp_path, po
     assert all(out.implementations[s].startswith("embedded") for s in ("unwrap", "complete", "refine"))
     rgb, alpha = out.avatar.render_portrait_view()
     assert rgb.shape == portrait.shape and float(alpha.mean()) > 0.05
+
+
+# ------------------------------------------------------------------------- every network shapes what the user gets
+# The tests above would still pass if a stage ignored its network's output (the maps are finite and in range, the
+# avatar renders). Moving one network's weights must change that stage's output and the avatar, while the original
+# weights give both again exactly.
+
+NETWORKS = {"unwrap": lambda pipe: pipe.unwrapper.model, "complete": lambda pipe: pipe.completer.model,
+            "refine": lambda pipe: pipe.refiner.model, "prior": lambda pipe: pipe.prior.model}
+STAGE_OUTPUTS = {"unwrap": lambda out: out.partial.rgb, "complete": lambda out: out.complete.texture,
+                 "refine": lambda out: out.refined.texture, "prior": lambda out: out.avatar.gaussians().colors}
+
+
+@contextmanager
+def _perturbed(network: torch.nn.Module):
+    """Every weight of ``network`` moved by Gaussian noise of a few percent of its layer's mean magnitude (0.01 for
+    layers that start at zero); the weights are restored afterwards."""
+    saved = {name: value.clone() for name, value in network.state_dict().items()}
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in network.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * max(0.05 * float(p.abs().mean()), 0.01))
+    try:
+        yield
+    finally:
+        network.load_state_dict(saved)
+
+
+def _portrait_view(out) -> torch.Tensor:
+    return out.avatar.render(orbit_camera(width=64, height=64))[0]
+
+
+def test_the_same_weights_give_the_same_avatar(learned_run, portrait):
+    pipe, out = learned_run
+    again = _run(pipe, portrait)
+    for stage, output in STAGE_OUTPUTS.items():
+        assert torch.equal(output(again), output(out)), stage
+    assert torch.equal(_portrait_view(again), _portrait_view(out))
+
+
+@pytest.mark.parametrize("stage", list(NETWORKS))
+def test_each_network_shapes_its_stage_and_the_avatar(learned_run, portrait, stage):
+    pipe, out = learned_run
+    with _perturbed(NETWORKS[stage](pipe)):
+        moved = _run(pipe, portrait)
+    output = STAGE_OUTPUTS[stage]
+    assert output(moved).shape != output(out).shape or (output(moved) - output(out)).abs().mean() > 1e-3, \
+        f"the {stage} stage ignores its network"
+    assert (_portrait_view(moved) - _portrait_view(out)).abs().mean() > 1e-3, \
+        f"the avatar ignores the {stage} network"

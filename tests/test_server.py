@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fica.app.pipelines import load_pipeline
-from fica.app.storage import new_output_dir
+from fica.app.storage import new_output_dir, request_folder
 from fica.threads import one_thread
 
 
@@ -57,6 +57,22 @@ def test_request_folders_are_private_unguessable_and_expire_with_any_leftovers(t
     fresh = new_output_dir(tmp_path, max_age_s=3600)
     assert not any(p.exists() for p in leftovers), "anything past retention is removed, staging folders included"
     assert first.exists() and second.exists() and fresh.exists()
+
+
+def test_a_running_request_keeps_its_folder_past_retention_and_ages_from_its_end(tmp_path):
+    """A request that runs longer than the retention time (a slow machine, long videos) must not have its folder
+    swept by the next request: Gradio would find its files gone and hand the page a path it refuses (403)."""
+    stale = time.time() - 2 * 3600
+    with request_folder(tmp_path, max_age_s=3600) as running:
+        (running / "uv").mkdir()
+        os.utime(running, (stale, stale))
+        new_output_dir(tmp_path, max_age_s=3600)
+        assert (running / "uv").is_dir(), "the sweep removed the folder of a request still running"
+    new_output_dir(tmp_path, max_age_s=3600)
+    assert running.is_dir(), "retention counts from the request's end"
+    os.utime(running, (stale, stale))
+    new_output_dir(tmp_path, max_age_s=3600)
+    assert not running.exists(), "a finished request's folder expires"
 
 
 def test_export_stages_inside_the_request_folder(tmp_path):

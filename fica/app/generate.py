@@ -16,8 +16,9 @@ from typing import Callable, Iterator
 
 import torch
 
+from fica.app.memory import release_freed_memory
 from fica.app.pipelines import load_pipeline
-from fica.app.storage import OUTPUT_ROOT, new_output_dir
+from fica.app.storage import OUTPUT_ROOT, request_folder
 from fica.app.viewer import to_gradio_viewer
 from fica.device_work import DeviceResult, DeviceWork, needs_device_window
 from fica.drive.presets import PRESETS
@@ -149,45 +150,49 @@ def generate_steps(portrait, options: GenerateOptions | None = None, *, source: 
         notify(0.0, "reading the driving video")
         driving = read_driving(options.driving, max_frames=DRIVING_MAX_FRAMES)
     pipe, note = load_pipeline(source, options.uv_resolution)
-    out_dir = new_output_dir(root)
-    try:
-        clips = preset_clips(options.expressions, options.video_seconds, driving=driving[0] if driving else None)
-        if needs_device_window(pipe):
-            output, renders = _device_steps(pipe, resolve_source(source), portrait, options, clips, device_window,
-                                            notify)
-        else:  # all on the host; video frames render as they are encoded
-            generator = torch.Generator().manual_seed(int(options.seed))
-            output = pipe(portrait, generator=generator, progress=lambda f, d: notify(PIPELINE_SHARE * f, d))
-            renders = render_all(output.avatar, views_deg=(), clips=clips, rig=False)  # the rig after the avatar
-        notify(PIPELINE_SHARE, "writing UV maps and splat files")
-        report = write_avatar(output, renders, out_dir)
-        # .splat: half the bytes of .ply and no parsing in the browser, so the viewer shows up sooner.
-        viewer_splat = save_splat(to_gradio_viewer(renders.gaussians), out_dir / "viewer" / "avatar_view.splat")
-        uv_maps = [(out_dir / "uv" / f"{stem}.png", label) for stem, label, _ in UV_MAP_FILES]
-        result = GenerateResult(out_dir, uv_maps, out_dir / "avatar.ply", out_dir / "avatar.splat", viewer_splat,
-                                [], None, _zip_uv_maps(uv_maps, out_dir / "uv_maps.zip"), {**report, "note": note})
-        _check_written(result)
-        yield replace(result, videos_pending=bool(clips))
-        notify(PIPELINE_SHARE, "building the live rig")
-        rig = renders.rig if renders.rig is not None else build_rig(output.avatar)  # a device window made one
-        report = write_rig(rig, out_dir, report)
-        result = replace(result, report={**report, "note": note}, rig=out_dir / RIG_FILE,
-                         viewer_html=out_dir / VIEWER_FILE)
-        _check_written(result)
-        if clips:
-            yield replace(result, videos_pending=True)
-            report = write_videos(output, renders, out_dir, report, driving_frames=driving[1] if driving else None,
-                                  progress=lambda f, d: notify(PIPELINE_SHARE + (1 - PIPELINE_SHARE) * f, d))
-            result = replace(result, report={**report, "note": note},
-                             videos=[(out_dir / "expressions" / f"{name}.mp4", name) for name in options.expressions],
-                             driving_video=out_dir / "expressions" / "driving.mp4" if driving is not None else None,
-                             driving_csv=out_dir / "expressions" / "driving.csv" if driving is not None else None)
+    with request_folder(root) as out_dir:
+        try:
+            clips = preset_clips(options.expressions, options.video_seconds, driving=driving[0] if driving else None)
+            if needs_device_window(pipe):
+                output, renders = _device_steps(pipe, resolve_source(source), portrait, options, clips, device_window,
+                                                notify)
+            else:  # all on the host; video frames render as they are encoded
+                generator = torch.Generator().manual_seed(int(options.seed))
+                output = pipe(portrait, generator=generator, progress=lambda f, d: notify(PIPELINE_SHARE * f, d))
+                renders = render_all(output.avatar, views_deg=(), clips=clips, rig=False)  # the rig after the avatar
+            notify(PIPELINE_SHARE, "writing UV maps and splat files")
+            report = write_avatar(output, renders, out_dir)
+            # .splat: half the bytes of .ply and no parsing in the browser, so the viewer shows up sooner.
+            viewer_splat = save_splat(to_gradio_viewer(renders.gaussians), out_dir / "viewer" / "avatar_view.splat")
+            uv_maps = [(out_dir / "uv" / f"{stem}.png", label) for stem, label, _ in UV_MAP_FILES]
+            result = GenerateResult(out_dir, uv_maps, out_dir / "avatar.ply", out_dir / "avatar.splat", viewer_splat,
+                                    [], None, _zip_uv_maps(uv_maps, out_dir / "uv_maps.zip"), {**report, "note": note})
             _check_written(result)
-        notify(1.0, "done")
-        yield result
-    except BaseException:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        raise
+            yield replace(result, videos_pending=bool(clips))
+            notify(PIPELINE_SHARE, "building the live rig")
+            rig = renders.rig if renders.rig is not None else build_rig(output.avatar)  # a device window made one
+            report = write_rig(rig, out_dir, report)
+            result = replace(result, report={**report, "note": note}, rig=out_dir / RIG_FILE,
+                             viewer_html=out_dir / VIEWER_FILE)
+            _check_written(result)
+            if clips:
+                yield replace(result, videos_pending=True)
+                report = write_videos(output, renders, out_dir, report, driving_frames=driving[1] if driving else None,
+                                      progress=lambda f, d: notify(PIPELINE_SHARE + (1 - PIPELINE_SHARE) * f, d))
+                clip_dir = out_dir / "expressions"
+                result = replace(result, report={**report, "note": note},
+                                 videos=[(clip_dir / f"{name}.mp4", name) for name in options.expressions],
+                                 driving_video=clip_dir / "driving.mp4" if driving is not None else None,
+                                 driving_csv=clip_dir / "driving.csv" if driving is not None else None)
+                _check_written(result)
+            del output, renders, rig  # every file is written: the trim below can give their memory back
+            notify(1.0, "done")
+            yield result
+        except BaseException:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+        finally:
+            release_freed_memory()
 
 
 def _check_written(result: GenerateResult) -> None:

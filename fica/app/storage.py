@@ -1,25 +1,40 @@
 """Where a request's files live: one private folder per request under the app's output root, removed after the
-retention time together with anything else under the root."""
+retention time together with anything else under the root.
+
+A request's folder is never removed while the request runs, and its retention counts from the request's end, so a
+request that takes longer than the retention time keeps its files until its visitor has had them for that long.
+"""
 from __future__ import annotations
 
 import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 OUTPUT_ROOT = Path(tempfile.gettempdir()) / "fica-app"
-OUTPUT_MAX_AGE_S = float(os.environ.get("FICA_RETENTION_S", "3600"))  # how long a request's files are kept
+# Gradio's copies of the files handed to a page expire with the same age, counted from the hand-out: under a minute,
+# a client still fetching the first files of a result could find them gone (a 403).
+MIN_RETENTION_S = 60.0
+OUTPUT_MAX_AGE_S = max(MIN_RETENTION_S, float(os.environ.get("FICA_RETENTION_S", "3600")))  # seconds files are kept
+
+_running: set[Path] = set()  # folders of the requests in flight in this process
+_running_lock = threading.Lock()
 
 
 def remove_expired(root: str | Path = OUTPUT_ROOT, max_age_s: float = OUTPUT_MAX_AGE_S) -> None:
     """Remove every entry under ``root`` (request folders and anything a crash left there) older than
-    ``max_age_s``."""
+    ``max_age_s``, except the folders of requests still running (``request_folder``)."""
     now = time.time()
+    with _running_lock:
+        running = set(_running)
     for old in Path(root).iterdir():
         try:
-            if now - old.lstat().st_mtime <= max_age_s:
+            if old in running or now - old.lstat().st_mtime <= max_age_s:
                 continue
             if old.is_dir() and not old.is_symlink():
                 shutil.rmtree(old, ignore_errors=True)
@@ -38,3 +53,21 @@ def new_output_dir(root: str | Path = OUTPUT_ROOT, max_age_s: float = OUTPUT_MAX
     folder = root / f"req-{secrets.token_urlsafe(16)}"
     folder.mkdir(mode=0o700)
     return folder
+
+
+@contextmanager
+def request_folder(root: str | Path = OUTPUT_ROOT, max_age_s: float = OUTPUT_MAX_AGE_S) -> Iterator[Path]:
+    """``new_output_dir`` for a request that runs inside the block: the sweep leaves the folder alone until the
+    block ends, and its age starts then."""
+    folder = new_output_dir(root, max_age_s)
+    with _running_lock:
+        _running.add(folder)
+    try:
+        yield folder
+    finally:
+        with _running_lock:
+            _running.discard(folder)
+        try:
+            os.utime(folder)
+        except FileNotFoundError:  # the request removed its folder after a failure
+            pass
