@@ -53,6 +53,8 @@ class HairShell:
 
     The chart is a capsule around ``centre`` (see ``fica.complete.hair``): A rows from the top of the head down
     past the neck, B columns of azimuth around the vertical axis. ``coverage`` is 0 where there is no hair.
+    ``detail`` holds the portrait's colour at D × D sub-cells of each cell (``shell_subcells``) so that the hair
+    the portrait shows (``seen``) keeps the photo's detail, finer than the chart.
     """
 
     centre: torch.Tensor  # [3] head frame, metres
@@ -60,9 +62,19 @@ class HairShell:
     outer: torch.Tensor  # [3, A, B] metres, head frame: the hair's outer surface
     texture: torch.Tensor  # [3, A, B] sRGB 0..1
     coverage: torch.Tensor  # [1, A, B] 0..1
+    seen: torch.Tensor  # [1, A, B] 0..1: how much of the cell's colour is the portrait's
+    detail: torch.Tensor  # [3, D·A, D·B] sRGB 0..1, the portrait's colour at the sub-cells (meaningful where seen)
 
     def to(self, device) -> "HairShell":
         return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def shell_subcells(maps: torch.Tensor, factor: int) -> torch.Tensor:
+    """Chart maps ``[C, A, B]`` at the centres of ``factor`` × ``factor`` sub-cells of every cell, ``[C, f·A,
+    f·B]``: bilinear, wrapping around the azimuth, the first and last rows held."""
+    wrapped = torch.cat([maps[..., -1:], maps, maps[..., :1]], -1)  # one column from the other side each way
+    fine = F.interpolate(wrapped[None], scale_factor=factor, mode="bilinear", align_corners=False)[0]
+    return fine[..., factor:-factor]
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -126,6 +127,33 @@ def test_the_back_of_a_hat_is_the_hat_colour_without_strands(name):
     back = rgb[crown]  # [M, 3]
     assert (back.median(0).values - headwear.median(0).values).norm() < 0.1
     assert float(_luminance(back).std()) < 0.03, "no strands on a hat"
+
+
+def _sharpest_blur_px(render: np.ndarray, photo: np.ndarray, region: np.ndarray) -> float:
+    """The Gaussian blur (px, of a few) of ``photo [H, W, 3]`` that ``render`` matches best inside ``region``."""
+    blurs = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+    errors = [float(((cv2.GaussianBlur(photo, (0, 0), b) - render)[region] ** 2).mean()) for b in blurs]
+    return blurs[int(np.argmin(errors))]
+
+
+@pytest.mark.xfail(strict=True, reason="the seen hair matches a 2 px blur of the photo, the face 1.5 px (astronaut) "
+                                       "and 1 px (stylized); 2.5 and 3 px before the shell's sub-cell detail. Three "
+                                       "sub-cells a side meet it on the astronaut at +17% render work")
+@pytest.mark.parametrize("name", ("astronaut.jpg", "astronaut_stylized.jpg"))
+def test_seen_hair_is_as_sharp_as_the_face_at_the_portrait_camera(name):
+    """The avatar's render at the portrait camera looks like the photo blurred a little (texels and Gaussians
+    are larger than pixels): the hair must not look blurrier than the face."""
+    out = _run(name)
+    photo = _load(name).numpy()
+    rgb, alpha = out.avatar.render_portrait_view()
+    rgb, shown = rgb.numpy(), alpha.numpy() > 0.99
+    kernel = np.ones((7, 7), np.uint8)
+    hair = cv2.erode((out.unwrapped.hair_mask.numpy() > 0.5).astype(np.uint8), kernel) > 0
+    face = cv2.erode((out.unwrapped.dense.mask.numpy() > 0.5).astype(np.uint8), kernel) > 0
+    face &= ~cv2.dilate(hair.astype(np.uint8), kernel).astype(bool)
+    hair_blur, face_blur = _sharpest_blur_px(rgb, photo, hair & shown), _sharpest_blur_px(rgb, photo, face & shown)
+    print(f"{name}: hair matches a {hair_blur} px blur of the photo, the face {face_blur} px")
+    assert hair_blur <= face_blur
 
 
 @pytest.mark.parametrize("name", LONG_HAIR + ("astronaut.jpg", "grace_hopper.jpg"))

@@ -17,7 +17,8 @@ below it (long hair down the back and over the shoulders). A cell's point at rad
    filled smoothly from those, around the azimuth (so the back of the head continues the sides at the same
    height: a wide bob stays wide); on the hanging rows it is interpolated within its row between the sides, so
    long hair hangs down the back as a curtain. Then it is clamped to the upper bound.
-3. Colour: cells facing the camera and inside the hair mask take the portrait's colour; the rest get the seen
+3. Colour: cells the portrait shows, inside the hair mask, take the portrait's colour (also at ``DETAIL`` ×
+   ``DETAIL`` sub-cells, so the seen hair keeps the photo's detail); the rest get the seen
    hair's smooth colour with strand noise (long along the rows, thin across) whose spread is the seen hair's.
    A hat (the headwear mask, ``fica.unwrap.headwear``) is not hair: the cells that project onto it, hidden ones
    included (a band around the head at the heights the portrait shows it), get the hat's dominant colour with no
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from fica.head.model import UVLayout
-from fica.maps import HairShell
+from fica.maps import HairShell, shell_subcells
 from fica.noise import seeded_noise
 from fica.render.camera import Camera
 from fica.uv_ops import push_pull_fill, smoothstep
@@ -62,6 +63,7 @@ STRAND_COLUMNS = 0.7  # ... and across them
 MEAN_SIGMA = 3.0  # cells: the seen hair's local mean colour, about which its strands vary
 MAX_STRAND_SPREAD = 0.8  # relative luminance spread of the strands at most
 SPLAT_BLUR_GAIN = 1.7  # neighbouring strand Gaussians overlap and average ~0.6 of the spread away: make up for it
+DETAIL = 2  # the portrait's colour is kept at DETAIL x DETAIL sub-cells of the cells it shows
 COLOUR_BINS = 8  # levels a channel when the hat's dominant colour is counted
 SEED = 0
 
@@ -261,8 +263,9 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     image: ``[H, W, 3]`` 0..1; hair_mask: ``[H, W]`` 0/1; camera: the portrait's; geometry: ``[3, R, R]`` the
     fitted head's neutral geometry map on ``layout``; outline: ``[H, W]`` 0/1, the fitted head's silhouette in the
     portrait; headwear: ``[H, W]`` 0/1, the hat among the hair (None: no hat); person: ``[H, W]`` 0..1, the
-    person mask, which a ray may cross on its way to hair farther out (None: it may not). Returns a ``HairShell`` on the
-    capsule chart (coverage all zero when no hair is seen).
+    person mask, which a ray may cross on its way to hair farther out (None: it may not). Returns a
+    ``HairShell`` on the capsule chart (coverage all zero when no hair is seen), its ``detail`` the portrait
+    sampled at ``DETAIL`` × ``DETAIL`` sub-cells of the outer surface.
     """
     head = (layout.region_mask("face", "scalp", "ears", "neck") * layout.valid).to(geometry)
     scalp = geometry[:, layout.region_mask("scalp")[0] > 0.5]
@@ -273,7 +276,8 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     A, B = base.shape[-2:]
     if float(hair_mask.sum()) < MIN_HAIR_PX:
         inner = base + r_head * direction
-        return HairShell(centre, inner, inner.clone(), torch.zeros(3, A, B), torch.zeros(1, A, B))
+        return HairShell(centre, inner, inner.clone(), torch.zeros(3, A, B), torch.zeros(1, A, B),
+                         torch.zeros(1, A, B), torch.zeros(3, DETAIL * A, DETAIL * B))
 
     at = lambda r: (base + r * direction).permute(1, 2, 0).reshape(-1, 3)  # noqa: E731  radius [1, A, B] -> [N, 3]
     to_camera = F.normalize(camera.center[:, None, None] - (base + r_head * direction), dim=0)
@@ -310,4 +314,9 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     hat = _sample(headwear[None].float(), pixels).view(1, A, B) > 0.5 if wears_hat else torch.zeros_like(seen).bool()
     hat_colour = dominant_colour(image, headwear) if wears_hat else torch.zeros(3)
     texture = hair_texture(image, pixels, seen, hat, hat_colour, gen)
-    return HairShell(centre, base + r_head * direction, outer, texture, coverage)
+    fine_pixels = _project(camera, shell_subcells(outer, DETAIL).permute(1, 2, 0).reshape(-1, 3))
+    in_hair = _sample(mask, fine_pixels).view(1, DETAIL * A, DETAIL * B) > 0.5
+    cell_colour = texture.repeat_interleave(DETAIL, 1).repeat_interleave(DETAIL, 2)
+    detail = torch.where(in_hair, _sample(image.permute(2, 0, 1), fine_pixels).view(3, DETAIL * A, DETAIL * B),
+                         cell_colour)  # a sub-cell off the hair (face, background) keeps its cell's colour
+    return HairShell(centre, base + r_head * direction, outer, texture, coverage, seen, detail)
