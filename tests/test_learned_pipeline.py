@@ -16,7 +16,10 @@ from fica.render.camera import orbit_camera
 def tiny_repo(tmp_path_factory):
     from fica.train.tiny import build_tiny_repo
 
-    return build_tiny_repo(tmp_path_factory.mktemp("tiny"), samples=8)
+    # Trained only as far as the checks below need (the dense predictor finds the head, the prior moves the jaw);
+    # the other networks take one step each: how well they learn is tests/test_learned_training.py's job.
+    return build_tiny_repo(tmp_path_factory.mktemp("tiny"), samples=8,
+                           steps={"dense": 100, "vae": 1, "diffusion": 1, "refiner": 1})
 
 
 def _run(pipe, portrait):

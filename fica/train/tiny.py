@@ -21,8 +21,9 @@ SCHEDULE = {"dense": (300, 2e-3, 8), "vae": (200, 2e-3, 8), "diffusion": (400, 1
 
 
 def build_tiny_repo(out: str | Path, *, samples: int = 24, steps_scale: float = 1.0, seed: int = 0,
-                    quiet: bool = True) -> Path:
-    """Train the tiny networks and write the repo to ``out`` (``steps_scale=0``: untrained). Returns ``out``."""
+                    quiet: bool = True, steps: dict[str, int] | None = None) -> Path:
+    """Train the tiny networks and write the repo to ``out`` (``steps_scale=0``: untrained). ``steps`` sets the
+    number of steps of some networks (``SCHEDULE`` keys) instead of the scaled schedule. Returns ``out``."""
     from fica.models.codec_prior import CodecPrior
     from fica.models.dense_vit import DenseViT
     from fica.models.uv_dit import UVDiT
@@ -43,8 +44,9 @@ def build_tiny_repo(out: str | Path, *, samples: int = 24, steps_scale: float = 
         neutral = make_dataset(max(2, samples // 4), seed=seed + 1, expression_scale=0.0)
         with tempfile.TemporaryDirectory() as runs:
             def cfg(name: str) -> TrainConfig:
-                steps, lr, batch = SCHEDULE[name]
-                return TrainConfig(out=Path(runs) / name, steps=max(1, round(steps * steps_scale)), lr=lr,
+                scheduled, lr, batch = SCHEDULE[name]
+                count = (steps or {}).get(name, max(1, round(scheduled * steps_scale)))
+                return TrainConfig(out=Path(runs) / name, steps=count, lr=lr,
                                    batch_size=batch, device="cpu", seed=seed, log_every=50, quiet=quiet)
 
             dense.train_dense(dense_model, data, cfg("dense"))
