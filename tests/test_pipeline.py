@@ -56,10 +56,28 @@ def _eye_gaps(landmarks: torch.Tensor) -> tuple[float, float]:
     return float(landmarks[374, 1] - landmarks[386, 1]) / h, float(landmarks[145, 1] - landmarks[159, 1]) / h
 
 
+FRONTAL_PSNR_DB = 25.0
+GRACE_AT_256 = pytest.mark.xfail(strict=True, reason=(
+    "24.1 dB at the default R = 256: her 183-px-wide face gets ~1.8 photo pixels per texel and the splats (0.6 "
+    "texel spacings) blur them; 0.5 spacings give 25.1 dB but a visible screen-door grid when zoomed in (README)"))
+
+
+def _frontal_psnr(pipe, image) -> float:
+    out = pipe(image.numpy())
+    rgb, _ = out.avatar.render_portrait_view()
+    face = face_mask(detect_landmarks(image.numpy()), *image.shape[:2])
+    return _psnr(rgb[face], image[face])
+
+
+@pytest.mark.parametrize("name", ["astronaut.jpg", pytest.param("grace_hopper.jpg", marks=GRACE_AT_256)])
+def test_frontal_render_matches_photo_in_face_region_at_the_default_resolution(pipe, example_image, name):
+    psnr = _frontal_psnr(pipe, example_image(name))
+    assert psnr >= FRONTAL_PSNR_DB, f"PSNR in the face region {psnr:.1f} dB at R = 256"
+
+
 @pytest.mark.parametrize("name", ["astronaut.jpg", "grace_hopper.jpg"])
 def test_frontal_render_matches_photo_in_face_region(pipe_512, example_image, name):
-    """At R = 512. (At the default R = 256 the chart's face has ~1.8 photo pixels per texel for Grace Hopper's
-    183-px-wide face and the frontal PSNR is ~24-25 dB; see README.)"""
+    """At R = 512, with the landmarks of the render."""
     image = example_image(name)
     out = pipe_512(image.numpy())
     rgb, alpha = out.avatar.render_portrait_view()
@@ -68,7 +86,7 @@ def test_frontal_render_matches_photo_in_face_region(pipe_512, example_image, na
     face = face_mask(truth, *image.shape[:2])
     assert float(alpha[face].min()) > 0.98
     psnr = _psnr(rgb[face], image[face])
-    assert psnr >= 25.0, f"PSNR in the face region {psnr:.1f} dB"
+    assert psnr >= FRONTAL_PSNR_DB, f"PSNR in the face region {psnr:.1f} dB"
     rendered = detect_landmarks(rgb.numpy())
     face_width = float(truth[:, 0].max() - truth[:, 0].min())
     err = (rendered[:, :2] - truth[:, :2]).norm(dim=1) / face_width
