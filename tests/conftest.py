@@ -1,4 +1,5 @@
-"""Shared test fixtures: the example portraits in examples/ (see examples/README.md)."""
+"""Shared test fixtures: the example portraits in examples/ (see examples/README.md), and the browser tests' one
+launched app, one Chromium and one generation in it (tests/app_browser.py)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -21,6 +22,9 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    # The browser tests run last, together: their session-wide app and Chromium stop when the session ends, so
+    # nothing of them idles (or draws WebGL frames) while the other tests run.
+    items.sort(key=lambda item: "browser_app" in getattr(item, "fixturenames", ()))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
@@ -63,3 +67,29 @@ def photo_name(request) -> str:
 def face_image_name(request) -> str:
     """Each example that shows exactly one face (photos and their stylized variants)."""
     return request.param
+
+
+@pytest.fixture(scope="session")
+def browser_app():
+    """app.py launched on loopback and one headless Chromium (app_browser.BrowserApp), shared by every browser
+    test; skipped without Playwright or Debian's chromium."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from app_browser import CHROMIUM, CHROMIUM_ARGS, BrowserApp
+    from test_app import launched_app
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed")
+    with launched_app() as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield BrowserApp(playwright, browser, url)
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def app_visit(browser_app):
+    """The browser tests' one generation (app_browser.record_visit): its page and the 3D viewer's recorded shots."""
+    from app_browser import record_visit
+
+    visit = record_visit(browser_app)
+    yield visit
+    visit.page.close()

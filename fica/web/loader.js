@@ -10,10 +10,11 @@
     ["pass", "vendor/three/Pass.js", { three: "three" }],
     ["orbit", "vendor/three/OrbitControls.js", { three: "three" }],
     ["spark", "vendor/spark/spark.module.min.js", { three: "three", "three/addons/postprocessing/Pass.js": "pass" }],
+    ["rig_modifier", "rig_modifier.js", { three: "three", "@sparkjsdev/spark": "spark" }],
     ["webcam", "webcam.js", {}],
     ["viewer", "viewer.js", {
       three: "three", "three/addons/controls/OrbitControls.js": "orbit", "@sparkjsdev/spark": "spark",
-      "./webcam.js": "webcam",
+      "./rig_modifier.js": "rig_modifier", "./webcam.js": "webcam",
     }],
   ];
 

@@ -3,7 +3,8 @@
 
 Both run ``loader.js`` (modules linked through blob URLs, no import map, no bundler) and ``viewer.js``'s
 ``mountViewer``; the presets travel as JSON sampled from ``fica.drive.presets`` so the page plays what the
-videos show.
+videos show, and the expression names come from ``fica.drive.expression.ARKIT_NAMES`` (the viewer has no list of
+its own).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import base64
 import json
 from pathlib import Path
 
+from fica.drive.expression import ARKIT_NAMES
 from fica.drive.presets import PRESETS, preset_clip
 from fica.io._atomic import atomic_path
 from fica.web import WEB_DIR
@@ -19,7 +21,8 @@ PRESET_FPS = 30
 PRESET_SECONDS = 4.0
 # What the loader reads (paths under fica/web/); the face mesh's files are fetched by face_mesh.js itself.
 MODULE_FILES = ("vendor/three/three.core.min.js", "vendor/three/three.module.min.js", "vendor/three/Pass.js",
-                "vendor/three/OrbitControls.js", "vendor/spark/spark.module.min.js", "webcam.js", "viewer.js")
+                "vendor/three/OrbitControls.js", "vendor/spark/spark.module.min.js", "rig_modifier.js", "webcam.js",
+                "viewer.js")
 LANDMARK_MODEL = "landmark_regression.json"
 FACE_MESH_DIR = "vendor/face_mesh/"
 
@@ -50,7 +53,8 @@ def app_viewer_js(web_url: str, root_selector: str) -> str:
     return (f"{loader}\n"
             f"const ficaWeb = {json.dumps(web_url)};\n"
             "window.ficaImportViewer((path) => fetch(ficaWeb + path).then((r) => r.text())).then((viewer) => {\n"
-            f"  viewer.mountViewer(element.querySelector({json.dumps(root_selector)}), {{presets: {_json_for_script(preset_tracks())}, "
+            f"  viewer.mountViewer(element.querySelector({json.dumps(root_selector)}), {{expressions: "
+            f"{json.dumps(list(ARKIT_NAMES))}, presets: {_json_for_script(preset_tracks())}, "
             f"faceMeshBase: ficaWeb + {json.dumps(FACE_MESH_DIR)}, landmarkModel: ficaWeb + "
             f"{json.dumps(LANDMARK_MODEL)}}});\n"
             "  if (window.ficaPendingRig) window.ficaLive.loadRig(window.ficaPendingRig);\n"
@@ -73,8 +77,10 @@ h1 {{ font-size: 16px; font-weight: 600; margin: 0 0 8px; }}</style></head>
 const ficaSources = {_json_for_script(sources)};
 const ficaRig = "{base64.b64encode(rig_zip).decode("ascii")}";
 const ficaPresets = {_json_for_script(preset_tracks())};
+const ficaExpressions = {json.dumps(list(ARKIT_NAMES))};
 window.ficaImportViewer((path) => Promise.resolve(ficaSources[path])).then((viewer) => {{
-  const api = viewer.mountViewer(document.getElementById("fica-root"), {{presets: ficaPresets}});
+  const api = viewer.mountViewer(document.getElementById("fica-root"), {{expressions: ficaExpressions,
+    presets: ficaPresets}});
   const bytes = Uint8Array.from(atob(ficaRig), (c) => c.charCodeAt(0));
   return api.loadRig(bytes.buffer);
 }}).catch((err) => {{ document.body.append("The viewer could not start: " + err.message); }});

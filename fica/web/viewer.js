@@ -1,24 +1,15 @@
-// FiCA live viewer: draws an avatar_rig.zip (fica-rig v1) with Spark and applies the rig every frame in JS:
+// FiCA live viewer: draws an avatar_rig.zip (fica-rig v1) with Spark and applies the rig on the GPU (rig_modifier.js):
 //   mean_i = pivot + Rot(a, head_weight_i * theta) (neutral_i + sum_k w_k delta_k,i - pivot),
 //   quat_i = Rot(a, head_weight_i * theta) * quat_i   (scales, opacities and colours stay).
-// Controls: 52 ARKit sliders (grouped), head yaw/pitch/roll, presets, reset, webcam. Test hooks: the canvas
-// sits in #live-viewer and window.ficaLive = {fps, weights, setWeights(obj), startWebcam(), ...}.
+// Controls: a slider per expression weight (the ARKit names the page passes in, grouped), head yaw/pitch/roll,
+// presets, reset, webcam. Test hooks: the canvas sits in #live-viewer and window.ficaLive = {fps, weights,
+// setWeights(obj), startWebcam(), ...}.
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 import { PackedSplats, SparkRenderer, SplatMesh, utils } from "@sparkjsdev/spark";
+import { rigModifier } from "./rig_modifier.js";
 import { startWebcam as openWebcam } from "./webcam.js";
 
-export const ARKIT_NAMES = [
-  "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft", "eyeSquintLeft",
-  "eyeWideLeft", "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
-  "eyeSquintRight", "eyeWideRight", "jawForward", "jawRight", "jawLeft", "jawOpen", "mouthClose",
-  "mouthFunnel", "mouthPucker", "mouthRight", "mouthLeft", "mouthSmileLeft", "mouthSmileRight",
-  "mouthFrownLeft", "mouthFrownRight", "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft",
-  "mouthStretchRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
-  "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft",
-  "mouthUpperUpRight", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
-  "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
-];
 const GROUPS = [
   ["Brows", (n) => n.startsWith("brow")],
   ["Eyes", (n) => n.startsWith("eye")],
@@ -95,98 +86,42 @@ export function parsePly(bytes) {
   return out;
 }
 
-function halfToFloat(h) {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
-}
-
-// An avatar_rig.zip's contents: manifest, neutral Gaussians, moving index, deltas (Float32 [52*M*3]), head weights.
+// An avatar_rig.zip's contents: manifest, neutral Gaussians, moving index, deltas (float16 bits, Uint16 [K*M*3]),
+// head weights.
 export async function loadRig(buffer) {
   const files = await unzip(buffer);
   const manifest = JSON.parse(new TextDecoder().decode(files["manifest.json"]));
   if (manifest.format !== "fica-rig" || manifest.version !== 1) throw new Error("not a fica-rig v1 file");
   const copy = (bytes) => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-  const half = new Uint16Array(copy(files["deltas.f16"]));
-  const deltas = new Float32Array(half.length);
-  for (let i = 0; i < half.length; i += 1) deltas[i] = halfToFloat(half[i]);
   return {
     manifest,
     neutral: parsePly(files["gaussians.ply"]),
     moving: new Uint32Array(copy(files["moving_index.u32"])),
-    deltas,
+    deltasHalf: new Uint16Array(copy(files["deltas.f16"])),
     headWeight: new Float32Array(copy(files["head_weight.f32"])),
   };
 }
 
 // ------------------------------------------------------------------------------------------------ rig formula
 
-// R = Ry(yaw) Rx(pitch) Rz(roll), as fica.rotations.rotation_ypr; returns [axis (unit), angle (radians)].
-export function headAxisAngle(yawDeg, pitchDeg, rollDeg) {
-  const m = new THREE.Matrix4().makeRotationY(THREE.MathUtils.degToRad(yawDeg))
-    .multiply(new THREE.Matrix4().makeRotationX(THREE.MathUtils.degToRad(pitchDeg)))
-    .multiply(new THREE.Matrix4().makeRotationZ(THREE.MathUtils.degToRad(rollDeg)));
-  const q = new THREE.Quaternion().setFromRotationMatrix(m);
-  if (q.w < 0) q.set(-q.x, -q.y, -q.z, -q.w);
-  const angle = 2 * Math.acos(Math.min(1, q.w));
-  const s = Math.sqrt(Math.max(0, 1 - q.w * q.w));
-  return s < 1e-9 ? [[0, 1, 0], 0] : [[q.x / s, q.y / s, q.z / s], angle];
-}
+const ROTATION = { matrix: new THREE.Matrix4(), step: new THREE.Matrix4(), quaternion: new THREE.Quaternion() };
 
-// Writes the rigged centres (outMeans [N*3]) and, when the head turns, quaternions (outQuats [N*4], w x y z).
-// Returns whether the quaternions differ from the neutral ones.
-export function evaluateRig(rig, weights, ypr, outMeans, outQuats) {
-  const { neutral, moving, deltas, headWeight } = rig;
-  const M = moving.length;
-  outMeans.set(neutral.means);
-  for (let k = 0; k < weights.length; k += 1) {
-    const w = weights[k];
-    if (w === 0) continue;
-    const base = k * M * 3;
-    for (let j = 0; j < M; j += 1) {
-      const i3 = moving[j] * 3;
-      const d = base + j * 3;
-      outMeans[i3] += w * deltas[d];
-      outMeans[i3 + 1] += w * deltas[d + 1];
-      outMeans[i3 + 2] += w * deltas[d + 2];
-    }
+// R = Ry(yaw) Rx(pitch) Rz(roll), as fica.rotations.rotation_ypr; writes its unit axis into axis [3] and returns
+// its angle (radians).
+export function headAxisAngle(yawDeg, pitchDeg, rollDeg, axis) {
+  const { matrix, step, quaternion: q } = ROTATION;
+  matrix.makeRotationY(THREE.MathUtils.degToRad(yawDeg))
+    .multiply(step.makeRotationX(THREE.MathUtils.degToRad(pitchDeg)))
+    .multiply(step.makeRotationZ(THREE.MathUtils.degToRad(rollDeg)));
+  q.setFromRotationMatrix(matrix);
+  if (q.w < 0) q.set(-q.x, -q.y, -q.z, -q.w);
+  const s = Math.sqrt(Math.max(0, 1 - q.w * q.w));
+  if (s < 1e-9) {
+    axis[0] = 0; axis[1] = 1; axis[2] = 0;
+    return 0;
   }
-  const [axis, theta] = headAxisAngle(ypr[0], ypr[1], ypr[2]);
-  if (theta === 0) return false;
-  const [ax, ay, az] = axis;
-  const [px, py, pz] = rig.manifest.neck_pivot;
-  const nq = neutral.quats;
-  for (let i = 0; i < neutral.count; i += 1) {
-    const a = headWeight[i] * theta;
-    const c = Math.cos(a);
-    const s = Math.sin(a);
-    const i3 = 3 * i;
-    const x = outMeans[i3] - px;
-    const y = outMeans[i3 + 1] - py;
-    const z = outMeans[i3 + 2] - pz;
-    const dot = (ax * x + ay * y + az * z) * (1 - c);
-    outMeans[i3] = px + x * c + (ay * z - az * y) * s + ax * dot;
-    outMeans[i3 + 1] = py + y * c + (az * x - ax * z) * s + ay * dot;
-    outMeans[i3 + 2] = pz + z * c + (ax * y - ay * x) * s + az * dot;
-    const hw = Math.cos(a / 2);
-    const hs = Math.sin(a / 2);
-    const rx = ax * hs;
-    const ry = ay * hs;
-    const rz = az * hs;
-    const i4 = 4 * i;
-    const qw = nq[i4];
-    const qx = nq[i4 + 1];
-    const qy = nq[i4 + 2];
-    const qz = nq[i4 + 3];
-    outQuats[i4] = hw * qw - rx * qx - ry * qy - rz * qz;
-    outQuats[i4 + 1] = hw * qx + rx * qw + ry * qz - rz * qy;
-    outQuats[i4 + 2] = hw * qy - rx * qz + ry * qw + rz * qx;
-    outQuats[i4 + 3] = hw * qz + rx * qy - ry * qx + rz * qw;
-  }
-  return true;
+  axis[0] = q.x / s; axis[1] = q.y / s; axis[2] = q.z / s;
+  return 2 * Math.acos(Math.min(1, q.w));
 }
 
 // ------------------------------------------------------------------------------------------------ the viewer
@@ -202,7 +137,9 @@ const STYLE = `
 .fica-live .fica-controls { flex: 0 0 290px; height: 520px; overflow-y: auto; background: #26272d;
   border-radius: 8px; padding: 8px; box-sizing: border-box; }
 .fica-live .fica-controls button, .fica-live .fica-controls select { margin: 2px 2px 6px 0; padding: 4px 8px;
-  background: #3b3d47; color: #eee; border: 1px solid #555; border-radius: 5px; cursor: pointer; }
+  background: #3b3d47; color: #eee; border: 1px solid #555; border-radius: 5px; cursor: pointer;
+  font: 400 12px/1.3 system-ui, sans-serif; width: auto; }
+.fica-live .fica-controls select { appearance: auto; }
 .fica-live .fica-row { display: grid; grid-template-columns: 120px 1fr 34px; align-items: center; gap: 4px; }
 .fica-live .fica-row label { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; font-size: 12px; }
 .fica-live .fica-row input { width: 100%; }
@@ -220,10 +157,19 @@ function element(tag, attrs = {}, children = []) {
   return node;
 }
 
-// Builds the viewer inside `root` and installs window.ficaLive. options: {presets: {name: {fps, names, weights,
-// rotation}}, faceMeshBase: URL of the face_mesh folder (webcam off without it), landmarkModel: the regression JSON}.
+// Builds the viewer inside `root` and installs window.ficaLive. options: {expressions: the 52 ARKit names in
+// fica.drive.expression order (the page passes them in), presets: {name: {fps, names, weights, rotation}},
+// faceMeshBase: URL of the face_mesh folder (webcam off without it), landmarkModel: the regression JSON}.
 export function mountViewer(root, options = {}) {
+  const names = options.expressions;
+  if (!names || names.length === 0) throw new Error("the viewer needs the expression names");
+  const nameIndex = new Map(names.map((name, k) => [name, k]));
   const presets = options.presets || {};
+  // Each preset's weight names as the viewer's indices, so a frame of a playing preset looks nothing up.
+  const presetSlots = Object.fromEntries(Object.entries(presets).map(([p, clip]) => [p, clip.names.map((n) => {
+    if (!nameIndex.has(n)) throw new Error(`preset ${p} uses an unknown expression ${n}`);
+    return nameIndex.get(n);
+  })]));
   root.replaceChildren();
   root.append(element("style", { textContent: STYLE }));
   const canvasBox = element("div", { id: "live-viewer" });
@@ -243,13 +189,17 @@ export function mountViewer(root, options = {}) {
   const orbit = new OrbitControls(camera, renderer.domElement);
   orbit.target.set(0, 0.02, 0);
   orbit.enableDamping = true;
-  const spark = new SparkRenderer({ renderer });
+  let framesLeft = 0;  // frames still to draw after the last wake()
+  function wake() {
+    framesLeft = Math.max(framesLeft, 2);
+  }
+  const spark = new SparkRenderer({ renderer, onDirty: wake });
   scene.add(spark);
 
   const state = {
-    rig: null, mesh: null, packed: null, base: null, means: null, quats: null, dirty: false,
-    weights: new Float32Array(52), ypr: [0, 0, 0], preset: null, webcam: null,
-    frames: 0, fps: 0, fpsStart: performance.now(), rigUpdates: 0, rigMs: 0, drawn: 0,
+    rig: null, mesh: null, modifier: null, dirty: false, axis: [0, 1, 0],
+    weights: new Float32Array(names.length), ypr: [0, 0, 0], preset: null, webcam: null,
+    frames: 0, fps: 0, fpsStart: performance.now(), rigUpdates: 0, drawn: 0,
   };
 
   // --- controls
@@ -279,14 +229,14 @@ export function mountViewer(root, options = {}) {
   controls.append(head);
   for (const [title, test] of GROUPS) {
     const group = element("details", { open: title === "Jaw" }, [element("summary", { textContent: title })]);
-    ARKIT_NAMES.forEach((name, k) => {
+    names.forEach((name, k) => {
       if (test(name)) group.append(slider(name, 0, 1, 0.01, (v) => { stopDrivers(); state.weights[k] = v; state.dirty = true; }));
     });
     controls.append(group);
   }
 
   function syncSliders() {
-    ARKIT_NAMES.forEach((name, k) => {
+    names.forEach((name, k) => {
       sliders[name].input.value = state.weights[k];
       sliders[name].out.textContent = state.weights[k].toFixed(2);
     });
@@ -300,7 +250,7 @@ export function mountViewer(root, options = {}) {
     state.preset = null;
   }
 
-  // --- rig -> Spark
+  // --- rig -> Spark: the neutral Gaussians are packed once; the rig runs in Spark's splat generator on the GPU.
   function install(rig) {
     const n = rig.neutral.count;
     const packed = new PackedSplats();
@@ -313,13 +263,15 @@ export function mountViewer(root, options = {}) {
         opacities[i], colors[3 * i], colors[3 * i + 1], colors[3 * i + 2]);
     }
     packed.numSplats = n;
-    if (state.mesh) { scene.remove(state.mesh); state.mesh.dispose(); }
-    const mesh = new SplatMesh({ packedSplats: packed });
+    if (state.mesh) {
+      scene.remove(state.mesh);
+      state.mesh.dispose();
+      state.modifier.dispose();
+    }
+    const modifier = rigModifier(rig);
+    const mesh = new SplatMesh({ packedSplats: packed, objectModifier: modifier.modifier });
     scene.add(mesh);
-    Object.assign(state, {
-      rig, mesh, packed, base: array.slice(), means: new Float32Array(n * 3), quats: new Float32Array(n * 4),
-      dirty: true,
-    });
+    Object.assign(state, { rig, mesh, modifier, dirty: true });
     // Frame the head: centre of the neutral Gaussians' bounding box, distance from its height.
     const box = new THREE.Box3();
     for (let i = 0; i < n; i += 1) box.expandByPoint(new THREE.Vector3(means[3 * i], means[3 * i + 1], means[3 * i + 2]));
@@ -332,23 +284,12 @@ export function mountViewer(root, options = {}) {
     wake();
   }
 
+  // New weights or head angles: a few uniforms change and Spark regenerates its splats on the GPU.
   function applyRig() {
-    const start = performance.now();
-    const { rig, packed, base, means, quats } = state;
-    const turned = evaluateRig(rig, state.weights, state.ypr, means, quats);
-    const array = packed.packedArray;
-    array.set(base);
-    const n = rig.neutral.count;
-    for (let i = 0; i < n; i += 1) utils.setPackedSplatCenter(array, i, means[3 * i], means[3 * i + 1], means[3 * i + 2]);
-    if (turned) {
-      for (let i = 0; i < n; i += 1) {
-        utils.setPackedSplatQuat(array, i, quats[4 * i + 1], quats[4 * i + 2], quats[4 * i + 3], quats[4 * i]);
-      }
-    }
-    packed.needsUpdate = true;
+    const theta = headAxisAngle(state.ypr[0], state.ypr[1], state.ypr[2], state.axis);
+    state.modifier.set(state.weights, names, state.axis, theta);
     state.mesh.updateVersion();
     state.rigUpdates += 1;
-    state.rigMs = performance.now() - start;
   }
 
   // --- presets
@@ -361,8 +302,10 @@ export function mountViewer(root, options = {}) {
       return;
     }
     state.weights.fill(0);
-    clip.names.forEach((name, j) => { state.weights[ARKIT_NAMES.indexOf(name)] = clip.weights[frame][j]; });
-    state.ypr = clip.rotation[frame].slice();
+    const slots = presetSlots[p.name];
+    const row = clip.weights[frame];
+    for (let j = 0; j < slots.length; j += 1) state.weights[slots[j]] = row[j];
+    for (let i = 0; i < 3; i += 1) state.ypr[i] = clip.rotation[frame][i];
     state.dirty = true;
   }
 
@@ -376,22 +319,17 @@ export function mountViewer(root, options = {}) {
       camera.updateProjectionMatrix();
     }
   }
-  // Frames are drawn while something moves (a preset, the mouse, a new weight) and for a moment after, so Spark's
-  // depth sort settles; an idle viewer leaves the page's main thread alone. fps counts drawn frames
-  // over the last full second of continuous drawing.
-  const SETTLE_MS = 1500;
-  const SETTLE_FRAMES = 12;  // Spark sorts in a worker: a slow GPU needs several frames to show the new order
-  let activeUntil = 0;
-  let framesLeft = 0;
-  const wake = () => { activeUntil = performance.now() + SETTLE_MS; framesLeft = SETTLE_FRAMES; };
+  // Frames are drawn while something moves (a preset, a new weight or pose, the orbit easing out) and when Spark
+  // reports new splats or a finished depth sort (its onDirty); an idle viewer draws nothing and leaves the page's
+  // main thread alone. fps counts drawn frames over the last full second of continuous drawing, and is 0 while idle.
   orbit.addEventListener("change", wake);
+  new ResizeObserver(wake).observe(canvasBox);
   wake();
   renderer.setAnimationLoop((now) => {
     if (state.preset) presetFrame(now);
-    // Webcam updates draw one frame each (the tracker shares the main thread and the GPU with the drawing).
-    if (state.preset || (state.dirty && !state.webcam)) wake();
-    if (!state.dirty && !state.preset && now > activeUntil && framesLeft <= 0) {
+    if (!state.dirty && !state.preset && framesLeft <= 0) {
       state.frames = 0;
+      state.fps = 0;  // its corner keeps the last figure
       state.fpsStart = now;
       return;
     }
@@ -417,18 +355,17 @@ export function mountViewer(root, options = {}) {
 
   const api = {
     get fps() { return state.fps; },
-    get weights() { return Object.fromEntries(ARKIT_NAMES.map((n, k) => [n, state.weights[k]])); },
+    get weights() { return Object.fromEntries(names.map((n, k) => [n, state.weights[k]])); },
     get rotation() { return { yaw: state.ypr[0], pitch: state.ypr[1], roll: state.ypr[2] }; },
     get gaussians() { return state.rig ? state.rig.neutral.count : 0; },
     get rigUpdates() { return state.rigUpdates; },
-    get rigMs() { return state.rigMs; },
     get drawnFrames() { return state.drawn; },
     get webcamRate() { return state.webcam ? state.webcam.rate : 0; },
     get status() { return status.textContent; },
     presets: Object.keys(presets),
     setWeights(obj) {
       for (const [name, value] of Object.entries(obj)) {
-        const k = ARKIT_NAMES.indexOf(name);
+        const k = nameIndex.has(name) ? nameIndex.get(name) : -1;
         if (k < 0) throw new Error(`unknown ARKit name ${name}`);
         state.weights[k] = Math.min(1, Math.max(0, Number(value)));
       }
