@@ -115,7 +115,20 @@ def _head_box(image: np.ndarray) -> tuple[int, int, int, int]:
     return ys.min(), ys.max(), xs.min(), xs.max()
 
 
-def test_app_live_viewer_opens_the_jaw_and_reports_fps(live_page):
+def _nose_offset(image: np.ndarray) -> float:
+    """Nose tip's horizontal offset from the midpoint of the outer eye corners, in eye spans (+: image right)."""
+    from fica.unwrap.landmarks import detect_landmarks
+
+    lm = detect_landmarks(np.ascontiguousarray(image.astype(np.uint8))).numpy()
+    middle = (lm[33, 0] + lm[263, 0]) / 2
+    return float((lm[1, 0] - middle) / abs(lm[263, 0] - lm[33, 0]))
+
+
+def test_app_live_viewer_opens_the_jaw_turns_the_head_and_reports_fps(live_page):
+    """jawOpen = 1 changes the lower face, not the upper. yaw +30°: R = Ry(30°) turns the face's +z towards +x (the
+    subject's left), which the viewer's front camera shows on the image's right, so the nose tip moves right of the
+    eyes by about a third of their span (the GPU rig's rotation, with each Gaussian's head weight); half the angle,
+    none or the wrong way stays under 0.15. A playing preset reports its frame rate; an idle viewer reports 0."""
     page = live_page
     ARTIFACTS.mkdir(exist_ok=True)
     page.evaluate("window.ficaLive.reset()")
@@ -127,7 +140,7 @@ def test_app_live_viewer_opens_the_jaw_and_reports_fps(live_page):
     assert page.evaluate("window.ficaLive.weights.jawOpen") == 1
     _settled(page)
     jaw = _canvas(page, ARTIFACTS / "live_jaw_open.png")
-    page.screenshot(path=str(ARTIFACTS / "live_app.png"), full_page=True, timeout=120_000)
+    page.locator("#live-viewer-panel").screenshot(path=str(ARTIFACTS / "live_app.png"), timeout=120_000)
     diff = np.abs(jaw - neutral).max(axis=2) > 40
     height = bottom - top
     upper = diff[top: top + height // 2, left:right].mean()
@@ -135,8 +148,14 @@ def test_app_live_viewer_opens_the_jaw_and_reports_fps(live_page):
     print(f"pixels changed by jawOpen=1: upper face {upper:.3f}, lower face {lower:.3f}")
     assert lower > 0.03 and lower > 4 * upper
 
+    page.evaluate("window.ficaLive.reset(); window.ficaLive.setRotation({yaw: 30})")
     _settled(page)
-    assert page.evaluate("window.ficaLive.fps") == 0, "an idle viewer reports no frame rate"
+    turned = _canvas(page, ARTIFACTS / "live_yaw30.png")
+    before, after = _nose_offset(neutral), _nose_offset(turned)
+    print(f"nose tip right of the eyes' midpoint, in eye spans: {before:.2f} neutral, {after:.2f} at yaw +30°")
+    assert after - before > 0.15
+
+    assert page.evaluate("window.ficaLive.fps") == 0, "an idle (settled) viewer reports no frame rate"
     page.evaluate("window.ficaLive.reset(); window.ficaLive.playPreset('talk')")
     page.wait_for_function("window.ficaLive.fps > 0", timeout=60_000, polling=200)
     fps = page.evaluate("window.ficaLive.fps")
