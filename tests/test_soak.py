@@ -56,6 +56,20 @@ def _resident_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def _settled_resident_mb(pid: int, timeout_s: float = 10.0) -> float:
+    """Resident memory once the server is idle: the client has the result a moment before the server has finished
+    the request (its generator's last step, which hands freed memory back), so read until two readings half a
+    second apart agree within 2 MB."""
+    previous, deadline = _resident_mb(pid), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        current = _resident_mb(pid)
+        if abs(current - previous) < 2:
+            return current
+        previous = current
+    return previous
+
+
 def _bad_inputs(folder: Path) -> list[Path]:
     not_an_image = folder / "portrait.png"
     not_an_image.write_text("this is not a picture")
@@ -78,7 +92,7 @@ def test_many_generations_keep_memory_flat_and_temp_folders_bounded(app, tmp_pat
                 _generate(client, bad[(i // 5) % len(bad)])
         _generate(client, GOOD[i % 2])
         ended.append(time.time())
-        resident.append(_resident_mb(proc.pid))
+        resident.append(_settled_resident_mb(proc.pid))
     print("resident MB per generation:", " ".join(f"{mb:.0f}" for mb in resident))
     growth = max(resident[WARM_UP:]) / resident[WARM_UP - 1] - 1
     print(f"growth after the first {WARM_UP}: {100 * growth:+.1f} % (peak), "
