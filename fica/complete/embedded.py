@@ -217,7 +217,7 @@ class EmbeddedCompleter(Completer):
                  generator: torch.Generator | None = None) -> CompleteUV:
         """Complete ``unwrapped.partial``, and build the hair shell from ``unwrapped.hair_mask`` (and its
         ``headwear_mask``) and ``image``
-        (``generator`` seeds the unseen hair's strand noise; the chart fill is deterministic)."""
+        (``generator`` seeds the unseen hair's strand texture; the chart fill is deterministic)."""
         partial = unwrapped.partial
         head = self.head or default_head()
         layout = head.uv_layout(partial.resolution)

@@ -19,7 +19,9 @@ below it (long hair down the back and over the shoulders). A cell's point at rad
    long hair hangs down the back as a curtain. Then it is clamped to the upper bound.
 3. Colour: cells the portrait shows, inside the hair mask, take the portrait's colour (also at ``DETAIL`` ×
    ``DETAIL`` sub-cells, so the seen hair keeps the photo's detail); the rest get the seen
-   hair's smooth colour with strand noise (long along the rows, thin across) whose spread is the seen hair's.
+   hair's smooth colour, lit softly from above, times a texture with the seen hair's luminance spread in each of
+   a few bands of scale (measured in the portrait in metres, synthesised on the chart a little longer along the
+   strands than across): fine strands at low contrast and a few broad soft variations, no regular stripes.
    A hat (the headwear mask, ``fica.unwrap.headwear``) is not hair: the cells that project onto it, hidden ones
    included (a band around the head at the heights the portrait shows it), get the hat's dominant colour with no
    strands, and only the hair beside and below it sets the strands' colour and spread.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import torch
 import torch.nn.functional as F
 
@@ -58,11 +61,14 @@ FILL_BLUR_ROWS = 2.5  # cells: the filled thickness is smoothed this much down t
 TIP_ROWS = 2.0  # hanging hair fades out over this many rows above its end ...
 TIP_COLUMNS = 3.0  # ... which is smoothed around the azimuth by this many columns (standard deviation)
 WRAP = 16  # columns copied from the other side before filling, so fills wrap around the back
-STRAND_ROWS = 4.0  # strand noise: correlation length along the rows (cells) ...
-STRAND_COLUMNS = 0.7  # ... and across them
+BAND_SIGMAS_M = (0.003, 0.006, 0.012)  # the hair's texture is measured and made in bands between these
+# Gaussian blurs (metres) and twice them: from the finest a cell holds to the broad soft variations
+STRAND_ELONGATION = 2.0  # the synthesised bands are this much longer along the strands (down the rows)
 MEAN_SIGMA = 3.0  # cells: the seen hair's local mean colour, about which its strands vary
-MAX_STRAND_SPREAD = 0.8  # relative luminance spread of the strands at most
-SPLAT_BLUR_GAIN = 1.7  # neighbouring strand Gaussians overlap and average ~0.6 of the spread away: make up for it
+MAX_BAND_SPREAD = 0.3  # relative luminance spread of one band at most
+SPLAT_BLUR_GAIN = 1.4  # the strand Gaussians overlap and average ~0.3 of each band away: make up for it
+CALIBRATION_ROUNDS = 3  # the bands' weights are corrected this often toward the measured spreads
+TOP_LIGHT = 0.3  # unseen hair is lit from above: relative brightness gained from the nape to the crown
 DETAIL = 2  # the portrait's colour is kept at DETAIL x DETAIL sub-cells of the cells it shows
 COLOUR_BINS = 8  # levels a channel when the hat's dominant colour is counted
 SEED = 0
@@ -197,10 +203,47 @@ def _blur(maps: torch.Tensor, sigma_rows: float, sigma_columns: float) -> torch.
     return x[:, 0, :, WRAP:-WRAP]
 
 
-def strand_noise(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
-    """``[1, A, B]`` zero-mean unit-variance noise, long along the rows (strands) and thin across them."""
-    noise = _blur(seeded_noise((1, *shape), generator).cpu(), STRAND_ROWS, STRAND_COLUMNS)
-    return (noise - noise.mean()) / noise.std().clamp(min=1e-6)
+def band_spread(lum: torch.Tensor, weight: torch.Tensor, sigmas: tuple[float, ...], blur) -> torch.Tensor:
+    """``[K]``: the luminance spread of ``lum [H, W]`` inside ``weight [H, W]`` (0/1) in bands between each of
+    ``sigmas`` and twice it (normalised differences of ``blur(x [H, W], sigma)``), each the standard deviation of
+    the band over the pixels well inside the weight, relative to the mean luminance; 0 for a band with none."""
+    spreads = []
+    for sigma in sigmas:
+        fine, coarse = (blur(lum * weight, s) / blur(weight, s).clamp(min=1e-6) for s in (sigma, 2 * sigma))
+        inside = (weight > 0.5) & (blur(weight, 2 * sigma) > 0.5)
+        band = (fine - coarse)[inside]
+        spreads.append(band.std() if len(band) > 8 else lum.new_tensor(0.0))
+    return torch.stack(spreads) / lum[weight > 0.5].mean().clamp(min=1e-3)
+
+
+def portrait_band_spread(image: torch.Tensor, weight: torch.Tensor, px_per_m: float) -> torch.Tensor:
+    """``[K]`` ``band_spread`` of the luminance of ``image [H, W, 3]`` inside ``weight [H, W]`` (0/1) at
+    ``BAND_SIGMAS_M`` (``px_per_m`` pixels a metre)."""
+    blur = lambda x, s: torch.from_numpy(cv2.GaussianBlur(x.numpy(), (0, 0), s))  # noqa: E731
+    return band_spread(image.mean(-1).float(), weight.float(), tuple(px_per_m * s for s in BAND_SIGMAS_M), blur)
+
+
+def strand_texture(target: torch.Tensor, cell_m: float, generator: torch.Generator, shape: tuple[int, int]
+                   ) -> torch.Tensor:
+    """``[1, A, B]`` zero-mean relative luminance variation whose ``band_spread`` on the chart (cells
+    ``cell_m`` metres) is ``target [K]`` at ``BAND_SIGMAS_M``: a band-pass noise for each band, longer along the
+    strands (the rows) by ``STRAND_ELONGATION``, weighted to the target in a few rounds of correction (the bands
+    overlap a little)."""
+    sigmas = tuple(s / cell_m for s in BAND_SIGMAS_M)
+    noise = seeded_noise((1, *shape), generator).cpu()
+    bands = []
+    for sigma in sigmas:
+        band = _blur(noise, STRAND_ELONGATION * sigma, sigma) - _blur(noise, 2 * STRAND_ELONGATION * sigma, 2 * sigma)
+        bands.append(band / band.std().clamp(min=1e-6))
+    bands = torch.cat(bands)  # [K, A, B]
+    blur = lambda x, s: _blur(x[None], s, s)[0]  # noqa: E731
+    ones = torch.ones(shape)
+    weights = target.clone()
+    for _ in range(CALIBRATION_ROUNDS):
+        texture = (weights[:, None, None] * bands).sum(0)
+        measured = band_spread(1 + texture, ones, sigmas, blur)
+        weights = weights * (target / measured.clamp(min=1e-6)).clamp(0.25, 4.0)
+    return (weights[:, None, None] * bands).sum(0, keepdim=True)
 
 
 def hair_ends(thickness: torch.Tensor, r_head: torch.Tensor) -> torch.Tensor:
@@ -231,11 +274,11 @@ def dominant_colour(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def hair_texture(image: torch.Tensor, pixels: torch.Tensor, seen: torch.Tensor, hat: torch.Tensor,
-                 hat_colour: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+                 hat_colour: torch.Tensor, strands: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """``[3, A, B]``: the portrait's colour at ``pixels [A*B, 2]`` where ``seen [1, A, B]`` (0..1); elsewhere
     ``hat_colour [3]`` on the ``hat [1, A, B]`` (bool) cells and, on the others, the seen hair's local mean colour
-    (filled smoothly) times strand noise, as strong as the seen hair's luminance spread needs beyond that of its
-    mean."""
+    (filled smoothly) times ``1 + strands [1, A, B]`` (``strand_texture``) and a soft light from above: brighter
+    with ``up [1, A, B]`` (-1 at the ends of hanging hair .. 1 at the crown) than the seen hair on average."""
     A, B = seen.shape[-2:]
     photo = _sample(image.permute(2, 0, 1), pixels).view(3, A, B)
     flat_hat = hat_colour[:, None, None].expand(3, A, B)
@@ -247,11 +290,8 @@ def hair_texture(image: torch.Tensor, pixels: torch.Tensor, seen: torch.Tensor, 
     weight = _blur(known, MEAN_SIGMA, MEAN_SIGMA)
     local_mean = _blur(photo * known, MEAN_SIGMA, MEAN_SIGMA) / weight.clamp(min=1e-6)
     mean = wrapped_fill(local_mean, (weight > 0.05).float())
-    lum = lambda x: x.mean(0)[known[0] > 0.5]  # noqa: E731
-    # strands make up what the smooth mean lacks of the seen hair's luminance spread (as rendered)
-    missing = (lum(photo).var() - lum(mean).var()).clamp(min=0).sqrt()
-    spread = (SPLAT_BLUR_GAIN * missing / lum(mean).mean().clamp(min=1e-3)).clamp(max=MAX_STRAND_SPREAD)
-    synthesised = (mean * (1 + spread * strand_noise((A, B), generator))).clamp(0, 1)
+    light = 1 + 0.5 * TOP_LIGHT * (up - up[known > 0.5].mean())
+    synthesised = (mean * light * (1 + strands)).clamp(0, 1)
     return seen * photo + (1 - seen) * torch.where(hat, flat_hat, synthesised)
 
 
@@ -313,7 +353,14 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     wears_hat = headwear is not None and float(headwear.sum()) >= MIN_HAIR_PX
     hat = _sample(headwear[None].float(), pixels).view(1, A, B) > 0.5 if wears_hat else torch.zeros_like(seen).bool()
     hat_colour = dominant_colour(image, headwear) if wears_hat else torch.zeros(3)
-    texture = hair_texture(image, pixels, seen, hat, hat_colour, gen)
+    hair_only = mask[0] * (1 - headwear.float()) if wears_hat else mask[0]
+    px_per_m = float(camera.K[0, 0]) / float(camera.project(centre[None])[1][0])
+    spread = (SPLAT_BLUR_GAIN * portrait_band_spread(image, hair_only, px_per_m)).clamp(max=MAX_BAND_SPREAD)
+    cell_m = float((outer - outer.roll(1, 2)).norm(dim=0)[coverage[0] > 0.5].median()) \
+        if bool((coverage > 0.5).any()) else 2 * math.pi * float(r_head.max()) / COLUMNS
+    strands = strand_texture(spread, cell_m, gen, (A, B))
+    up = torch.where(hanging, -(torch.arange(A)[None, :, None] - CAP_ROWS) / HANG_ROWS, direction[1:2])
+    texture = hair_texture(image, pixels, seen, hat, hat_colour, strands, up.expand(1, A, B).float())
     fine_pixels = _project(camera, shell_subcells(outer, DETAIL).permute(1, 2, 0).reshape(-1, 3))
     in_hair = _sample(mask, fine_pixels).view(1, DETAIL * A, DETAIL * B) > 0.5
     cell_colour = texture.repeat_interleave(DETAIL, 1).repeat_interleave(DETAIL, 2)
