@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from fica.complete.embedded import HAIR_FALLBACK, EmbeddedCompleter
+from fica.complete.embedded import HAIR_FALLBACK, EmbeddedCompleter, view_cosine
 from fica.drive.expression import Expression
 from fica.head.model import default_head
 from fica.maps import PartialUV, Source, geometry_normals
@@ -103,6 +103,23 @@ def test_source_map_mirrors_the_far_cheek_from_the_near_one_and_keeps_a_frontal_
     visible_face = (default_head().uv_layout(256).region_mask("face") > 0.5) & (unwrapped.partial.visibility > 0.5)
     assert (frontal[visible_face] == Source.MIRRORED).float().mean() < 0.01, "a frontal face keeps both halves"
     assert (frontal[visible_face] == Source.SEEN).float().mean() > 0.9
+
+
+def test_a_dark_blot_the_photo_shows_beyond_the_face_outline_is_not_kept():
+    """Where the fitted head is wider than the face, its texels beyond the face's outline (the ring seen edge-on)
+    catch a collar or the hair in the photo; seen from the side they were dark blots on the cheek. Painted so on
+    the frontal head's sides, they are completed as skin instead."""
+    unwrapped = synthetic_unwrapped(0.0)
+    partial = unwrapped.partial
+    layout = default_head().uv_layout(256)
+    cos = view_cosine(partial, unwrapped.camera)
+    face = (layout.region_mask("face") > 0.5) & (partial.visibility > 0.5)
+    blot = face & (cos < 0.3) & (layout.vertices_to_map(default_head().vertices)[1:2] < -0.03)  # the lower sides
+    assert blot.sum() > 50
+    partial.rgb[:] = torch.where(blot, torch.full_like(partial.rgb, 0.05), partial.rgb)
+    complete = EmbeddedCompleter()(unwrapped, torch.zeros(8, 8, 3))
+    assert (complete.source[blot] == Source.SEEN).float().mean() < 0.05
+    assert float(complete.texture.mean(0, keepdim=True)[blot].median()) > 0.25, "skin, not the blot's 0.05"
 
 
 def test_mirrored_skin_is_lit_by_its_own_normal_not_the_mirror_s(completed):

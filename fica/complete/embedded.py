@@ -3,7 +3,9 @@ CPU, no weights.
 
 1. Trust. A texel the portrait shows is trusted in proportion to its visibility (depth test, view angle and the
    person mask, see ``fica.unwrap.uv_unwrap``) and to how squarely it faces the camera (``GRAZING_COS``): grazing
-   texels are smeared and mix in the background.
+   texels are smeared and mix in the background. Face texels beyond the face's outline (where the fitted head
+   is wider than the real face: islands that turn toward the camera again, and texels far darker than the face)
+   are not taken from the portrait (``unseen_face_texels``).
 2. Sources (``fica.maps.Source``, returned as ``CompleteUV.source``): a visible texel keeps the portrait's colour
    (SEEN) unless it sits at an occlusion edge its mirror does not share, or on the far side of a turned face,
    seen obliquely while its mirror faces the camera; the others whose mirror is seen and trusted take the
@@ -23,6 +25,10 @@ far side toward the brightness of its oblique glimpses. The geometry is the fitt
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
+import scipy.ndimage as ndi
 import torch
 import torch.nn.functional as F
 
@@ -41,6 +47,11 @@ GRAZING_COS = (0.2, 0.45)  # trust fades in as the cosine of the view angle rise
 FAR_KEEP_COS = 0.65  # an oblique texel on the far side of a turned face (choose_sources) ...
 FAR_MARGIN_COS = 0.25  # ... whose mirror's view cosine is higher by this much takes the mirror's colour
 EDGE_MARGIN_TEXELS = 1  # at R = 256; scaled with the resolution
+# The face's outline (unseen_face_texels): a ring of face texels seen at view cosines under OUTLINE_COS separates the
+# squarely seen face from what lies beyond it. There, texels that face the camera again are not taken as seen, nor
+# those darker than DARK_RATIO times the median of the squarely seen face (cosine over SQUARE_COS).
+OUTLINE_COS = 0.35
+DARK_RATIO, SQUARE_COS = 0.45, 0.7
 BRIGHTEST_SEEN = 0.99  # quantile of the seen skin's luminance that completed skin may not exceed
 HAIR_TOLERANCE = 0.3  # RGB distance from the median seen hair colour of scalp texels that may seed the fill
 SKIN_FALLBACK = (0.80, 0.62, 0.52)
@@ -77,6 +88,30 @@ def view_cosine(partial: PartialUV, camera: Camera) -> torch.Tensor:
     zero where unseen."""
     to_camera = F.normalize(camera.center.to(partial.xyz)[:, None, None] - partial.xyz, dim=0)
     return (partial.normal * to_camera).sum(0, keepdim=True) * (partial.visibility > 0)
+
+
+def unseen_face_texels(partial: PartialUV, cos: torch.Tensor, layout: UVLayout) -> torch.Tensor:
+    """``[1, R, R]`` bool: face texels the portrait shows that do not hold the face's colour, to be completed
+    instead. The fitted head is rarely as narrow as the face: beyond the face's outline (a ring of texels seen
+    edge-on, view cosines ``cos [1, R, R]`` under ``OUTLINE_COS``) its texels catch the photo's cheek edge, ear,
+    hair or collar, and seen from the side they draw a second profile and dark blots on the cheek. The squarely
+    seen face is the largest connected part of the face texels above that cosine, its holes (eyes, mouth) closed;
+    outside it, texels that turn toward the camera again (islands) and texels far darker than the squarely seen
+    face are dropped."""
+    face = (layout.region_mask("face").to(cos.device) > 0.5) & (partial.visibility > TRUSTED)
+    facing = face & (cos > OUTLINE_COS)
+    labels, count = ndi.label(facing[0].cpu().numpy())
+    if count == 0:
+        return torch.zeros_like(face)
+    largest = labels == 1 + int(np.argmax(ndi.sum(labels > 0, labels, range(1, count + 1))))
+    outside = face & ~torch.from_numpy(ndi.binary_fill_holes(largest))[None].to(cos.device)
+    islands = facing & outside
+    luminance = partial.rgb.mean(0, keepdim=True)
+    square = face & (cos > SQUARE_COS)
+    if int(square.sum()) < 20:
+        return islands
+    dark = outside & (luminance < DARK_RATIO * luminance[square].median())
+    return islands | dark
 
 
 def trusted_texels(partial: PartialUV, cos: torch.Tensor) -> torch.Tensor:
@@ -225,7 +260,8 @@ class EmbeddedCompleter(Completer):
         with one_thread():  # many small map ops: a second torch thread only waits on a busy CPU
             cos = view_cosine(partial, unwrapped.camera.to(partial.rgb.device))
             trusted = trusted_texels(partial, cos)
-            source = choose_sources(partial, trusted, cos, layout)
+            unseen = unseen_face_texels(partial, cos, layout)  # completed, though the lighting fit may use them
+            source = choose_sources(replace(partial, visibility=partial.visibility * ~unseen), trusted, cos, layout)
             texture = complete_texture(partial, layout, geometry, trusted, source)
             hair = None if unwrapped.hair_mask is None else \
                 complete_hair(image.cpu().float(), unwrapped.hair_mask.cpu(), unwrapped.camera.to("cpu"),
