@@ -86,9 +86,15 @@ def webcam_page(browser_app, webcam_video):
 
 @pytest.fixture
 def live_page(app_visit):
-    """The browser tests' generation with its rig loaded in the live viewer."""
+    """The browser tests' generation with its rig loaded in the live viewer. The page's Model3D viewer (checked by
+    test_browser.py) is switched off first: it draws every animation frame, which in SwiftShader keeps the CPU busy
+    and slows every live-viewer frame and screenshot several-fold."""
     page = app_visit.page
     page.wait_for_function("window.ficaLive && window.ficaLive.gaussians > 0", timeout=RIG_TIMEOUT_MS)
+    page.evaluate("""(() => { const canvas = document.querySelector('#avatar-3d canvas');
+        const gl = canvas && (canvas.getContext('webgl2') || canvas.getContext('webgl'));
+        const lose = gl && gl.getExtension('WEBGL_lose_context');
+        if (lose && !gl.isContextLost()) lose.loseContext(); })()""")
     return page
 
 
