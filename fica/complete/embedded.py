@@ -267,6 +267,7 @@ class EmbeddedCompleter(Completer):
                 complete_hair(image.cpu().float(), unwrapped.hair_mask.cpu(), unwrapped.camera.to("cpu"),
                               geometry.cpu(), layout, unwrapped.dense.mask.cpu(), generator,
                               *(None if m is None else m.cpu() for m in (unwrapped.headwear_mask,
-                                                                         unwrapped.person_mask))
+                                                                         unwrapped.person_mask,
+                                                                         unwrapped.hair_colour_mask))
                               ).to(partial.rgb.device)
         return CompleteUV(texture, geometry.clone(), partial.valid.clone(), hair, source)

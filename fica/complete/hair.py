@@ -63,14 +63,19 @@ TIP_COLUMNS = 3.0  # ... which is smoothed around the azimuth by this many colum
 WRAP = 16  # columns copied from the other side before filling, so fills wrap around the back
 BAND_SIGMAS_M = (0.003, 0.006, 0.012)  # the hair's texture is measured and made in bands between these
 # Gaussian blurs (metres) and twice them: from the finest a cell holds to the broad soft variations
-STRAND_ELONGATION = 2.0  # the synthesised bands are this much longer along the strands (down the rows)
+STRAND_ELONGATION = (3.0, 2.0, 1.5)  # the synthesised bands are this much longer along the strands (down the
+# rows) than across: fine strands, then softer and rounder broad variations
+MIN_BAND_PIXELS = 100  # a band measured on fewer pixels than this (well inside the hair) is not measured
 MEAN_SIGMA = 3.0  # cells: the seen hair's local mean colour, about which its strands vary
 MAX_BAND_SPREAD = 0.3  # relative luminance spread of one band at most
-SPLAT_BLUR_GAIN = 1.4  # the strand Gaussians overlap and average ~0.3 of each band away: make up for it
+TYPICAL_BAND_SPREAD = (0.09, 0.09, 0.09)  # a band the portrait's hair is too thin to measure (a few strands under a
+# hat's brim) gets this: the astronaut's photographed hair measures 0.089 / 0.089 / 0.092
+SPLAT_BLUR_GAIN = 1.2  # the strand Gaussians overlap and average ~0.3 of each band away: make up for it
 CALIBRATION_ROUNDS = 3  # the bands' weights are corrected this often toward the measured spreads
 TOP_LIGHT = 0.3  # unseen hair is lit from above: relative brightness gained from the nape to the crown
 DETAIL = 2  # the portrait's colour is kept at DETAIL x DETAIL sub-cells of the cells it shows
 COLOUR_BINS = 8  # levels a channel when the hat's dominant colour is counted
+MIN_COLOUR_CELLS = 20  # fewer seen cells of the hair's own colour than this: the unseen hair gets its one colour
 SEED = 0
 
 
@@ -206,13 +211,14 @@ def _blur(maps: torch.Tensor, sigma_rows: float, sigma_columns: float) -> torch.
 def band_spread(lum: torch.Tensor, weight: torch.Tensor, sigmas: tuple[float, ...], blur) -> torch.Tensor:
     """``[K]``: the luminance spread of ``lum [H, W]`` inside ``weight [H, W]`` (0/1) in bands between each of
     ``sigmas`` and twice it (normalised differences of ``blur(x [H, W], sigma)``), each the standard deviation of
-    the band over the pixels well inside the weight, relative to the mean luminance; 0 for a band with none."""
+    the band over the pixels well inside the weight, relative to the mean luminance; 0 for a band with fewer than
+    ``MIN_BAND_PIXELS`` of them."""
     spreads = []
     for sigma in sigmas:
         fine, coarse = (blur(lum * weight, s) / blur(weight, s).clamp(min=1e-6) for s in (sigma, 2 * sigma))
         inside = (weight > 0.5) & (blur(weight, 2 * sigma) > 0.5)
         band = (fine - coarse)[inside]
-        spreads.append(band.std() if len(band) > 8 else lum.new_tensor(0.0))
+        spreads.append(band.std() if len(band) >= MIN_BAND_PIXELS else lum.new_tensor(0.0))
     return torch.stack(spreads) / lum[weight > 0.5].mean().clamp(min=1e-3)
 
 
@@ -227,13 +233,13 @@ def strand_texture(target: torch.Tensor, cell_m: float, generator: torch.Generat
                    ) -> torch.Tensor:
     """``[1, A, B]`` zero-mean relative luminance variation whose ``band_spread`` on the chart (cells
     ``cell_m`` metres) is ``target [K]`` at ``BAND_SIGMAS_M``: a band-pass noise for each band, longer along the
-    strands (the rows) by ``STRAND_ELONGATION``, weighted to the target in a few rounds of correction (the bands
+    strands (the rows) by its ``STRAND_ELONGATION``, weighted to the target in a few rounds of correction (the bands
     overlap a little)."""
     sigmas = tuple(s / cell_m for s in BAND_SIGMAS_M)
     noise = seeded_noise((1, *shape), generator).cpu()
     bands = []
-    for sigma in sigmas:
-        band = _blur(noise, STRAND_ELONGATION * sigma, sigma) - _blur(noise, 2 * STRAND_ELONGATION * sigma, 2 * sigma)
+    for sigma, elongation in zip(sigmas, STRAND_ELONGATION):
+        band = _blur(noise, elongation * sigma, sigma) - _blur(noise, 2 * elongation * sigma, 2 * sigma)
         bands.append(band / band.std().clamp(min=1e-6))
     bands = torch.cat(bands)  # [K, A, B]
     blur = lambda x, s: _blur(x[None], s, s)[0]  # noqa: E731
@@ -274,36 +280,41 @@ def dominant_colour(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def hair_texture(image: torch.Tensor, pixels: torch.Tensor, seen: torch.Tensor, hat: torch.Tensor,
-                 hat_colour: torch.Tensor, strands: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+                 hat_colour: torch.Tensor, on_colour: torch.Tensor, colour: torch.Tensor, strands: torch.Tensor,
+                 up: torch.Tensor) -> torch.Tensor:
     """``[3, A, B]``: the portrait's colour at ``pixels [A*B, 2]`` where ``seen [1, A, B]`` (0..1); elsewhere
-    ``hat_colour [3]`` on the ``hat [1, A, B]`` (bool) cells and, on the others, the seen hair's local mean colour
-    (filled smoothly) times ``1 + strands [1, A, B]`` (``strand_texture``) and a soft light from above: brighter
-    with ``up [1, A, B]`` (-1 at the ends of hanging hair .. 1 at the crown) than the seen hair on average."""
+    ``hat_colour [3]`` on the ``hat [1, A, B]`` (bool) cells and, on the others, the local mean colour of the seen
+    cells that show the hair's own colour (``on_colour [1, A, B]`` bool; filled smoothly), or where fewer than
+    ``MIN_COLOUR_CELLS`` do (hair under a hat), the hair's ``colour [3]``, times ``1 + strands [1, A, B]``
+    (``strand_texture``) and a soft light from above: brighter with ``up [1, A, B]`` (-1 at the ends of hanging
+    hair .. 1 at the crown) than the seen hair on average."""
     A, B = seen.shape[-2:]
     photo = _sample(image.permute(2, 0, 1), pixels).view(3, A, B)
     flat_hat = hat_colour[:, None, None].expand(3, A, B)
-    known = ((seen > 0.5) & ~hat).float()
-    if float(known.sum()) < 4:
-        fallback = flat_hat if bool(hat.any()) else torch.full_like(photo, 0.1)
-        unseen = wrapped_fill(photo * known, known) if float(known.sum()) > 0 else fallback
-        return seen * photo + (1 - seen) * torch.where(hat, flat_hat, unseen)
-    weight = _blur(known, MEAN_SIGMA, MEAN_SIGMA)
-    local_mean = _blur(photo * known, MEAN_SIGMA, MEAN_SIGMA) / weight.clamp(min=1e-6)
-    mean = wrapped_fill(local_mean, (weight > 0.05).float())
-    light = 1 + 0.5 * TOP_LIGHT * (up - up[known > 0.5].mean())
+    known = ((seen > 0.5) & ~hat & on_colour).float()
+    if float(known.sum()) < MIN_COLOUR_CELLS:
+        mean, reference = colour[:, None, None].expand(3, A, B), (seen > 0.5) & ~hat
+    else:
+        weight = _blur(known, MEAN_SIGMA, MEAN_SIGMA)
+        local_mean = _blur(photo * known, MEAN_SIGMA, MEAN_SIGMA) / weight.clamp(min=1e-6)
+        mean, reference = wrapped_fill(local_mean, (weight > 0.05).float()), known > 0.5
+    light = 1 + 0.5 * TOP_LIGHT * (up - (up[reference].mean() if bool(reference.any()) else 0.0))
     synthesised = (mean * light * (1 + strands)).clamp(0, 1)
     return seen * photo + (1 - seen) * torch.where(hat, flat_hat, synthesised)
 
 
 def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, geometry: torch.Tensor,
                   layout: UVLayout, outline: torch.Tensor, generator: torch.Generator | None = None,
-                  headwear: torch.Tensor | None = None, person: torch.Tensor | None = None) -> HairShell:
+                  headwear: torch.Tensor | None = None, person: torch.Tensor | None = None,
+                  hair_colour: torch.Tensor | None = None) -> HairShell:
     """The hair shell of a portrait.
 
     image: ``[H, W, 3]`` 0..1; hair_mask: ``[H, W]`` 0/1; camera: the portrait's; geometry: ``[3, R, R]`` the
     fitted head's neutral geometry map on ``layout``; outline: ``[H, W]`` 0/1, the fitted head's silhouette in the
     portrait; headwear: ``[H, W]`` 0/1, the hat among the hair (None: no hat); person: ``[H, W]`` 0..1, the
-    person mask, which a ray may cross on its way to hair farther out (None: it may not). Returns a
+    person mask, which a ray may cross on its way to hair farther out (None: it may not); hair_colour: ``[H, W]``
+    0/1, the pixels that show the hair's own colour (``fica.unwrap.hair_mask.hair_colour_mask``; None: the hair
+    less the headwear), which colour the unseen hair and measure its texture. Returns a
     ``HairShell`` on the capsule chart (coverage all zero when no hair is seen), its ``detail`` the portrait
     sampled at ``DETAIL`` × ``DETAIL`` sub-cells of the outer surface.
     """
@@ -353,14 +364,22 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     wears_hat = headwear is not None and float(headwear.sum()) >= MIN_HAIR_PX
     hat = _sample(headwear[None].float(), pixels).view(1, A, B) > 0.5 if wears_hat else torch.zeros_like(seen).bool()
     hat_colour = dominant_colour(image, headwear) if wears_hat else torch.zeros(3)
-    hair_only = mask[0] * (1 - headwear.float()) if wears_hat else mask[0]
+    if hair_colour is None:
+        hair_colour = mask[0] * (1 - headwear.float()) if wears_hat else mask[0]
+    if float(hair_colour.sum()) < MIN_HAIR_PX:  # too little of the hair's own colour: what the hair mask holds
+        hair_colour = mask[0]
+    colour = image[hair_colour > 0.5].median(0).values  # [3]
+    on_colour = _sample(hair_colour[None].float(), pixels).view(1, A, B) > 0.5
     px_per_m = float(camera.K[0, 0]) / float(camera.project(centre[None])[1][0])
-    spread = (SPLAT_BLUR_GAIN * portrait_band_spread(image, hair_only, px_per_m)).clamp(max=MAX_BAND_SPREAD)
+    measured = portrait_band_spread(image, hair_colour, px_per_m)
+    measured = torch.where(measured > 0, measured, torch.tensor(TYPICAL_BAND_SPREAD))
+    spread = (SPLAT_BLUR_GAIN * measured).clamp(max=MAX_BAND_SPREAD)
     cell_m = float((outer - outer.roll(1, 2)).norm(dim=0)[coverage[0] > 0.5].median()) \
         if bool((coverage > 0.5).any()) else 2 * math.pi * float(r_head.max()) / COLUMNS
     strands = strand_texture(spread, cell_m, gen, (A, B))
     up = torch.where(hanging, -(torch.arange(A)[None, :, None] - CAP_ROWS) / HANG_ROWS, direction[1:2])
-    texture = hair_texture(image, pixels, seen, hat, hat_colour, strands, up.expand(1, A, B).float())
+    texture = hair_texture(image, pixels, seen, hat, hat_colour, on_colour, colour, strands,
+                           up.expand(1, A, B).float())
     fine_pixels = _project(camera, shell_subcells(outer, DETAIL).permute(1, 2, 0).reshape(-1, 3))
     in_hair = _sample(mask, fine_pixels).view(1, DETAIL * A, DETAIL * B) > 0.5
     cell_colour = texture.repeat_interleave(DETAIL, 1).repeat_interleave(DETAIL, 2)

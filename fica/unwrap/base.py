@@ -34,6 +34,7 @@ class Unwrapped:
     person_mask: ``[H, W]`` 0..1, the person (selfie segmentation), or None.
     hair_mask: ``[H, W]`` 0/1, the hair (and headwear) in the portrait, all zero for a bald head, or None.
     headwear_mask: ``[H, W]`` 0/1, the part of ``hair_mask`` that is a hat or a cap (all zero without one), or None.
+    hair_colour_mask: ``[H, W]`` 0/1, the pixels that show the hair's own colour (``hair_colour_mask``), or None.
     face_note: a sentence for the user when the image held several faces and one was chosen, else ''.
     """
 
@@ -46,6 +47,7 @@ class Unwrapped:
     person_mask: torch.Tensor | None = None
     hair_mask: torch.Tensor | None = None
     headwear_mask: torch.Tensor | None = None
+    hair_colour_mask: torch.Tensor | None = None
     face_note: str = ""
 
     def to(self, device) -> "Unwrapped":

@@ -12,7 +12,7 @@ from fica.unwrap.base import Unwrapped, Unwrapper
 from fica.unwrap.dense import dense_from_fit, rasterize_fit
 from fica.threads import one_thread
 from fica.unwrap.fit import Fit, fit_head
-from fica.unwrap.hair_mask import hair_mask
+from fica.unwrap.hair_mask import hair_colour_mask, hair_mask
 from fica.unwrap.headwear import headwear_mask
 from fica.unwrap.landmarks import find_face, person_mask
 from fica.unwrap.uv_unwrap import unwrap_to_uv
@@ -50,7 +50,7 @@ def unwrap_fitted(image: torch.Tensor, fit: Fit, head: HeadModel, uv_resolution:
                   landmarks: torch.Tensor | None = None, person: torch.Tensor | None = None) -> Unwrapped:
     """Dense and partial maps of ``image [H, W, 3]`` seen through an existing ``fit`` (its camera may be another
     calibrated view of the same head, as in a multi-view capture); with ``landmarks`` and the ``person`` mask
-    ``[H, W]`` also the hair and headwear masks."""
+    ``[H, W]`` also the hair, headwear and hair colour masks."""
     size = tuple(image.shape[:2])
     raster = rasterize_fit(fit, head, size)
     dense = dense_from_fit(fit, head, size, raster)
@@ -60,6 +60,8 @@ def unwrap_fitted(image: torch.Tensor, fit: Fit, head: HeadModel, uv_resolution:
     expression = Expression(fit.expression)  # weights only: the head pose lives in the camera
     hair = hair_mask(image, landmarks, person) if landmarks is not None and person is not None else None
     headwear = headwear_mask(image, landmarks, hair) if hair is not None else None
+    colour = hair_colour_mask(image, landmarks, person, hair, headwear) if hair is not None else None
     return Unwrapped(partial=partial, dense=dense, camera=fit.camera, expression=expression,
                      fitted_geometry=layout.vertices_to_map(neutral), landmarks=landmarks,
-                     person_mask=person, hair_mask=hair, headwear_mask=headwear)
+                     person_mask=person, hair_mask=hair, headwear_mask=headwear,
+                     hair_colour_mask=colour)

@@ -37,6 +37,13 @@ MAX_FOREHEAD_SHARE = 0.3  # is bare forehead, unless such pixels are more than t
 PERSON_THRESHOLD = 0.5
 MIN_HAIR_PX = 30  # fewer hair pixels than this above the eyes: no hair (bald, or a tight crop)
 WORK_SIDE_PX = 384  # the mask is worked out at most this large on the long side
+HUE_DEG = 25.0  # a pixel within this of the skin's or the background's hue and more saturated than SATURATION
+SATURATION = 0.2  # shows skin (an ear, a shadowed temple) or the sky through the hair's edge, not the hair's colour
+COLOUR_HAT_DISTANCE = 0.25  # a pixel this close to the hat's colour (RGB 0..1) is the hat's edge
+TEMPLE_T = (0.3, 1.0)  # under a hat, the hair shows beside the face between these heights (face heights) ...
+TEMPLE_S = 0.85  # ... and no farther than this from the middle (face widths), in the person,
+BACKGROUND_PERSON = 0.05  # not this close to the colours of the background beside the head there (person mask
+COLOUR_BACKGROUND_DISTANCE = 0.12  # below BACKGROUND_PERSON; RGB 0..1: light hair's edge mixes with the sky)
 
 @dataclass
 class FaceFrame:
@@ -115,6 +122,54 @@ def hair_mask(image, landmarks, person) -> torch.Tensor:
     if scale < 1.0:
         hair = (cv2.resize(hair, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) > 0.5).astype(np.float32)
     return torch.from_numpy(hair)
+
+
+def hair_colour_mask(image, landmarks, person, hair, headwear) -> torch.Tensor:
+    """The pixels that show the hair's own colour (what the unseen hair is coloured from).
+
+    image: ``[H, W, 3]`` RGB float 0..1; landmarks: ``[478, 3]`` pixels; person: ``[H, W]`` 0..1; hair,
+    headwear: ``[H, W]`` 0/1 (``hair_mask``, ``fica.unwrap.headwear``). Returns ``[H, W]`` float32 0/1. Without
+    a hat, the hair. Under a hat, whose brim hides the hairline and what the hair mask keeps beside it is mostly
+    skin or the hat's edge, the hair pixels and the person pixels beside the face at the temples (``TEMPLE_T``,
+    ``TEMPLE_S``; grey or white hair, close to the skin's colours, that the hair mask misses) that are neither of
+    the hat's colour, nor of the background's colours beside the head, nor of the skin's or the background's hue
+    (an ear, a shadowed temple, the sky through the hair's edge).
+    """
+    on_hair = np.asarray(torch.as_tensor(hair).cpu()) > 0.5
+    on_hat = np.asarray(torch.as_tensor(headwear).cpu()) > 0.5
+    if not on_hat.any():
+        return torch.from_numpy(on_hair.astype(np.float32))
+    rgb = np.asarray(torch.as_tensor(image).float().cpu(), dtype=np.float32)
+    lm = np.asarray(torch.as_tensor(landmarks).float().cpu())[:, :2]
+    in_person = np.asarray(torch.as_tensor(person).float().cpu())
+    frame = face_frame(lm, on_hair.shape)
+    beside = (np.abs(frame.s) < TEMPLE_S) & (frame.t > TEMPLE_T[0]) & (frame.t < TEMPLE_T[1])
+    temples = beside & (in_person > PERSON_THRESHOLD) & ~oval_mask(lm, on_hair.shape, OVAL_MARGIN * frame.width_px)
+    background = beside & (in_person < BACKGROUND_PERSON)
+    unlike = []  # colours the hair's is not: the skin's, the background's
+    if background.sum() >= PALETTE_SIZE[0]:
+        background_palette = _palette(rgb[background], PALETTE_SIZE[0])
+        temples[temples] = _distance(rgb[temples], background_palette) > COLOUR_BACKGROUND_DISTANCE
+        unlike.append(background_palette)
+    skin_palette = _skin_palette(rgb, lm, frame)
+    if skin_palette is not None:
+        unlike.append(skin_palette.mean(0, keepdims=True))
+    keep = (on_hair | temples) & ~on_hat
+    keep &= np.sqrt(((rgb - np.median(rgb[on_hat], 0)) ** 2).sum(-1)) > COLOUR_HAT_DISTANCE
+    if unlike and keep.any():
+        keep[keep] = ~_hued_like(rgb[keep], np.concatenate(unlike))
+    return torch.from_numpy(keep.astype(np.float32))
+
+
+def _hued_like(pixels: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """``[N]`` bool: ``pixels [N, 3]`` more saturated than ``SATURATION`` and within ``HUE_DEG`` of the hue of one
+    of the saturated ``colours [k, 3]``."""
+    hsv = cv2.cvtColor(np.concatenate([pixels, colours])[None].astype(np.float32), cv2.COLOR_RGB2HSV)[0]
+    pixel, colour = hsv[:len(pixels)], hsv[len(pixels):]  # hue in degrees, saturation 0..1
+    colour = colour[colour[:, 1] > SATURATION]
+    difference = np.abs(pixel[:, None, 0] - colour[None, :, 0])  # [N, k']
+    near = (np.minimum(difference, 360 - difference) < HUE_DEG).any(1)
+    return near & (pixel[:, 1] > SATURATION)
 
 
 def _skin_palette(rgb: np.ndarray, lm: np.ndarray, frame: FaceFrame) -> np.ndarray | None:
