@@ -16,18 +16,20 @@ ALPHA_MAX = 0.999
 
 
 def project_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, viewmat: torch.Tensor,
-                      K: torch.Tensor, width: int, height: int
+                      K: torch.Tensor, width: int, height: int, rotation: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """EWA splatting of 3D Gaussians into a pinhole camera, as gsplat does it: Σ₂ = J W R S² Rᵀ Wᵀ Jᵀ + 0.3 I.
 
     means ``[N, 3]``, quats ``[N, 4]`` (w, x, y, z; normalised here), scales ``[N, 3]``, viewmat ``[4, 4]``,
-    K ``[3, 3]``. Returns means2d ``[N, 2]`` (px, centres at integer + 0.5), cov2d ``[N, 3]`` (xx, xy, yy in
+    K ``[3, 3]``; rotation ``[9, N]``: the row-major rotations of ``quats`` when the caller has them already.
+    Returns means2d ``[N, 2]`` (px, centres at integer + 0.5), cov2d ``[N, 3]`` (xx, xy, yy in
     px², dilated by EPS2D), conics ``[N, 3]`` (a, b, c of Σ₂⁻¹ = [[a, b], [b, c]]), depths ``[N]`` (camera z, m).
     Computed component-wise on ``[3, N]`` rows rather than with batched 3×3 products, which are slow on a CPU.
     """
     W, t = viewmat[:3, :3], viewmat[:3, 3]
     tx, ty, tz = (W @ means.T + t[:, None]).unbind(0)  # camera frame, each [N]
-    rotation = quat_to_matrix(quats).reshape(-1, 9).T  # row-major R, [9, N]
+    if rotation is None:
+        rotation = quat_to_matrix(quats).reshape(-1, 9).T  # row-major R, [9, N]
     M = (W @ rotation.reshape(3, 3 * len(means))).view(3, 3, -1) * scales.T[None]  # W R S, [3, 3, N]
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     # Evaluate the Jacobian at most 30 % of the half field of view outside the image, like gsplat, so that

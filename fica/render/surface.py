@@ -119,12 +119,11 @@ def _sampling_stride(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     return 2 if len(sigma) and float(sigma.median()) >= STRIDE_2_MIN_SIGMA_PX else 1
 
 
-def _smallest_axes(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+def _smallest_axes(rotation: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """Unit axes ``[3, N]`` of the smallest scale of each Gaussian (the normal of a flat one): the column of its
-    rotation for the argmin scale. quats ``[N, 4]`` (w, x, y, z), scales ``[N, 3]``."""
+    rotation for the argmin scale. rotation ``[9, N]`` (row-major), scales ``[N, 3]``."""
     s0, s1, s2 = scales.T.contiguous()  # row by row: reductions across the short axis are slow on a CPU
     column = torch.where((s1 < s0) & (s1 <= s2), 1, torch.where((s2 < s0) & (s2 < s1), 2, 0))
-    rotation = quat_to_matrix(quats).reshape(-1, 9).T  # row-major R, [9, N]
     return rotation.gather(0, torch.stack([column, column + 3, column + 6]))
 
 
@@ -142,7 +141,8 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     ``[N]`` the one along the ellipse's short axis (px); ``translucent`` ``[N]`` bool (opacity below
     ``TRANSLUCENT_OPACITY``); ``canvas_width``.
     """
-    means2d, cov2d, conics, depth = project_gaussians(means, quats, scales, viewmat, K, width, height)
+    rotation = quat_to_matrix(quats).reshape(-1, 9).T  # row-major R, [9, N]
+    means2d, cov2d, conics, depth = project_gaussians(means, quats, scales, viewmat, K, width, height, rotation)
     mx, my = means2d.T / stride  # sample grid coordinates
     var_x, cov_xy, var_y = cov2d.T / stride ** 2
     a, b, c = conics.T * stride ** 2
@@ -159,7 +159,7 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
 
     # Plane depth: the tangent plane n·X = n·t in the camera frame, linearised about the projected centre.
     W = viewmat[:3, :3]
-    normal = W @ _smallest_axes(quats, scales)  # [3, N]
+    normal = W @ _smallest_axes(rotation, scales)  # [3, N]
     n_dot_t = (normal * (W @ means.T + viewmat[:3, 3:])).sum(0)
     n_dot_t = torch.where(n_dot_t.abs() < 1e-12, 1e-12, n_dot_t)
     gx = -stride * depth * depth * normal[0] / (K[0, 0] * n_dot_t)  # ∂z/∂x, m per sample
@@ -187,16 +187,18 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
             "canvas_width": canvas_width}
 
 
-def _windows(splats: dict, part: torch.Tensor, radius_px: torch.Tensor
+def _windows(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, table: torch.Tensor
              ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Bucket the splats ``part`` ``[G]`` by footprint radius ``ceil(radius_px)`` (``[G]``, capped).
 
-    Yields chunks of one radius: splat indices ``[B]``, canvas indices ``[P, B]`` of the window pixels and the
-    monomials ``[P, 6]`` of their offsets.
+    Yields chunks of one radius: the columns of the per-splat ``table`` ``[K, N]`` for the chunk's splats
+    ``[K, B]`` (gathered once, in bucket order, so a chunk is a slice), canvas indices ``[P, B]`` of the window
+    pixels and the monomials ``[P, 6]`` of their offsets.
     """
     radius = torch.ceil(radius_px).clamp(1, MAX_RADIUS_PX).long()
     counts = torch.bincount(radius, minlength=MAX_RADIUS_PX + 1).tolist()
     ids = part[torch.sort(radius.short(), stable=True).indices]  # narrow keys sort faster
+    rows, base = table[:, ids], splats["base"][ids]
     start = 0
     for r, count in enumerate(counts):
         if count == 0:
@@ -207,8 +209,8 @@ def _windows(splats: dict, part: torch.Tensor, radius_px: torch.Tensor
         monomials = torch.stack([ox * ox, ox * oy, oy * oy, ox, oy, torch.ones_like(ox)], 1).float()
         step = max(1, CHUNK_PAIRS // len(ox))
         for first in range(start, start + count, step):
-            members = ids[first:min(first + step, start + count)]
-            yield members, offsets[:, None] + splats["base"][members], monomials
+            last = min(first + step, start + count)
+            yield rows[:, first:last], offsets[:, None] + base[first:last], monomials
         start += count
 
 
@@ -217,8 +219,9 @@ def _depth_pass(splats: dict, canvas: tuple[int, int]) -> torch.Tensor:
     kept splats."""
     zbuf = torch.full((canvas[0] * canvas[1],), math.inf, device=splats["base"].device)
     kept = splats["kept"]
-    for members, pixels, monomials in _windows(splats, kept, DEPTH_SIGMA * splats["sigma"][kept]):
-        z, pushed = monomials @ splats["coeffs"][1:, :, members]  # each [P, B]
+    planes = splats["coeffs"][1:].view(12, -1)
+    for rows, pixels, monomials in _windows(splats, kept, DEPTH_SIGMA * splats["sigma"][kept], planes):
+        z, pushed = monomials @ rows.view(2, 6, -1)  # each [P, B]
         zbuf.scatter_reduce_(0, pixels.view(-1), torch.maximum(z, pushed).view(-1), "amin")
     return zbuf
 
@@ -259,18 +262,19 @@ def _accumulate(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, surfa
     be subnormal or zero.
     """
     sums = torch.zeros(5, canvas[0] * canvas[1], device=surface.device)
-    for members, pixels, monomials in _windows(splats, part, radius_px):
-        log_w, z = monomials @ splats["coeffs"][:2, :, members]  # each [P, B]
+    table = torch.cat([splats["coeffs"][:2].view(12, -1), splats["centre"][None], splats["colors"]])  # [16, N]
+    for rows, pixels, monomials in _windows(splats, part, radius_px, table):
+        log_w, z = monomials @ rows[:12].view(2, 6, -1)  # each [P, B]
         nearest = surface.take(pixels)
         log_w.clamp_(min=MIN_LOG_WEIGHT)
         # colour: nearer splats weigh more, by e^(z_surface − z_centre) / falloff, at most e^FRONT_BONUS, and
         # splats off the surface (plane behind the nearest one by more than the tolerance) by e^(−BIG·excess)
         off_surface = z.sub_(nearest).clamp_(min=0).mul_(-_BIG)
-        log_wc = nearest.sub_(splats["centre"][members]).clamp_(-_FAR_BEHIND, FRONT_BONUS).add_(log_w)
+        log_wc = nearest.sub_(rows[12]).clamp_(-_FAR_BEHIND, FRONT_BONUS).add_(log_w)
         log_wc.add_(off_surface).clamp_(min=MIN_LOG_WEIGHT - _FAR_BEHIND)
         out = torch.empty(5, *log_w.shape, device=log_w.device)
         torch.exp(log_wc, out=out[0])
-        torch.mul(out[0], splats["colors"][:, None, members], out=out[1:4])
+        torch.mul(out[0], rows[13:, None], out=out[1:4])
         torch.log(torch.rsub(log_w.exp_(), 1), out=out[4])
         sums.index_add_(1, pixels.view(-1), out.view(5, -1))
     return sums
