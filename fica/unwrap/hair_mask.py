@@ -8,8 +8,9 @@ chin landmark, 1 at the forehead landmark), ``s`` across it (0 mid-face, in face
   job, the head's outline), except the bare forehead above the oval: skin-coloured pixels joined to the face.
   Those pixels also give the hair's colours.
 - Lower down (the sides of a bob, long hair over the shoulders) a person pixel is hair when its colour is nearer
-  the hair's colours than the face skin's and it is joined to the hair above; the neck, a collar or a suit are
-  not. Nothing lower than ``LOWEST_T`` face heights below the chin or wider than ``WIDEST_S`` counts.
+  the hair's colours than the face skin's, is not of the background's colours (the person mask takes in some
+  background; light hair on a white ground would grow down to the image's edge) and it is joined to the hair
+  above; the neck, a collar or a suit are not. Nothing lower than ``LOWEST_T`` face heights below the chin or wider than ``WIDEST_S`` counts.
 
 The colours are compared as k-means palettes (a few centres each), so grey, posterized and painted portraits
 work the same as photographs.
@@ -43,7 +44,8 @@ COLOUR_HAT_DISTANCE = 0.25  # a pixel this close to the hat's colour (RGB 0..1) 
 TEMPLE_T = (0.3, 1.0)  # under a hat, the hair shows beside the face between these heights (face heights) ...
 TEMPLE_S = 0.85  # ... and no farther than this from the middle (face widths), in the person,
 BACKGROUND_PERSON = 0.05  # not this close to the colours of the background beside the head there (person mask
-COLOUR_BACKGROUND_DISTANCE = 0.12  # below BACKGROUND_PERSON; RGB 0..1: light hair's edge mixes with the sky)
+COLOUR_BACKGROUND_DISTANCE = 0.12  # below BACKGROUND_PERSON; RGB 0..1: light hair's edge mixes with the sky);
+# below the brows, no hair pixel is this close to the background's colours either
 
 @dataclass
 class FaceFrame:
@@ -218,6 +220,9 @@ def _hair_mask(rgb: np.ndarray, lm: np.ndarray, in_person: np.ndarray) -> np.nda
         keep = d_hair < HAIR_DISTANCE
         if skin_palette is not None:
             keep &= d_hair < _distance(pixels, skin_palette)
+        background = ~in_person & near_head
+        if background.sum() >= PALETTE_SIZE[0]:  # the background the person mask takes in (light hair on white)
+            keep &= _distance(pixels, _palette(rgb[background], PALETTE_SIZE[0])) > COLOUR_BACKGROUND_DISTANCE
         hair_like[lower] = keep
     hair = (sure | hair_like).astype(np.uint8)
     hair = cv2.morphologyEx(hair, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
