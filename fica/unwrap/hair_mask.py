@@ -10,7 +10,8 @@ chin landmark, 1 at the forehead landmark), ``s`` across it (0 mid-face, in face
 - Lower down (the sides of a bob, long hair over the shoulders) a person pixel is hair when its colour is nearer
   the hair's colours than the face skin's, is not of the background's colours (the person mask takes in some
   background; light hair on a white ground would grow down to the image's edge) and it is joined to the hair
-  above; the neck, a collar or a suit are not. Nothing lower than ``LOWEST_T`` face heights below the chin or wider than ``WIDEST_S`` counts.
+  above; the neck, a collar or a suit are not. Nothing lower than ``LOWEST_T`` face heights below the chin or
+  wider than ``WIDEST_S`` counts.
 
 The colours are compared as k-means palettes (a few centres each), so grey, posterized and painted portraits
 work the same as photographs.
