@@ -56,6 +56,7 @@ SUBTLE_EXPRESSIONS = ("eyeLook", "eyeSquint", "eyeWide", "jawForward", "jawLeft"
 EXPRESSION_L2 = 2e-6
 # Correction solve, relative to the landmark term: bending (bi-Laplacian) keeps it smooth, membrane (Laplacian)
 # and damping make it fade out away from the landmarks instead of extrapolating over the scalp and neck.
+REWEIGHT_ROUNDS = 2  # fit_expression: solve, renew the robust weights from the result, solve again
 CORRECTION_BENDING = 0.3
 CORRECTION_MEMBRANE = 0.05
 CORRECTION_DAMPING = 1e-3
@@ -384,13 +385,18 @@ def fit_expression(landmarks: torch.Tensor, image_size: tuple[int, int], head: H
     neutral = previous.neutral_vertices(head)
     # Robust weights from the previous frame's state: a frame moves little, an outlying landmark stays outlying.
     seen = head.landmarks(head.deform(expression=previous.expression, base=neutral))
-    weights = bases.weights * _robust_weights(previous.camera, seen, landmarks)
-    problem = _Problem(landmarks, previous.camera.K, bases, head.landmarks(neutral), fit_identity=False,
-                       weights=weights)
+    camera, expression = previous.camera, previous.expression
     with one_thread():
-        R, t, expression = problem.solve(previous.camera.viewmat[:3, :3], previous.camera.viewmat[:3, 3],
-                                         previous.expression, iterations)
-    camera = _camera(R, t, previous.camera.K, image_size)
+        for _ in range(REWEIGHT_ROUNDS):
+            # Robust weights from the current state: a frame far from ``previous`` (a jaw that opened) first
+            # reads its moved landmarks as outliers, so the weights are renewed from the first solve.
+            weights = bases.weights * _robust_weights(camera, seen, landmarks)
+            problem = _Problem(landmarks, previous.camera.K, bases, head.landmarks(neutral), fit_identity=False,
+                               weights=weights)
+            R, t, expression = problem.solve(camera.viewmat[:3, :3], camera.viewmat[:3, 3], expression,
+                                             iterations)
+            camera = _camera(R, t, previous.camera.K, image_size)
+            seen = head.landmarks(head.deform(expression=expression, base=neutral))
     error = _reprojection_error_px(camera, head.landmarks(head.deform(expression=expression, base=neutral)),
                                    landmarks)
     fit = Fit(camera, previous.identity, expression, previous.correction, error, _face_width(landmarks))
