@@ -9,7 +9,7 @@
 set -euo pipefail
 THREE_VERSION=0.180.0   # Spark 2.2.0's peer dependency is three >= 0.180
 SPARK_VERSION=2.2.0
-FACE_MESH_VERSION=0.4.1657299874
+FACE_MESH_VERSION=0.4.1633559619  # 0.4.1657299874 aborts at start: mediapipe issue #3504
 here="$(cd "$(dirname "$0")" && pwd)"
 vendor="$here/vendor"
 work="$(mktemp -d)"
