@@ -181,9 +181,8 @@ def _best_lag_correlation(times_s: np.ndarray, jaw: np.ndarray, opening: np.ndar
     return best
 
 
-@pytest.mark.skipif(not GPU_BROWSER, reason="webcam driving needs FICA_GPU_BROWSER=1 (a chromium with a GPU): in "
-                    "headless chromium with SwiftShader the face mesh tracks this video in a bare page (~10 "
-                    "updates/s), but in the app page beside the live viewer no landmark arrived within 120 s")
+@pytest.mark.skipif(not GPU_BROWSER, reason="webcam driving runs with FICA_GPU_BROWSER=1: with SwiftShader it passes "
+                    "(correlation 0.97) but tracks only ~0.4 frames/s, too slow and few-sampled for every run")
 def test_fake_webcam_drives_the_jaw_with_the_videos_mouth(webcam_page, webcam_video):
     page = webcam_page
     _, opening = webcam_video

@@ -118,7 +118,8 @@ export async function startWebcam({ faceMeshBase, model, onExpression }) {
   (async () => {
     while (tracker.running) {
       if (video.readyState >= 2) await mesh.send({ image: video });
-      else await new Promise((r) => setTimeout(r, 20));
+      // send() can settle without a task boundary, so give the page (timers, drawing, input) a turn each frame.
+      await new Promise((r) => setTimeout(r, video.readyState >= 2 ? 0 : 20));
     }
   })();
   return {
