@@ -383,7 +383,8 @@ def fit_expression(landmarks: torch.Tensor, image_size: tuple[int, int], head: H
         return fit_head(landmarks, image_size, head, correct=False)
     bases = _landmark_bases(head)
     neutral = previous.neutral_vertices(head)
-    # Robust weights from the previous frame's state: a frame moves little, an outlying landmark stays outlying.
+    # Robust weights start from the previous frame's state (an outlying landmark stays outlying) and are renewed
+    # from each solve.
     seen = head.landmarks(head.deform(expression=previous.expression, base=neutral))
     camera, expression = previous.camera, previous.expression
     with one_thread():
