@@ -13,7 +13,8 @@ long front-to-back list. This renders that with a few vectorised scatters instea
 3. Splats whose plane lies behind that surface by more than ``DEPTH_TOLERANCE_M`` at their centre and around
    it are dropped. The others add, over their footprint (``WEIGHT_SIGMA`` standard deviations, a translucent
    splat's ``TRANSLUCENT_WEIGHT_SIGMA``; at a silhouette also ``RIM_SIGMA`` across the ellipse's short axis),
-   Σ log(1 − wᵢ) and, where their plane lies within the tolerance of the surface, Σ wᵢ' and Σ wᵢ' cᵢ, with
+   a factor (1 − wᵢ) to the transmittance (``scatter_reduce`` "prod") and, where their plane lies within the
+   tolerance of the surface, Σ wᵢ' and Σ wᵢ' cᵢ, with
    wᵢ = opacity · exp(−½ dᵀ Σ⁻¹ d) and the colour weight wᵢ' = wᵢ · exp((z_surface − zᵢ) / ``DEPTH_FALLOFF_M``),
    zᵢ the splat's centre depth (at most e^``FRONT_BONUS`` above wᵢ): nearer splats weigh more, as they would
    come first in front-to-back compositing (weighted blended order-independent transparency, McGuire and
@@ -25,8 +26,8 @@ and capped at ``MAX_RADIUS_PX``; splats are bucketed by radius so that a bucket 
 ``[window, B]`` tensors. Within a window the exponent and the plane depth are quadratic and linear in the pixel
 offset, so one matrix product per bucket evaluates them at every window pixel. When the splats are wide (median
 projected standard deviation >= ``STRIDE_2_MIN_SIGMA_PX``, the default avatar at 512²) the image is smooth
-enough to be evaluated at every other pixel (exact point samples of the full-resolution splats) and
-interpolated bilinearly. The Gaussians are split over one single-threaded worker per core
+enough to be evaluated at every other pixel (exact point samples of the full-resolution splats), composited over
+the background there and interpolated bilinearly. The Gaussians are split over one single-threaded worker per core
 (``fica.render._workers``); only the depth buffers and the sums meet.
 
 Unlike the compositor it does not order splats within a surface (the blend is normalised and smoother), and a
@@ -37,6 +38,7 @@ with it by the colour weight instead of lying strictly in front of it. Measured 
 from __future__ import annotations
 
 import math
+from functools import lru_cache, reduce
 from typing import Iterator
 
 import torch
@@ -93,17 +95,33 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
             return _accumulate(splats, *_visible(splats, surface), surface, canvas)
 
         parts = parallel_map(depth_pass, range(n_parts))
-        surface = torch.stack([zbuf for _, zbuf in parts]).amin(0) + DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M
-        sums = torch.stack(parallel_map(accumulate, [splats for splats, _ in parts])).sum(0)
-        sums = sums.view(5, *canvas)[:, pad:pad + low_h, pad:pad + low_w]
-        alpha = 1 - sums[4].exp()
-        image = torch.cat([sums[1:4] * (alpha / sums[0].clamp(min=1e-30)), alpha[None]])  # premultiplied
+        surface = reduce(torch.minimum, [zbuf for _, zbuf in parts]) + DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M
+        sums, transmittance = zip(*parallel_map(accumulate, [splats for splats, _ in parts]))
+        sums = reduce(torch.add, sums).view(4, *canvas)[:, pad:pad + low_h, pad:pad + low_w]
+        transmittance = reduce(torch.mul, transmittance).view(canvas)[pad:pad + low_h, pad:pad + low_w]
+        # composited over the background on the sample grid, then upsampled: both are linear, so this equals
+        # upsampling the premultiplied colour and alpha first
+        rgb = sums[1:4] * ((1 - transmittance) / sums[0].clamp(min=1e-30)) + transmittance * background[:, None, None]
+        image = torch.cat([rgb, 1 - transmittance[None]]).permute(1, 2, 0)  # [h, w, 4]
         if stride > 1:
-            image = torch.nn.functional.interpolate(image[None], scale_factor=stride, mode="bilinear",
-                                                    align_corners=False)[0, :, :height, :width]
-        alpha = image[3]
-        rgb = image[:3] + (1 - alpha) * background[:, None, None]
-        return rgb.permute(1, 2, 0).contiguous(), alpha
+            image = _upsample_2x(_upsample_2x(image.contiguous(), 0), 1)[:height, :width]
+        return image[..., :3].contiguous(), image[..., 3].contiguous()
+
+
+def _upsample_2x(image: torch.Tensor, dim: int) -> torch.Tensor:
+    """``image`` ``[h, w, C]`` twice as long along ``dim`` (0 or 1), sampled bilinearly at the centres of the
+    finer samples (``interpolate(..., scale_factor=2, mode="bilinear", align_corners=False)`` along one axis):
+    each sample is 3/4 of the nearest coarse one and 1/4 of the next nearest, edges held."""
+    n = image.shape[dim]
+    padded = torch.cat([image.narrow(dim, 0, 1), image, image.narrow(dim, n - 1, 1)], dim)
+    middle = padded.narrow(dim, 1, n)
+    shape = list(image.shape)
+    shape.insert(dim + 1, 2)
+    out = torch.empty(shape, dtype=image.dtype, device=image.device)
+    torch.lerp(middle, padded.narrow(dim, 0, n), 0.25, out=out.select(dim + 1, 0))
+    torch.lerp(middle, padded.narrow(dim, 2, n), 0.25, out=out.select(dim + 1, 1))
+    shape[dim:dim + 2] = [2 * n]
+    return out.view(shape)
 
 
 def _sampling_stride(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, viewmat: torch.Tensor,
@@ -203,15 +221,22 @@ def _windows(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, table: t
     for r, count in enumerate(counts):
         if count == 0:
             continue
-        oy, ox = torch.meshgrid(*(torch.arange(-r, r + 1, device=part.device),) * 2, indexing="ij")
-        ox, oy = ox.reshape(-1), oy.reshape(-1)
-        offsets = oy * splats["canvas_width"] + ox
-        monomials = torch.stack([ox * ox, ox * oy, oy * oy, ox, oy, torch.ones_like(ox)], 1).float()
-        step = max(1, CHUNK_PAIRS // len(ox))
+        offsets, monomials = _window(r, splats["canvas_width"], str(part.device))
+        step = max(1, CHUNK_PAIRS // len(offsets))
         for first in range(start, start + count, step):
             last = min(first + step, start + count)
             yield rows[:, first:last], offsets[:, None] + base[first:last], monomials
         start += count
+
+
+@lru_cache(maxsize=64)
+def _window(radius: int, canvas_width: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``(2 radius + 1)²`` pixels of a square window: flat canvas offsets ``[P]`` from its centre and the
+    monomials ``[P, 6]`` (ox², ox·oy, oy², ox, oy, 1) of their offsets."""
+    oy, ox = torch.meshgrid(*(torch.arange(-radius, radius + 1, device=device),) * 2, indexing="ij")
+    ox, oy = ox.reshape(-1), oy.reshape(-1)
+    monomials = torch.stack([ox * ox, ox * oy, oy * oy, ox, oy, torch.ones_like(ox)], 1).float()
+    return oy * canvas_width + ox, monomials
 
 
 def _depth_pass(splats: dict, canvas: tuple[int, int]) -> torch.Tensor:
@@ -256,27 +281,29 @@ def _visible(splats: dict, surface: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 def _accumulate(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, surface: torch.Tensor,
-                canvas: tuple[int, int]) -> torch.Tensor:
-    """Σ w', Σ w'·rgb and Σ log(1 − w) per canvas pixel ``[5, H · W]`` over the splats ``part`` ``[S]`` with
-    footprint radii ``radius_px`` ``[S]``.
+                canvas: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ w' and Σ w'·rgb ``[4, H · W]`` and the transmittance Π (1 − w) ``[H · W]`` per canvas pixel over the
+    splats ``part`` ``[S]`` with footprint radii ``radius_px`` ``[S]``.
 
     Exponents are clamped to ``MIN_LOG_WEIGHT`` before ``exp``: it is many times slower where the result would
     be subnormal or zero.
     """
-    sums = torch.zeros(5, canvas[0] * canvas[1], device=surface.device)
+    sums = torch.zeros(4, canvas[0] * canvas[1], device=surface.device)
+    transmittance = torch.ones(canvas[0] * canvas[1], device=surface.device)
     table = torch.cat([splats["coeffs"][:2].view(12, -1), splats["centre"][None], splats["colors"]])  # [16, N]
     for rows, pixels, monomials in _windows(splats, part, radius_px, table):
         log_w, z = monomials @ rows[:12].view(2, 6, -1)  # each [P, B]
-        nearest = surface.take(pixels)
+        pixels = pixels.view(-1)
+        nearest = surface.take(pixels).view(log_w.shape)
         log_w.clamp_(min=MIN_LOG_WEIGHT)
         # colour: nearer splats weigh more, by e^(z_surface − z_centre) / falloff, at most e^FRONT_BONUS, and
         # splats off the surface (plane behind the nearest one by more than the tolerance) by e^(−BIG·excess)
         off_surface = z.sub_(nearest).clamp_(min=0).mul_(-_BIG)
         log_wc = nearest.sub_(rows[12]).clamp_(-_FAR_BEHIND, FRONT_BONUS).add_(log_w)
         log_wc.add_(off_surface).clamp_(min=MIN_LOG_WEIGHT - _FAR_BEHIND)
-        out = torch.empty(5, *log_w.shape, device=log_w.device)
-        torch.exp(log_wc, out=out[0])
-        torch.mul(out[0], rows[13:, None], out=out[1:4])
-        torch.log(torch.rsub(log_w.exp_(), 1), out=out[4])
-        sums.index_add_(1, pixels.view(-1), out.view(5, -1))
-    return sums
+        weighted = torch.empty(4, *log_w.shape, device=log_w.device)
+        torch.exp(log_wc, out=weighted[0])
+        torch.mul(weighted[0], rows[13:, None], out=weighted[1:])
+        sums.index_add_(1, pixels, weighted.view(4, -1))
+        transmittance.scatter_reduce_(0, pixels, torch.rsub(log_w.exp_(), 1).view(-1), "prod")
+    return sums, transmittance
