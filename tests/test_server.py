@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from fica.app.storage import new_output_dir, request_folder
 from fica.threads import one_thread
 
 
-def test_overlapping_one_thread_blocks_restore_torch_threads_only_when_the_last_closes():
+def test_overlapping_one_thread_blocks_keep_each_request_single_threaded_and_restore_torch_threads():
     before = torch.get_num_threads()
     a_inside, b_inside, a_closed = threading.Event(), threading.Event(), threading.Event()
     seen = {}
@@ -39,6 +40,60 @@ def test_overlapping_one_thread_blocks_restore_torch_threads_only_when_the_last_
         t.join(10)
     assert seen["while_b_runs"] == 1, "a request that finished first must not lift another request's single thread"
     assert torch.get_num_threads() == before, "torch must get its thread count back when no block is open"
+
+
+def test_requests_on_a_server_s_worker_threads_run_single_threaded_and_get_the_count_back():
+    """As on Gradio's worker threads: threads that used torch before (OpenMP keeps a thread count per thread, and
+    ``torch.set_num_threads`` sets only the calling thread's and the default for threads new to torch). Both
+    overlapping requests run single-threaded, and afterwards every worker, and a thread new to torch, has the
+    process's count again, however the blocks overlapped."""
+    before = torch.get_num_threads()
+    count = max(2, before)
+    torch.set_num_threads(count)
+    a_inside, b_inside, a_closed = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def request_a():
+        with one_thread():
+            seen["a"] = torch.get_num_threads()
+            a_inside.set()
+            b_inside.wait(5)
+        a_closed.set()
+
+    def request_b():
+        a_inside.wait(5)
+        with one_thread():
+            seen["b"] = torch.get_num_threads()
+            b_inside.set()
+            a_closed.wait(5)
+
+    def on_each_worker(pool, fn):
+        both = threading.Barrier(2)
+
+        def run(_):
+            both.wait(5)  # each worker holds one task: both threads run fn
+            return fn()
+
+        return list(pool.map(run, range(2)))
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            assert on_each_worker(pool, torch.get_num_threads) == [count, count]  # the workers know torch now
+            for job in [pool.submit(request_a), pool.submit(request_b)]:
+                job.result(timeout=10)
+            assert seen == {"a": 1, "b": 1}, f"thread counts inside the overlapping blocks: {seen}"
+
+            def a_request():
+                with one_thread():
+                    pass
+                return torch.get_num_threads()
+
+            assert on_each_worker(pool, torch.get_num_threads) == [count, count], "a worker was left on one thread"
+            assert on_each_worker(pool, a_request) == [count, count], "a worker was left on one thread"
+        with ThreadPoolExecutor(1) as fresh:
+            assert fresh.submit(torch.get_num_threads).result() == count, "threads new to torch start with one"
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_request_folders_are_private_unguessable_and_expire_with_any_leftovers(tmp_path):
