@@ -286,10 +286,11 @@ def test_splat_bytes_of_a_known_gaussian_follow_the_format(tmp_path):
     assert written == expected
 
 
-def _read_like_the_3dgs_reference(path: Path) -> dict[str, np.ndarray]:
-    """What the 3DGS reference loader takes from a PLY, written from the format: the position, f_dc, f_rest
-    (its count fixes the SH degree: 3·((d + 1)² − 1) columns), opacity, and the scale_* and rot_* columns in
-    the order of their numeric suffix; every other property is ignored."""
+def _read_like_the_3dgs_reference(path: Path, sh_degree: int = 3) -> dict[str, np.ndarray]:
+    """What the 3DGS reference loader takes from a PLY, written from its documented behaviour: the model is built
+    for ``sh_degree`` (its command line's ``--sh_degree``, default 3) and the loader asserts that the file holds
+    exactly that degree's 3·((d + 1)² − 1) ``f_rest_*`` columns; it reads the position, f_dc, f_rest, opacity, and
+    the scale_* and rot_* columns in the order of their numeric suffix; every other property is ignored."""
     from plyfile import PlyData
 
     vertex = PlyData.read(str(path))["vertex"]
@@ -299,21 +300,26 @@ def _read_like_the_3dgs_reference(path: Path) -> dict[str, np.ndarray]:
         return sorted((n for n in names if n.startswith(prefix)), key=lambda n: int(n.split("_")[-1]))
 
     rest = numbered("f_rest_")
-    degree = round(math.sqrt(len(rest) / 3 + 1) - 1)
-    assert 3 * ((degree + 1) ** 2 - 1) == len(rest), f"{len(rest)} f_rest columns match no SH degree"
+    if len(rest) != 3 * ((sh_degree + 1) ** 2 - 1):
+        raise AssertionError(f"{len(rest)} f_rest columns for SH degree {sh_degree}")
 
     def columns(cols):
         return np.stack([np.asarray(vertex[n]) for n in cols], 1) if cols else np.zeros((vertex.count, 0))
 
-    return {"degree": degree, "xyz": columns(["x", "y", "z"]), "f_dc": columns(["f_dc_0", "f_dc_1", "f_dc_2"]),
+    return {"xyz": columns(["x", "y", "z"]), "f_dc": columns(["f_dc_0", "f_dc_1", "f_dc_2"]),
             "f_rest": columns(rest), "opacity": np.asarray(vertex["opacity"]),
             "scale": columns(numbered("scale_")), "rot": columns(numbered("rot_"))}
 
 
-def test_ply_reads_as_the_3dgs_reference_loader_reads_it_with_degree_0_sh(tmp_path):
+def test_ply_reads_as_the_3dgs_reference_loader_reads_it_at_sh_degree_0(tmp_path):
+    """No ``f_rest_*`` columns: a viewer must accept degree-0 SH. The reference loader does when its model is built
+    with ``--sh_degree 0``; at its default degree 3 it refuses the file (the README says so)."""
     gaussians = random_gaussians()
-    ref = _read_like_the_3dgs_reference(save_ply(gaussians, tmp_path / "avatar.ply"))
-    assert ref["degree"] == 0 and ref["f_rest"].shape == (len(gaussians), 0), "no f_rest_*: viewers use SH degree 0"
+    path = save_ply(gaussians, tmp_path / "avatar.ply")
+    with pytest.raises(AssertionError, match="0 f_rest columns for SH degree 3"):
+        _read_like_the_3dgs_reference(path)
+    ref = _read_like_the_3dgs_reference(path, sh_degree=0)
+    assert ref["f_rest"].shape == (len(gaussians), 0)
     assert np.allclose(ref["xyz"], gaussians.means.numpy(), atol=1e-7)
     assert np.allclose(ref["f_dc"] * SH_C0 + 0.5, gaussians.colors.numpy(), atol=1e-6)
     assert np.allclose(1 / (1 + np.exp(-ref["opacity"])), gaussians.opacities.numpy(), atol=1e-6)
