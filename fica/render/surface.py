@@ -9,7 +9,9 @@ long front-to-back list. This renders that with a few vectorised scatters instea
    from the projected centre, its slope bounded so that it changes by at most a few of the splat's sizes over
    the footprint (edge-on splats).
 2. Depth pass: each splat writes its plane depth into the pixels within ``DEPTH_SIGMA`` standard deviations of
-   its centre; a per-pixel minimum (``scatter_reduce`` "amin") is the depth of the visible surface.
+   its centre; a per-pixel minimum (``scatter_reduce`` "amin") is the depth of the visible surface. The splats
+   whose plane faces the camera write first; of the others, only those that surface does not hide (the test of
+   step 3) write too: on a closed head, about half of all splats face away and lie behind it.
 3. Splats whose plane lies behind that surface by more than ``DEPTH_TOLERANCE_M`` at their centre and around
    it are dropped. The others add, over their footprint (``WEIGHT_SIGMA`` standard deviations, a translucent
    splat's ``TRANSLUCENT_WEIGHT_SIGMA``; at a silhouette also ``RIM_SIGMA`` across the ellipse's short axis),
@@ -21,9 +23,9 @@ long front-to-back list. This renders that with a few vectorised scatters instea
    Bavoil 2013).
 4. colour = Σ w' c / Σ w', alpha = 1 − Π (1 − wᵢ) (the compositor's alpha), over the background.
 
-Footprints are square windows around the pixel holding the centre, their radius set by the projected covariance
-and capped at ``MAX_RADIUS_PX``; splats are bucketed by radius so that a bucket is one batch of
-``[window, B]`` tensors. Within a window the exponent and the plane depth are quadratic and linear in the pixel
+Footprints are rectangular windows around the pixel holding the centre, the bounding box of the footprint's
+ellipse (capped at ``MAX_RADIUS_PX``); splats are bucketed by window size (a size few splats have is widened to
+a square) so that a bucket is one batch of ``[window, B]`` tensors. Within a window the exponent and the plane depth are quadratic and linear in the pixel
 offset, so one matrix product per bucket evaluates them at every window pixel. When the splats are wide (median
 projected standard deviation >= ``STRIDE_2_MIN_SIGMA_PX``, the default avatar at 512²) the image is smooth
 enough to be evaluated at every other pixel (exact point samples of the full-resolution splats), composited over
@@ -59,6 +61,7 @@ DEPTH_FALLOFF_M = 7e-4  # colour weights fall by e for each such distance a spla
 FRONT_BONUS = 1.0  # the colour weight of a splat in front of the surface grows by at most e^FRONT_BONUS
 SLOPE_EXTENT = 3.0  # the plane depth changes by at most this many largest scales across the footprint
 STRIDE_2_MIN_SIGMA_PX = 1.75  # sample every other pixel when the median splat is at least this wide
+MIN_BUCKET_SPLATS = 128  # a window size with fewer splats than this is widened to a square one
 CHUNK_PAIRS = 1 << 19  # (splat, pixel) pairs evaluated at once: bounds the working memory
 MIN_LOG_WEIGHT = -30.0  # exp is many times slower where its result would be subnormal or zero
 _BIG = 100.0  # penalty slope (per falloff depth, per squared sigma) standing in for masks
@@ -86,17 +89,28 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
         stride = _sampling_stride(*gaussians[:3], viewmat, K, width, height)
         low_w, low_h = -(-width // stride), -(-height // stride)
         canvas = (low_h + 2 * pad, low_w + 2 * pad)
+        tolerance = DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M
 
-        def depth_pass(i: int) -> tuple[dict, torch.Tensor]:
+        def front_depth(i: int) -> tuple[dict, torch.Tensor]:
             splats = _splats(*(x[i::n_parts] for x in gaussians), viewmat, K, width, height, pad, stride)
-            return splats, _depth_pass(splats, canvas)
+            return splats, _depth_pass(splats, splats["kept"][splats["facing"]], canvas)
 
-        def accumulate(splats: dict) -> torch.Tensor:
-            return _accumulate(splats, *_visible(splats, surface), surface, canvas)
+        def depth_behind(splats: dict) -> tuple[torch.Tensor, torch.Tensor]:
+            """The splats facing away that the front surface does not hide, and the depths they add."""
+            near, _ = _visible(splats, splats["kept"][~splats["facing"]], front + tolerance)
+            return torch.cat([splats["kept"][splats["facing"]], near]), _depth_pass(splats, near, canvas)
 
-        parts = parallel_map(depth_pass, range(n_parts))
-        surface = reduce(torch.minimum, [zbuf for _, zbuf in parts]) + DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M
-        sums, transmittance = zip(*parallel_map(accumulate, [splats for splats, _ in parts]))
+        def accumulate(splats: dict, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return _accumulate(splats, *_visible(splats, candidates, surface), surface, canvas)
+
+        # depths: the splats facing the camera first; the others where that surface does not hide them
+        parts = parallel_map(front_depth, range(n_parts))
+        splat_parts = [splats for splats, _ in parts]
+        front = reduce(torch.minimum, [zbuf for _, zbuf in parts])
+        behind = parallel_map(depth_behind, splat_parts)
+        surface = reduce(torch.minimum, [zbuf for _, zbuf in behind], front) + tolerance
+        sums, transmittance = zip(*parallel_map(lambda ps: accumulate(*ps),
+                                                list(zip(splat_parts, [ids for ids, _ in behind]))))
         sums = reduce(torch.add, sums).view(4, *canvas)[:, pad:pad + low_h, pad:pad + low_w]
         transmittance = reduce(torch.mul, transmittance).view(canvas)[pad:pad + low_h, pad:pad + low_w]
         # composited over the background on the sample grid, then upsampled: both are linear, so this equals
@@ -150,12 +164,14 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     """Project, cull and tabulate the splats on the grid of every ``stride``-th pixel (canvas coordinates: that
     grid plus ``pad`` samples on every side; "px" below are samples).
 
-    Returns ``kept`` ``[M]`` the indices of the splats that may reach the image, and per-splat tensors over all
+    Returns ``kept`` ``[M]`` the indices of the splats that may reach the image, ``facing`` ``[M]`` whether their
+    tangent plane's normal (the axis of the smallest scale) points to the camera, and per-splat tensors over all
     N: ``base`` ``[N]`` flat canvas index of the pixel holding the centre; ``coeffs`` ``[3, 6, N]``, over the
     monomials (ox², ox·oy, oy², ox, oy, 1) of a pixel's offset from ``base``, of: log w (log opacity −
     ½ dᵀ Σ⁻¹ d); the plane depth; the plane depth pushed far back outside the depth footprint; ``centre``
     ``[N]`` the centre depth plus the tolerance (depths in units of ``DEPTH_FALLOFF_M``);
-    ``colors`` ``[3, N]``; ``sigma`` ``[N]`` the largest projected standard deviation (px); ``sigma_min``
+    ``colors`` ``[3, N]``; ``sigma_xy`` ``[2, N]`` the projected standard deviations along x and y (px), ``sigma``
+    ``[N]`` the larger of them; ``sigma_min``
     ``[N]`` the one along the ellipse's short axis (px); ``translucent`` ``[N]`` bool (opacity below
     ``TRANSLUCENT_OPACITY``); ``canvas_width``.
     """
@@ -171,7 +187,8 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
             & (mx < width + MAX_RADIUS_PX) & (my < height + MAX_RADIUS_PX)).nonzero()[:, 0]
     px, py = mx.floor(), my.floor()
     dx, dy = px + 0.5 - mx, py + 0.5 - my  # offset of the base pixel's centre from the splat centre, px
-    sigma = torch.maximum(var_x, var_y).sqrt()
+    sigma_xy = torch.stack([var_x, var_y]).sqrt()  # [2, N]
+    sigma = sigma_xy.amax(0)
     spread = (0.25 * (var_x - var_y) ** 2 + cov_xy * cov_xy).sqrt()
     sigma_min = (0.5 * (var_x + var_y) - spread).clamp(min=0).sqrt()  # along the ellipse's short axis
 
@@ -179,6 +196,7 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     W = viewmat[:3, :3]
     normal = W @ _smallest_axes(rotation, scales)  # [3, N]
     n_dot_t = (normal * (W @ means.T + viewmat[:3, 3:])).sum(0)
+    facing = n_dot_t.index_select(0, kept) < 0  # the plane's normal points to the camera
     n_dot_t = torch.where(n_dot_t.abs() < 1e-12, 1e-12, n_dot_t)
     gx = -stride * depth * depth * normal[0] / (K[0, 0] * n_dot_t)  # ∂z/∂x, m per sample
     gy = -stride * depth * depth * normal[1] / (K[1, 1] * n_dot_t)
@@ -199,29 +217,36 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     pushed[5] += _BIG * (2 * log_opacity - DEPTH_SIGMA ** 2)
     canvas_width = width + 2 * pad
     base = (py.clamp(-pad, height + pad).long() + pad) * canvas_width + px.clamp(-pad, width + pad).long() + pad
-    return {"kept": kept, "base": base, "coeffs": coeffs,
+    return {"kept": kept, "facing": facing, "base": base, "coeffs": coeffs,
             "centre": (depth + DEPTH_TOLERANCE_M) / DEPTH_FALLOFF_M, "colors": colors.T.contiguous(),
-            "sigma": sigma, "sigma_min": sigma_min, "translucent": opacities < TRANSLUCENT_OPACITY,
+            "sigma": sigma, "sigma_xy": sigma_xy, "sigma_min": sigma_min, "translucent": opacities < TRANSLUCENT_OPACITY,
             "canvas_width": canvas_width}
 
 
 def _windows(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, table: torch.Tensor
              ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Bucket the splats ``part`` ``[G]`` by footprint radius ``ceil(radius_px)`` (``[G]``, capped).
+    """Bucket the splats ``part`` ``[G]`` by footprint half-widths along x and y, ``ceil(radius_px)``
+    (``[2, G]``, capped); a window size held by fewer than ``MIN_BUCKET_SPLATS`` splats is widened to the
+    square of its larger half-width (fewer, larger batches).
 
-    Yields chunks of one radius: the columns of the per-splat ``table`` ``[K, N]`` for the chunk's splats
+    Yields chunks of one window size: the columns of the per-splat ``table`` ``[K, N]`` for the chunk's splats
     ``[K, B]`` (gathered once, in bucket order, so a chunk is a slice), canvas indices ``[P, B]`` of the window
     pixels and the monomials ``[P, 6]`` of their offsets.
     """
-    radius = torch.ceil(radius_px).clamp(1, MAX_RADIUS_PX).long()
-    counts = torch.bincount(radius, minlength=MAX_RADIUS_PX + 1).tolist()
-    ids = part[torch.sort(radius.short(), stable=True).indices]  # narrow keys sort faster
+    side = MAX_RADIUS_PX + 1
+    rx, ry = torch.ceil(radius_px).clamp(1, MAX_RADIUS_PX).long()
+    key = ry * side + rx
+    sparse = torch.bincount(key, minlength=side * side) < MIN_BUCKET_SPLATS
+    square = torch.maximum(rx, ry) * (side + 1)
+    key = torch.where(sparse.index_select(0, key), square, key)
+    counts = torch.bincount(key, minlength=side * side).tolist()
+    ids = part[torch.sort(key.short(), stable=True).indices]  # narrow keys sort faster
     rows, base = table.index_select(1, ids), splats["base"].index_select(0, ids)  # faster than [:, ids]
     start = 0
-    for r, count in enumerate(counts):
+    for k, count in enumerate(counts):
         if count == 0:
             continue
-        offsets, monomials = _window(r, splats["canvas_width"], str(part.device))
+        offsets, monomials = _window(k % side, k // side, splats["canvas_width"], str(part.device))
         step = max(1, CHUNK_PAIRS // len(offsets))
         for first in range(start, start + count, step):
             last = min(first + step, start + count)
@@ -229,30 +254,31 @@ def _windows(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, table: t
         start += count
 
 
-@lru_cache(maxsize=64)
-def _window(radius: int, canvas_width: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``(2 radius + 1)²`` pixels of a square window: flat canvas offsets ``[P]`` from its centre and the
-    monomials ``[P, 6]`` (ox², ox·oy, oy², ox, oy, 1) of their offsets."""
-    oy, ox = torch.meshgrid(*(torch.arange(-radius, radius + 1, device=device),) * 2, indexing="ij")
+@lru_cache(maxsize=256)
+def _window(radius_x: int, radius_y: int, canvas_width: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``(2 radius_x + 1) · (2 radius_y + 1)`` pixels of a window: flat canvas offsets ``[P]`` from its
+    centre and the monomials ``[P, 6]`` (ox², ox·oy, oy², ox, oy, 1) of their offsets."""
+    oy, ox = torch.meshgrid(torch.arange(-radius_y, radius_y + 1, device=device),
+                            torch.arange(-radius_x, radius_x + 1, device=device), indexing="ij")
     ox, oy = ox.reshape(-1), oy.reshape(-1)
     monomials = torch.stack([ox * ox, ox * oy, oy * oy, ox, oy, torch.ones_like(ox)], 1).float()
     return oy * canvas_width + ox, monomials
 
 
-def _depth_pass(splats: dict, canvas: tuple[int, int]) -> torch.Tensor:
+def _depth_pass(splats: dict, kept: torch.Tensor, canvas: tuple[int, int]) -> torch.Tensor:
     """Nearest plane depth per canvas pixel ``[H · W]`` (over ``DEPTH_FALLOFF_M``; inf where none is) of the
-    kept splats."""
+    splats ``kept`` ``[M]``."""
     zbuf = torch.full((canvas[0] * canvas[1],), math.inf, device=splats["base"].device)
-    kept = splats["kept"]
     planes = splats["coeffs"][1:].view(12, -1)
-    for rows, pixels, monomials in _windows(splats, kept, DEPTH_SIGMA * splats["sigma"].index_select(0, kept), planes):
+    reach = DEPTH_SIGMA * splats["sigma_xy"].index_select(1, kept)
+    for rows, pixels, monomials in _windows(splats, kept, reach, planes):
         z, pushed = monomials @ rows.view(2, 6, -1)  # each [P, B]
         zbuf.scatter_reduce_(0, pixels.view(-1), torch.maximum(z, pushed).view(-1), "amin")
     return zbuf
 
 
-def _visible(splats: dict, surface: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which kept splats show, and how far (px) their footprints reach.
+def _visible(splats: dict, kept: torch.Tensor, surface: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which of the splats ``kept`` ``[M]`` show, and how far (px) their footprints reach along x and y.
 
     A splat shows when its plane, at its centre or at 1.5 standard deviations from it along x or y, is not
     behind ``surface`` ``[H · W]`` (the nearest plane depth plus the tolerance, in the coefficients' units): a
@@ -260,9 +286,8 @@ def _visible(splats: dict, surface: torch.Tensor) -> tuple[torch.Tensor, torch.T
     deviations along the ellipse's long axis (a translucent splat ``TRANSLUCENT_WEIGHT_SIGMA``: where the
     compositor lets a layer of them show through each other, their tails add up); at a silhouette (the splat is
     in front of the surface, or of nothing, at one of those points) also ``RIM_SIGMA`` along its short axis.
-    Returns indices ``[S]`` and radii ``[S]``.
+    Returns indices ``[S]`` and radii ``[2, S]``.
     """
-    kept = splats["kept"]
     sigma = splats["sigma"].index_select(0, kept)
     step = (1.5 * sigma).round().clamp(max=MAX_RADIUS_PX)
     zero = torch.zeros_like(step)
@@ -274,10 +299,10 @@ def _visible(splats: dict, surface: torch.Tensor) -> tuple[torch.Tensor, torch.T
     rim = (plane + 2 * DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M < at_probes).any(0)
     shown = (plane <= at_probes).any(0)
     reach = torch.where(splats["translucent"].index_select(0, kept), TRANSLUCENT_WEIGHT_SIGMA, WEIGHT_SIGMA)
-    radius = reach * sigma
+    radius = reach * splats["sigma_xy"].index_select(1, kept)  # [2, M]
     sigma_min = splats["sigma_min"].index_select(0, kept)
     radius = torch.where(rim, torch.maximum(radius, RIM_SIGMA * sigma_min), radius)
-    return kept[shown], radius[shown]
+    return kept[shown], radius[:, shown]
 
 
 def _accumulate(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, surface: torch.Tensor,
