@@ -203,6 +203,12 @@ def test_generate_endpoint_returns_every_output_in_order(astronaut_job):
     assert f"{len(avatar):,} Gaussians" in report
 
 
+def test_generate_is_the_only_public_endpoint(client):
+    """The examples' handler and the page's script-only event are not published: a script sees one endpoint."""
+    api = client.view_api(print_info=False, return_format="dict")
+    assert list(api["named_endpoints"]) == ["/generate"] and not api["unnamed_endpoints"]
+
+
 @pytest.mark.parametrize("name, error", [("no_face_coffee.jpg", "NoFaceFound"), ("two_faces.jpg", "MultipleFaces")])
 def test_face_errors_show_the_library_message_and_the_app_keeps_serving(client, name, error):
     import fica.errors

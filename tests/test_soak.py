@@ -1,6 +1,6 @@
 """The launched app over many requests, on loopback through gradio_client, as a busy Space sees it: memory that
-stays flat, temp folders that stay bounded, concurrent visitors who each get every file of their own result, and a
-server that serves a good request after each bad one.
+stays flat, temp folders that stay bounded, concurrent visitors who each get every file of their own result, a
+server that serves a good request after each bad one, and files served only as the copies handed to a page.
 
 Requests are the cheapest the API offers (UV 128, no videos). ``FICA_SOAK=1`` runs 50 generations in a row; the
 default run is shorter and measures the same growth.
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_app import EXAMPLES, launched_app_process
+from test_app import EXAMPLES, ROOT, launched_app_process
 
 GENERATIONS = 50 if os.environ.get("FICA_SOAK") == "1" else 20
 WARM_UP = 5  # memory is compared with what the server holds after this many generations
@@ -130,3 +132,31 @@ def test_concurrent_visitors_get_their_own_complete_results_even_for_the_same_ph
         assert np.abs(maps[a] - maps[b]).mean() > 3, f"clients {a} and {b} got the same maps for different photos"
     reports = [r[5] for r in results]
     assert all("Gaussians" in report for report in reports)
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_a_request_s_files_are_served_only_as_the_copies_handed_to_its_page(app, tmp_path):
+    """Gradio serves the copies it made of a result (in folders named by a content hash), never the request's own
+    folder, the app's code or anything else on the server, even under its exact path or through ``..``."""
+    url, _, temp = app
+    _generate(_client(url, tmp_path / "downloads"), GOOD[0])
+    request = max((temp / "fica-app").glob("req-*"), key=lambda p: p.stat().st_mtime)
+    copies = [p for p in (temp / "gradio").rglob("avatar.ply")]
+    assert (request / "avatar.ply").is_file() and copies
+
+    def served(path) -> int:
+        return _status(f"{url}gradio_api/file={path}")
+
+    assert served(copies[0]) == 200, "the copy handed to the page is served (the check below can tell)"
+    assert all(len(p.parent.name) >= 32 for p in copies), "copies sit in folders with at least 128-bit names"
+    refused = [request / "avatar.ply", request, temp / "gradio" / ".." / "fica-app" / request.name / "avatar.ply",
+               ROOT / "app.py", ROOT / "fica" / "__init__.py", Path("/etc/passwd")]
+    statuses = {str(path): served(path) for path in refused}
+    assert all(status in (403, 404) for status in statuses.values()), statuses
