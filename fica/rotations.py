@@ -11,10 +11,23 @@ import torch
 def quat_to_matrix(quats: torch.Tensor) -> torch.Tensor:
     """Rotation matrices ``[..., 3, 3]`` of quaternions ``[..., 4]`` (w, x, y, z; normalised here)."""
     w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
-    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1
-                       ).unflatten(-1, (3, 3))
+    return torch.stack(_matrix_entries(w, x, y, z), -1).unflatten(-1, (3, 3))
+
+
+def quat_to_matrix_rows(quats: torch.Tensor) -> torch.Tensor:
+    """Row-major rotation matrices of quaternions ``[N, 4]`` (w, x, y, z; normalised here) as rows ``[9, N]``:
+    entry (i, j) of every matrix in row 3 i + j. The same as ``quat_to_matrix(quats).reshape(-1, 9).T``, computed
+    on contiguous rows, which is several times faster on a CPU for many quaternions."""
+    w, x, y, z = quats.T.contiguous()
+    inverse_norm = (w * w + x * x + y * y + z * z).clamp(min=1e-24).rsqrt()
+    return torch.stack(_matrix_entries(w * inverse_norm, x * inverse_norm, y * inverse_norm, z * inverse_norm))
+
+
+def _matrix_entries(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
+    """The nine entries, row-major, of the rotation matrix of unit quaternions with these components."""
+    return [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]
 
 
 def matrix_to_quat(m: torch.Tensor) -> torch.Tensor:

@@ -46,8 +46,8 @@ from typing import Iterator
 import torch
 
 from fica.render._workers import cores, parallel_map
-from fica.render.projection import ALPHA_MAX, ALPHA_MIN, NEAR_PLANE_M, project_gaussians
-from fica.rotations import quat_to_matrix
+from fica.render.projection import ALPHA_MAX, ALPHA_MIN, NEAR_PLANE_M, project_gaussian_rows
+from fica.rotations import quat_to_matrix_rows
 from fica.threads import one_thread
 
 DEPTH_SIGMA = 1.0  # depth-pass footprint, standard deviations: neighbouring surface splats overlap without holes
@@ -116,16 +116,16 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
         # composited over the background on the sample grid, then upsampled: both are linear, so this equals
         # upsampling the premultiplied colour and alpha first
         rgb = sums[1:4] * ((1 - transmittance) / sums[0].clamp(min=1e-30)) + transmittance * background[:, None, None]
-        image = torch.cat([rgb, 1 - transmittance[None]]).permute(1, 2, 0)  # [h, w, 4]
+        image = torch.cat([rgb, 1 - transmittance[None]])  # [4, h, w]
         if stride > 1:
-            image = _upsample_2x(_upsample_2x(image.contiguous(), 0), 1)[:height, :width]
-        return image[..., :3].contiguous(), image[..., 3].contiguous()
+            image = _upsample_2x(_upsample_2x(image, 1), 2)[:, :height, :width]
+        return image[:3].permute(1, 2, 0).contiguous(), image[3].contiguous()
 
 
 def _upsample_2x(image: torch.Tensor, dim: int) -> torch.Tensor:
-    """``image`` ``[h, w, C]`` twice as long along ``dim`` (0 or 1), sampled bilinearly at the centres of the
-    finer samples (``interpolate(..., scale_factor=2, mode="bilinear", align_corners=False)`` along one axis):
-    each sample is 3/4 of the nearest coarse one and 1/4 of the next nearest, edges held."""
+    """``image`` twice as long along ``dim``, sampled linearly at the centres of the finer samples (as
+    ``interpolate(..., scale_factor=2, mode="bilinear", align_corners=False)`` does along each axis): each sample
+    is 3/4 of the nearest coarse one and 1/4 of the next nearest, the edges held."""
     n = image.shape[dim]
     padded = torch.cat([image.narrow(dim, 0, 1), image, image.narrow(dim, n - 1, 1)], dim)
     middle = padded.narrow(dim, 1, n)
@@ -143,11 +143,10 @@ def _sampling_stride(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     """2 when the splats are wide enough that sampling every other pixel and interpolating loses nothing
     (median projected standard deviation >= ``STRIDE_2_MIN_SIGMA_PX``, over ~4k of them), else 1."""
     step = max(1, len(means) // 4096)
-    means2d, cov2d, _, depths = project_gaussians(means[::step], quats[::step], scales[::step], viewmat, K,
-                                                  width, height)
-    on_screen = ((depths > NEAR_PLANE_M) & (means2d[:, 0] >= 0) & (means2d[:, 0] < width)
-                 & (means2d[:, 1] >= 0) & (means2d[:, 1] < height))
-    sigma = torch.maximum(cov2d[on_screen, 0], cov2d[on_screen, 2]).sqrt()
+    (x, y), cov2d, _, depths = project_gaussian_rows(means[::step], quat_to_matrix_rows(quats[::step]),
+                                                     scales[::step], viewmat, K, width, height)
+    on_screen = (depths > NEAR_PLANE_M) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
+    sigma = torch.maximum(cov2d[0, on_screen], cov2d[2, on_screen]).sqrt()
     return 2 if len(sigma) and float(sigma.median()) >= STRIDE_2_MIN_SIGMA_PX else 1
 
 
@@ -175,11 +174,11 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     ``[N]`` the one along the ellipse's short axis (px); ``translucent`` ``[N]`` bool (opacity below
     ``TRANSLUCENT_OPACITY``); ``canvas_width``.
     """
-    rotation = quat_to_matrix(quats).reshape(-1, 9).T  # row-major R, [9, N]
-    means2d, cov2d, conics, depth = project_gaussians(means, quats, scales, viewmat, K, width, height, rotation)
-    mx, my = means2d.T / stride  # sample grid coordinates
-    var_x, cov_xy, var_y = cov2d.T / stride ** 2
-    a, b, c = conics.T * stride ** 2
+    rotation = quat_to_matrix_rows(quats)  # row-major R, [9, N]
+    means2d, cov2d, conics, depth = project_gaussian_rows(means, rotation, scales, viewmat, K, width, height)
+    mx, my = means2d / stride  # sample grid coordinates
+    var_x, cov_xy, var_y = cov2d / stride ** 2
+    a, b, c = conics * stride ** 2
     width, height = -(-width // stride), -(-height // stride)
     # culled as by the compositor (behind the near plane, too faint); footprints are capped, so a splat
     # centred further out than the cap cannot reach the image
