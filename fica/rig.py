@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from fica.drive.expression import ARKIT_NAMES, Expression
 from fica.errors import UnsupportedInput
 from fica.io._atomic import atomic_path
 from fica.io.splat_files import parse_ply, ply_bytes
 from fica.prior.gaussians import GaussianSet
-from fica.rotations import matrix_to_axis_angle, rotation_ypr
+from fica.rotations import matrix_to_axis_angle, rotate_about_axis, rotation_ypr
 
 if TYPE_CHECKING:
     from fica.avatar import Avatar
@@ -66,21 +67,16 @@ class Rig:
         """Gaussian centres ``[N, 3]`` for ARKit ``weights [52]`` and head (yaw, pitch, roll) in degrees."""
         means = self.neutral.means.cpu().numpy().astype(np.float64)
         means[self.moving] += np.tensordot(np.asarray(weights, np.float64), self.deltas.astype(np.float64), 1)
-        axis, angle = _axis_angle(rotation_ypr(*(float(a) for a in rotation_deg)))
-        return _rotate(means, self.neck_pivot, axis, angle * self.head_weight)
+        axis, angle = matrix_to_axis_angle(rotation_ypr(*(float(a) for a in rotation_deg)).double())
+        turned = rotate_about_axis(torch.from_numpy(means - self.neck_pivot), axis,
+                                   torch.from_numpy(angle * self.head_weight))
+        return turned.numpy() + self.neck_pivot
 
 
 def _axis_angle(R) -> tuple[np.ndarray, float]:
     """Unit axis ``[3]`` (float64) and angle (radians) of a rotation ``[3, 3]`` (torch)."""
     axis, angle = matrix_to_axis_angle(R.double())
     return axis.numpy(), angle
-
-
-def _rotate(points: np.ndarray, pivot: np.ndarray, axis: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """Rodrigues: ``points [N, 3]`` turned about ``axis [3]`` through ``pivot`` by ``angles [N]`` radians."""
-    p = points - pivot
-    c, s = np.cos(angles)[:, None], np.sin(angles)[:, None]
-    return pivot + p * c + np.cross(axis, p) * s + axis * (p @ axis)[:, None] * (1 - c)
 
 
 def _means(avatar: "Avatar", expression: Expression) -> np.ndarray:

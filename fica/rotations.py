@@ -80,6 +80,15 @@ def axis_angle_to_matrix(w: torch.Tensor) -> torch.Tensor:
     return torch.eye(3, dtype=w.dtype) + a * k + b * (k @ k)
 
 
+def rotate_about_axis(points: torch.Tensor, axis: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rodrigues: ``points [N, 3]`` turned about the unit ``axis [3]`` through the origin, each by its own angle
+    ``angles [N]`` (radians): p cos a + (k × p) sin a + k (k · p)(1 − cos a). In ``points``' dtype."""
+    axis, angles = axis.to(points), angles.to(points)
+    c, s = angles.cos()[:, None], angles.sin()[:, None]
+    k_cross_p = torch.cross(axis.expand_as(points), points, dim=1)
+    return points * c + k_cross_p * s + axis * (points @ axis)[:, None] * (1 - c)
+
+
 def matrix_to_axis_angle(R: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Unit axis ``[3]`` and angle (radians) of a rotation matrix ``[3, 3]`` (axis z for the identity)."""
     angle = math.acos(max(-1.0, min(1.0, (float(torch.trace(R)) - 1) / 2)))

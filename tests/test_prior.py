@@ -1,6 +1,7 @@
 """The analytic prior: texel Gaussians driven by the head model's ARKit blendshapes, gaze and head rotation."""
 from __future__ import annotations
 
+import math
 
 import pytest
 import torch
@@ -9,7 +10,8 @@ from fica.drive.expression import Expression
 from fica.head.model import default_head
 from fica.maps import CompleteUV, geometry_tangents
 from fica.prior.analytic import NECK_PIVOT_M, AnalyticPrior
-from fica.rotations import gaze_rotation, matrix_to_quat, quat_to_matrix, rotation_ypr
+from fica.rotations import (axis_angle_to_quat, gaze_rotation, matrix_to_quat, quat_to_matrix, rotate_about_axis,
+                            rotation_ypr)
 
 R = 256
 
@@ -64,8 +66,7 @@ def test_scales_follow_the_texel_footprint_and_are_thin_along_the_normal(refined
     assert 0.5 < ratio < 1.0, f"tangential scale {ratio:.2f} texel spacings"
     assert (g.scales[:n, 2] < 0.5 * g.scales[:n, :2].min(1).values + 1e-6).float().mean() > 0.95
     # the third axis of each Gaussian is the surface normal
-    w, x, y, z = g.quats[:n].unbind(1)
-    axis3 = torch.stack([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)], 1)
+    axis3 = quat_to_matrix(g.quats[:n])[:, :, 2]
     normals = _texels(refined, refined.normals())
     assert ((axis3 * normals).sum(1) > 0.99).float().mean() > 0.98
 
@@ -144,6 +145,15 @@ def test_matrix_to_quat_round_trips():
     back = quat_to_matrix(matrix_to_quat(mats))
     assert (back - mats).abs().max() < 1e-5
 
+
+def test_rotate_about_axis_turns_each_point_by_its_own_angle():
+    torch.manual_seed(2)
+    points, axis = torch.randn(200, 3, dtype=torch.float64), torch.nn.functional.normalize(torch.randn(3), dim=0)
+    angles = torch.rand(200) * 2 * math.pi - math.pi
+    turned = rotate_about_axis(points, axis, angles)
+    expected = (quat_to_matrix(axis_angle_to_quat(axis, angles)).double() @ points[:, :, None])[:, :, 0]
+    assert turned.dtype == torch.float64 and (turned - expected).abs().max() < 1e-6
+    assert torch.allclose(rotate_about_axis(points, axis, torch.zeros(200)), points)
 
 
 def _unwrapped_on(unwrapped, device):

@@ -15,38 +15,13 @@ from fica.app.storage import new_output_dir, request_folder
 from fica.threads import one_thread
 
 
-def test_overlapping_one_thread_blocks_keep_each_request_single_threaded_and_restore_torch_threads():
-    before = torch.get_num_threads()
-    a_inside, b_inside, a_closed = threading.Event(), threading.Event(), threading.Event()
-    seen = {}
-
-    def request_a():
-        with one_thread():
-            a_inside.set()
-            b_inside.wait(5)
-        a_closed.set()
-
-    def request_b():
-        a_inside.wait(5)
-        with one_thread():
-            b_inside.set()
-            a_closed.wait(5)
-            seen["while_b_runs"] = torch.get_num_threads()
-
-    threads = [threading.Thread(target=request_a), threading.Thread(target=request_b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert seen["while_b_runs"] == 1, "a request that finished first must not lift another request's single thread"
-    assert torch.get_num_threads() == before, "torch must get its thread count back when no block is open"
-
-
-def test_requests_on_a_server_s_worker_threads_run_single_threaded_and_get_the_count_back():
-    """As on Gradio's worker threads: threads that used torch before (OpenMP keeps a thread count per thread, and
-    ``torch.set_num_threads`` sets only the calling thread's and the default for threads new to torch). Both
-    overlapping requests run single-threaded, and afterwards every worker, and a thread new to torch, has the
-    process's count again, however the blocks overlapped."""
+@pytest.mark.parametrize("workers_used_torch", [False, True])
+def test_overlapping_requests_each_run_single_threaded_and_give_the_count_back(workers_used_torch):
+    """Two requests on a server's worker threads, the second opening its block while the first's is open and
+    closing last. Workers new to torch, and workers that used torch before, as Gradio's do (OpenMP keeps a count
+    per thread; ``torch.set_num_threads`` sets the calling thread's and the default for threads new to torch).
+    Both requests run single-threaded throughout, and afterwards every worker, a thread new to torch and the main
+    thread have the process's count."""
     before = torch.get_num_threads()
     count = max(2, before)
     torch.set_num_threads(count)
@@ -66,6 +41,7 @@ def test_requests_on_a_server_s_worker_threads_run_single_threaded_and_get_the_c
             seen["b"] = torch.get_num_threads()
             b_inside.set()
             a_closed.wait(5)
+            seen["b after a closed"] = torch.get_num_threads()
 
     def on_each_worker(pool, fn):
         both = threading.Barrier(2)
@@ -76,22 +52,23 @@ def test_requests_on_a_server_s_worker_threads_run_single_threaded_and_get_the_c
 
         return list(pool.map(run, range(2)))
 
+    def a_request():
+        with one_thread():
+            pass
+        return torch.get_num_threads()
+
     try:
         with ThreadPoolExecutor(2) as pool:
-            assert on_each_worker(pool, torch.get_num_threads) == [count, count]  # the workers know torch now
+            if workers_used_torch:
+                assert on_each_worker(pool, torch.get_num_threads) == [count, count]
             for job in [pool.submit(request_a), pool.submit(request_b)]:
                 job.result(timeout=10)
-            assert seen == {"a": 1, "b": 1}, f"thread counts inside the overlapping blocks: {seen}"
-
-            def a_request():
-                with one_thread():
-                    pass
-                return torch.get_num_threads()
-
+            assert seen == {"a": 1, "b": 1, "b after a closed": 1}, f"thread counts inside the blocks: {seen}"
             assert on_each_worker(pool, torch.get_num_threads) == [count, count], "a worker was left on one thread"
             assert on_each_worker(pool, a_request) == [count, count], "a worker was left on one thread"
         with ThreadPoolExecutor(1) as fresh:
             assert fresh.submit(torch.get_num_threads).result() == count, "threads new to torch start with one"
+        assert torch.get_num_threads() == count
     finally:
         torch.set_num_threads(before)
 

@@ -8,7 +8,7 @@ import torch
 
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import Camera, orbit_camera
-from fica.rotations import matrix_to_quat, quat_multiply, quat_to_matrix
+from fica.rotations import matrix_to_quat, quat_multiply, rotation_ypr
 
 # Gradio 6's Model3D draws .ply/.splat files with gsplat.js and ignores ``camera_position``: its orbit camera
 # always starts at alpha = beta = 0.5 rad and radius 5 around the origin, with fx = fy = 1132 px, the principal
@@ -27,14 +27,14 @@ def gradio_viewer_camera(width: int, height: int) -> Camera:
 
     gsplat.js's orbit controls put the eye at target + r (sin a cos b, −sin b, −cos a cos b) and turn it toward
     the target with the Euler angles (pitch asin(−d_y), yaw atan2(d_x, d_z), roll 0) of the view direction d;
-    its view matrix is [Rᵀ | −Rᵀ eye] with R the rotation of that quaternion.
+    its view matrix is [Rᵀ | −Rᵀ eye] with R the rotation of that quaternion (``Quaternion.FromEuler``: yaw about
+    +y after pitch about +x, R = Ry(yaw) Rx(pitch), as ``rotation_ypr``).
     """
     a, b, r = GRADIO_ORBIT_ALPHA_RAD, GRADIO_ORBIT_BETA_RAD, GRADIO_ORBIT_RADIUS
     eye = torch.tensor([r * math.sin(a) * math.cos(b), -r * math.sin(b), -r * math.cos(a) * math.cos(b)])
     d = -eye / eye.norm()
     pitch, yaw = math.asin(-float(d[1])), math.atan2(float(d[0]), float(d[2]))
-    cy, sy, cp, sp = math.cos(yaw / 2), math.sin(yaw / 2), math.cos(pitch / 2), math.sin(pitch / 2)
-    R = quat_to_matrix(torch.tensor([cy * cp, cy * sp, sy * cp, -sy * sp]))  # gsplat.js Quaternion.FromEuler
+    R = rotation_ypr(math.degrees(yaw), math.degrees(pitch), 0.0)
     viewmat = torch.eye(4)
     viewmat[:3, :3] = R.T
     viewmat[:3, 3] = -R.T @ eye
