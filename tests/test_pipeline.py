@@ -114,6 +114,25 @@ def test_outputs_say_which_implementation_ran(runs):
     assert set(out.timings) >= {"unwrap", "complete", "refine", "prior", "total"}
 
 
+def test_the_report_says_which_face_of_a_group_was_used(pipe):
+    """The group photo of the dominance test (tests/test_unwrap.py): report.json and the app's report line say
+    that several faces were found and how to choose another; the subject alone on the same wall gets no note."""
+    from fica.app.generate import report_line
+    from fica.export import build_report
+    from test_unwrap import DOMINATED_GROUP, _group_photo
+
+    def report(size, people) -> dict:
+        out = pipe(_group_photo(size, people))
+        return build_report(out, len(out.avatar.gaussians()), {"still": "torch", "video": "surface"})
+
+    group = report(*DOMINATED_GROUP)
+    assert "5 faces" in group["face_note"] and "crop" in group["face_note"]
+    assert report_line(group).endswith(group["face_note"])
+    size, people = DOMINATED_GROUP
+    alone = report(size, people[:1])
+    assert alone["face_note"] == "" and "faces" not in report_line(alone)
+
+
 def test_jaw_open_opens_the_mouth_and_blink_closes_one_eye_in_the_render(runs):
     _, out = runs["astronaut.jpg"]
     camera = orbit_camera(0, 0, width=512, height=512)

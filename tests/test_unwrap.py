@@ -165,16 +165,33 @@ def test_a_group_of_six_asks_for_a_crop_in_one_sentence():
     assert "faces were found" in message and "crop" in message and message.count(".") == 1
 
 
+# A group whose subject's face is far larger than the four others' (``_group_photo`` arguments).
+DOMINATED_GROUP = ((1500, 1000), [("grace_hopper.jpg", 500, 150, 500), ("astronaut.jpg", 30, 30, 160),
+                                  ("astronaut.jpg", 1300, 40, 160), ("grace_hopper.jpg", 40, 780, 150),
+                                  ("astronaut.jpg", 1310, 800, 150)])
+
+
 def test_the_face_that_dominates_a_group_is_used_and_the_note_says_so():
     from fica.unwrap.landmarks import find_face
 
-    subject = ("grace_hopper.jpg", 500, 150, 500)
-    others = [("astronaut.jpg", 30, 30, 160), ("astronaut.jpg", 1300, 40, 160), ("grace_hopper.jpg", 40, 780, 150),
-              ("astronaut.jpg", 1310, 800, 150)]
-    face = find_face(_group_photo((1500, 1000), [subject, *others]))
+    face = find_face(_group_photo(*DOMINATED_GROUP))
     centre = face.landmarks[:, :2].mean(0)
     assert 500 < centre[0] < 1000 and 150 < centre[1] < 750, "the landmarks sit on the large face"
     assert float(np.ptp(face.landmarks[:, 0].numpy())) > 150
+    assert "5 faces" in face.note and "crop" in face.note
+
+
+def test_the_only_face_near_the_centre_of_a_group_is_used():
+    """Five people of similar size (no face twice as large as another), one of them in the middle: that one. The
+    photo is searched in tiles that cut the middle face below its mouth, where the detector also finds a chin."""
+    from fica.unwrap.landmarks import find_face
+
+    subject = ("grace_hopper.jpg", 650, 330, 300)
+    others = [("astronaut.jpg", 20, 20, 260), ("astronaut.jpg", 1320, 20, 260), ("grace_hopper.jpg", 20, 700, 260),
+              ("astronaut.jpg", 1320, 700, 260)]
+    face = find_face(_group_photo((1600, 1000), [subject, *others]))
+    centre = face.landmarks[:, :2].mean(0)
+    assert 650 < centre[0] < 950 and 330 < centre[1] < 680, "the landmarks sit on the middle face"
     assert "5 faces" in face.note and "crop" in face.note
 
 

@@ -27,6 +27,7 @@ FACE_OVAL: tuple[int, ...] = (
 DOMINANT_AREA_RATIO = 2.5  # a face this many times larger than every other one is the subject
 CENTRE_REGION = 0.25  # ...as is the only face whose centre lies within this fraction of the image size of its centre
 _TILE_MIN_PX = 768  # photos whose short side is longer are also searched in tiles of half that side
+_TILE_EDGE_MARGIN = 0.01  # of the tile's side: a box this close to a tile edge inside the photo is cut there
 _CROP_SCALE = 2.4  # the face-mesh crop is this many times the detected box's larger side, square
 _CROP_SIDE_PX = 512  # and resized to this side
 _RETRY_PAD = 0.25  # the retry pads each side by this fraction of the larger image side...
@@ -120,16 +121,24 @@ def _tiles(length: int, side: int) -> list[int]:
 def _detect_faces(rgb: np.ndarray) -> list[tuple[float, float, float, float]]:
     """Boxes ``(x0, y0, x1, y1)`` in pixels of every face found in ``rgb``: the detector sees its input at
     192², so it also runs on square tiles (the short side, and half of it in photos over ``_TILE_MIN_PX``),
-    where small faces are large enough; a box whose centre lies in a higher-scoring box is the same face."""
+    where small faces are large enough; a box whose centre lies in a higher-scoring box is the same face. A box
+    that reaches an edge of its tile inside the photo is left out: the tile cuts that face (the detector then
+    finds a second, partial face, e.g. a chin below the real one), and the tiles, overlapping by half, hold every
+    face of up to half a tile whole; larger ones are found in larger tiles or the whole photo."""
     h, w = rgb.shape[:2]
     found = _detect_in(rgb)
     sides = [min(h, w)] + ([min(h, w) // 2] if min(h, w) > _TILE_MIN_PX else [])
     for side in sides:
+        margin = _TILE_EDGE_MARGIN * side
         for top in _tiles(h, side):
             for left in _tiles(w, side):
-                if (side, side) != (h, w):
-                    found += [(x0 + left, y0 + top, x1 + left, y1 + top, score) for x0, y0, x1, y1, score
-                              in _detect_in(rgb[top:top + side, left:left + side])]
+                if (side, side) == (h, w):
+                    continue
+                for x0, y0, x1, y1, score in _detect_in(rgb[top:top + side, left:left + side]):
+                    cut = ((left > 0 and x0 < margin) or (top > 0 and y0 < margin)
+                           or (left + side < w and x1 > side - margin) or (top + side < h and y1 > side - margin))
+                    if not cut:
+                        found.append((x0 + left, y0 + top, x1 + left, y1 + top, score))
     faces: list[tuple] = []
     for box in sorted(found, key=lambda b: -b[4]):
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
