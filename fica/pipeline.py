@@ -99,7 +99,7 @@ class FiCAPipeline:
         with timer("refine"):
             refined = self.refiner(complete, unwrapped, portrait).to(self.device)
         with timer("prior"):
-            identity = self.prior.encode(refined)
+            identity = self.prior.match_portrait(self.prior.encode(refined), portrait, unwrapped, refined)
             avatar = Avatar(self.prior, identity, unwrapped.camera, unwrapped.expression, self.device)
         return FiCAOutput(unwrapped, complete, refined, avatar, timer.done(), self.implementations)
 

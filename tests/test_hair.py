@@ -198,9 +198,10 @@ def _sharpest_blur_px(render: np.ndarray, photo: np.ndarray, region: np.ndarray)
     return blurs[int(np.argmin(errors))]
 
 
-@pytest.mark.xfail(strict=True, reason="the seen hair matches a 2 px blur of the photo, the face 1.5 px (astronaut) "
-                                       "and 1 px (stylized); 2.5 and 3 px before the shell's sub-cell detail. Three "
-                                       "sub-cells a side meet it on the astronaut at +17% render work")
+@pytest.mark.xfail(strict=True, reason="the seen hair matches a 2 px blur of the photo, the face 1 px (astronaut "
+                                       "and stylized; the astronaut's face 1.5 px before the prior's back-projection, "
+                                       "which three sub-cells a side met at +17% render work); the hair 2.5 and 3 px "
+                                       "before the shell's sub-cell detail")
 @pytest.mark.parametrize("name", ("astronaut.jpg", "astronaut_stylized.jpg"))
 def test_seen_hair_is_as_sharp_as_the_face_at_the_portrait_camera(name):
     """The avatar's render at the portrait camera looks like the photo blurred a little (texels and Gaussians

@@ -24,10 +24,12 @@ from fica.prior.base import Prior
 from fica.prior.gaussians import GaussianSet
 from fica.prior.hair_shell import shell_gaussians
 from fica.prior.neck import height_above, neck_cap, neck_cut, neck_fade
+from fica.prior.portrait_match import correctable_texels, matched_colours
 from fica.render.camera import Camera
 from fica.rotations import (axis_angle_to_quat, gaze_rotation, matrix_to_axis_angle, matrix_to_quat, quat_multiply,
                             rotation_ypr)
 from fica.threads import one_thread
+from fica.unwrap.base import Unwrapped
 from fica.uv_ops import erode, sphere_centre
 
 NECK_PIVOT_M = (0.0, -0.08, 0.0)
@@ -156,6 +158,19 @@ class AnalyticPrior(Prior):
                                     eye_centres, mouth, partner, hair, OPACITY * neck_fade(heights), cap, shell)
         identity.neutral = self._gaussians(identity, positions)
         return identity
+
+    def match_portrait(self, identity: AnalyticIdentity, portrait: torch.Tensor, unwrapped: Unwrapped,
+                       refined: CompleteUV) -> AnalyticIdentity:
+        """``identity`` with the colours of the texels that hold the portrait's corrected by one step of
+        back-projection, so that its render at the portrait camera and expression reproduces ``portrait [H, W, 3]``
+        through the splats' blur (``fica.prior.portrait_match``)."""
+        gaussians = self.decode(identity, unwrapped.expression)
+        pixels, _ = unwrapped.camera.to(portrait.device).project(gaussians.means[:len(identity.texel)])
+        correctable = correctable_texels(identity.texel, pixels, refined, unwrapped)
+        colors = matched_colours(identity.colors, pixels, correctable, gaussians, portrait, unwrapped.camera)
+        matched = replace(identity, colors=colors)
+        matched.neutral = self._gaussians(matched, matched.positions)
+        return matched
 
     def deform(self, identity: AnalyticIdentity, expression: Expression) -> torch.Tensor:
         """Texel positions ``[N, 3]`` at ``expression`` before the head rotation (blendshapes, gaze, mouth clamp)."""

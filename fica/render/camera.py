@@ -49,6 +49,16 @@ class Camera:
                    int(d["width"]), int(d["height"]))
 
 
+def sample_pixels(image: torch.Tensor, pixels: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Sample ``image [H, W, C]`` at continuous pixel positions ``pixels [N, 2]`` (x, y; centres at +0.5, as
+    ``Camera.project`` gives them). Returns ``[N, C]`` float (zero outside the image)."""
+    H, W = image.shape[:2]
+    grid = pixels / torch.tensor([W, H], dtype=pixels.dtype, device=pixels.device) * 2 - 1
+    out = torch.nn.functional.grid_sample(image.permute(2, 0, 1)[None].float(), grid[None, None].float(), mode=mode,
+                                          padding_mode="zeros", align_corners=False)
+    return out[0, :, 0].T
+
+
 def intrinsics(fov_deg: float, width: int, height: int) -> torch.Tensor:
     """``[3, 3]`` intrinsics with a vertical field of view ``fov_deg`` and the principal point at the centre."""
     f = 0.5 * height / math.tan(math.radians(fov_deg) / 2)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from fica.head.model import UVLayout, default_head
 from fica.maps import PartialUV, geometry_normals
-from fica.render.camera import Camera
+from fica.render.camera import Camera, sample_pixels
 from fica.unwrap.base import DenseMaps
 from fica.uv_ops import smoothstep
 
@@ -22,16 +22,6 @@ from fica.uv_ops import smoothstep
 FACING_COS = (0.1, 0.4)
 DEPTH_TOLERANCE_M = 0.005  # a texel behind the rendered surface by more than this is occluded
 PERSON_MASK = (0.1, 0.4)  # visibility fades in as the person mask at the texel's pixel rises over this range
-
-
-def _sample(image: torch.Tensor, pixels: torch.Tensor, mode: str) -> torch.Tensor:
-    """Sample ``image [H, W, C]`` at continuous pixel positions ``pixels [N, 2]`` (x, y; centres at +0.5).
-    Returns ``[N, C]`` (zero outside the image)."""
-    H, W = image.shape[:2]
-    grid = pixels / torch.tensor([W, H], dtype=pixels.dtype) * 2 - 1
-    out = F.grid_sample(image.permute(2, 0, 1)[None].float(), grid[None, None].float(), mode=mode,
-                        padding_mode="zeros", align_corners=False)
-    return out[0, :, 0].T
 
 
 def unwrap_to_uv(image: torch.Tensor, dense: DenseMaps, camera: Camera, layout: UVLayout, vertices: torch.Tensor,
@@ -69,10 +59,10 @@ def unwrap_to_uv(image: torch.Tensor, dense: DenseMaps, camera: Camera, layout: 
 
     visibility = facing * (inside & unoccluded).float()
     if person is not None:
-        visibility = visibility * smoothstep(_sample(person[..., None], pixels, "bilinear")[:, 0], *PERSON_MASK)
+        visibility = visibility * smoothstep(sample_pixels(person[..., None], pixels, "bilinear")[:, 0], *PERSON_MASK)
     visibility = visibility.reshape(1, R, R) * valid
     seen = (visibility > 0).float()
-    rgb = _sample(image, pixels, "bilinear").T.reshape(3, R, R) * seen
+    rgb = sample_pixels(image, pixels, "bilinear").T.reshape(3, R, R) * seen
     return PartialUV(rgb=rgb, visibility=visibility, normal=geometry_normals(geometry, valid) * seen,
                      xyz=geometry * seen, valid=valid.clone())
 
