@@ -264,6 +264,19 @@ def test_driving_video_comes_back_beside_the_avatar(client, tmp_path):
     assert {"driving.mp4", "driving.csv"} <= {Path(p).name for p in result[4]}
 
 
+def test_a_live_link_face_csv_drives_the_avatar(client, tmp_path):
+    """The driving input takes an ARKit / Live Link Face CSV as well as a video: the avatar performs it."""
+    from fica.drive.arkit_csv import write_arkit_csv
+    from fica.drive.presets import preset_clip
+
+    take = write_arkit_csv(preset_clip("surprise", fps=30, seconds=1), tmp_path / "take.csv")
+    result = _generate(client, EXAMPLES / "astronaut.jpg", expressions=[], driving=take)
+    frames = [frame.astype(int) for frame in iio.imiter(result[3])]
+    assert len(frames) == 30
+    assert np.abs(frames[15] - frames[0]).mean() > 1, "the jaw drops mid-clip"
+    assert {"driving.mp4", "driving.csv"} <= {Path(p).name for p in result[4]}
+
+
 def test_two_concurrent_clients_get_their_own_results(client, astronaut_result):
     from gradio_client import Client
 
