@@ -52,6 +52,7 @@ def test_generate_writes_every_promised_file(generated):
     assert (out / "avatar.splat").stat().st_size == 32 * report["gaussians"]
     with zipfile.ZipFile(out / "avatar_rig.zip") as zf:
         assert json.loads(zf.read("manifest.json"))["count"] == report["gaussians"]
+        assert zf.read("gaussians.ply") == ply, "the rig's neutral Gaussians are avatar.ply"
     assert (out / "avatar_viewer.html").read_text().startswith("<!doctype html>")
 
 
