@@ -125,3 +125,28 @@ def test_every_uv_resolution_shares_one_load_of_the_weights():
     assert (low.unwrapper.uv_resolution, high.unwrapper.uv_resolution) == (128, 512)
     assert low.completer is high.completer and low.refiner is high.refiner and low.prior is high.prior
     assert low.unwrapper.head is high.unwrapper.head
+
+
+def test_a_request_runs_each_step_of_the_work_once(monkeypatch, tmp_path):
+    """The pipeline, the renders and each export step once per request, however many results it yields (the app
+    once wrote every file twice)."""
+    import fica.app.generate as generate_module
+    from fica.app.generate import GenerateOptions, generate_steps
+    from fica.pipeline import FiCAPipeline
+
+    calls = {}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    for name in ("render_all", "write_avatar", "write_rig", "write_videos", "build_rig"):
+        monkeypatch.setattr(generate_module, name, counted(name, getattr(generate_module, name)))
+    monkeypatch.setattr(FiCAPipeline, "__call__", counted("pipeline", FiCAPipeline.__call__))
+    options = GenerateOptions(uv_resolution=128, expressions=("smile",), video_seconds=1.0)
+    results = list(generate_steps("examples/astronaut.jpg", options, root=tmp_path))
+    assert len(results) == 3 and results[-1].videos
+    assert calls == {name: 1 for name in ("pipeline", "render_all", "write_avatar", "build_rig", "write_rig",
+                                          "write_videos")}, calls
