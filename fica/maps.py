@@ -45,6 +45,7 @@ class Source(IntEnum):
     FILLED = 0  # neither the texel nor its mirror was trusted: filled from the region's trusted texels
     MIRRORED = 1  # taken from its left/right mirror texel, which the portrait showed better
     SEEN = 2  # the portrait's own colour, kept exactly
+    BLENDED = 3  # seen edge-on near the face's outline: the portrait's colour handed over to the completion
 
 
 @dataclass

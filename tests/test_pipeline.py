@@ -84,7 +84,8 @@ def test_every_valid_texel_is_filled_and_visible_texels_hold_the_photo(runs):
     assert int(unseen.sum()) > 0.3 * int(valid.sum()) and int(left_empty.sum()) < 1e-3 * int(unseen.sum())
     visible = (out.partial.visibility[0] > 0.9) & valid
     seen = out.complete.source[0] == Source.SEEN  # what the completer kept from the photo
-    assert int(seen.sum()) > 0.15 * int(valid.sum()) and float(seen[visible].float().mean()) > 0.95
+    from_photo = seen | (out.complete.source[0] == Source.BLENDED)  # and what it handed over near the outline
+    assert int(seen.sum()) > 0.15 * int(valid.sum()) and float(from_photo[visible].float().mean()) > 0.95
     assert float((out.complete.texture - out.partial.rgb).abs().amax(0)[seen].max()) < 1.5 / 255
 
 

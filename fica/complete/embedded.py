@@ -9,12 +9,15 @@ CPU, no weights.
 2. Sources (``fica.maps.Source``, returned as ``CompleteUV.source``): a visible texel keeps the portrait's colour
    (SEEN) unless it sits at an occlusion edge its mirror does not share, or on the far side of a turned face,
    seen obliquely while its mirror faces the camera; the others whose mirror is seen and trusted take the
-   mirror's (MIRRORED); the rest are FILLED.
+   mirror's (MIRRORED); the rest are FILLED. Skin seen edge-on near the face's outline hands the portrait's
+   colour over to the completion (BLENDED, ``fica.complete.skin``), so no outline shows from the side.
 3. Lighting. Mirroring copies one side's shading onto the other, so the copy is made in albedo: a luminance
    spherical-harmonic shading is fitted on the trusted skin (``fica.shading``), divided out, and the mirrored and
    filled texels are lit again with their own normal.
-4. Fill. The rest of each region is filled smoothly (push-pull + Laplace sweeps) from its trusted and mirrored
-   texels: skin (face, ears, neck) from skin, lips from lips, the scalp from the hair seen in the portrait
+4. Fill. Skin (face, ears, neck) the portrait does not show takes the seen skin's robust median albedo, continued
+   from the seen skin near it and grained like it (``fica.complete.skin``), lit no darker than the outline's
+   hand-over band. The rest of each region is filled smoothly (push-pull + Laplace sweeps) from its trusted and
+   mirrored texels: lips from lips, the scalp from the hair seen in the portrait
    (texels near the median hair colour; a dark hair colour when none is seen), eyeballs as a white sclera
    around an iris coloured from the seen eyes, the mouth cavity dark red with teeth just behind the lips.
 
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 
 from fica.complete.base import Completer
 from fica.complete.hair import complete_hair
+from fica.complete.skin import CONFIDENT, handover_weight, skin_grain, skin_median, skin_offset
 from fica.head.model import HeadModel, UVLayout, default_head
 from fica.maps import CompleteUV, PartialUV, Source, geometry_normals
 from fica.render.camera import Camera
@@ -203,35 +207,54 @@ def _mouth_texture(geometry: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:
 
 
 def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tensor, trusted: torch.Tensor,
-                     source: torch.Tensor) -> torch.Tensor:
+                     source: torch.Tensor, cos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The complete texture ``[3, R, R]`` from ``partial`` on ``layout``, its ``trusted`` texels (which the
-    lighting is fitted on) and the texel sources ``source`` (``choose_sources``), lit and with eyes and mouth placed by the neutral ``geometry [3, R, R]``. SEEN texels
-    keep their colour; every valid texel gets one."""
+    lighting is fitted on), the texel sources ``source`` (``choose_sources``) and the view cosines ``cos`` (all
+    ``[1, R, R]``), lit and with eyes and mouth placed by the neutral ``geometry [3, R, R]``; and the sources
+    with the skin the portrait sees edge-on near the face's outline marked BLENDED (``handover_weight``). SEEN
+    texels keep their colour; every valid texel gets one."""
     valid = partial.valid > 0.5
     region = lambda *names: layout.region_mask(*names).to(geometry.device) > 0.5  # noqa: E731
     skin, lips, scalp = region("face", "ears", "neck"), region("lips"), region("scalp")
     eyes, mouth = region("eyes"), region("mouth")
-    seen = source == int(Source.SEEN)
-    known = seen | (source == int(Source.MIRRORED))
+    photo = source == int(Source.SEEN)
+    mirrored = source == int(Source.MIRRORED)
+    known = photo | mirrored
 
     normals = geometry_normals(geometry, partial.valid)
     shading = shading_map(partial.rgb, normals, trusted & skin)
     shading = torch.ones_like(partial.visibility) if shading is None else shading
-    albedo = torch.where(seen, partial.rgb / shading, torch.zeros_like(partial.rgb))
-    albedo = torch.where(source == int(Source.MIRRORED), layout.mirror(albedo), albedo)
+    albedo = torch.where(photo, partial.rgb / shading, torch.zeros_like(partial.rgb))
+    albedo = torch.where(mirrored, layout.mirror(albedo), albedo)
+    square = photo & skin & (cos > SQUARE_COS)
+    skin_colour, spread = skin_median(albedo, square, _colour(SKIN_FALLBACK, albedo))
 
-    albedo = _fill_region(albedo, known, skin, SKIN_FALLBACK)
-    skin_colour = _median_colour(albedo, skin & known, SKIN_FALLBACK)
+    handover = handover_weight(cos, photo, albedo.mean(0, keepdim=True) / skin_colour.mean(), partial.resolution)
+    source = torch.where(photo & skin & (handover < 1), int(Source.BLENDED), source).to(source.dtype)
+    seen = source == int(Source.SEEN)
+    # Skin: the portrait's colour handed over to a completion that continues it (fica.complete.skin).
+    weight = torch.where(mirrored, layout.mirror(handover), handover * photo)
+    anchors = known & skin & (weight >= CONFIDENT)
+    completion = skin_colour + skin_offset(albedo, skin_colour, spread, anchors, partial.resolution)
+    completion = completion * skin_grain(albedo, square, skin & (weight < 1), layout).exp()
+    albedo = torch.where(skin, weight * albedo + (1 - weight) * completion, albedo)
+    unknown = ~known & valid
+    far = unknown & (layout.mirror(unknown.float()) > 0.5)
     albedo = _fill_region(albedo, known, lips, skin_colour * _colour(LIP_TINT, albedo))
     hair = _median_colour(albedo, known & scalp, HAIR_FALLBACK)
     hair_like = (albedo - hair).norm(dim=0, keepdim=True) < HAIR_TOLERANCE  # not background or forehead
     albedo = _fill_region(albedo, known & hair_like, scalp, hair)
     # Where neither a texel nor its mirror was seen (the back of the head and neck), the fill is made
     # left/right symmetric, so the two sides meet without a seam down the back midline.
-    unknown = ~known & valid
-    far = unknown & (layout.mirror(unknown.float()) > 0.5)
     albedo = torch.where(far, 0.5 * (albedo + layout.mirror(albedo)), albedo)
 
+    # The lighting fitted on the seen skin is not extrapolated below the shading of the outline's hand-over band:
+    # beyond the normals the portrait shows, the light is unknown, and a side darker than the face's edge reads
+    # as a mask's rim.
+    band = photo & skin & (handover >= 0.5) & (handover < 1)
+    if int(band.sum()) >= 20:
+        completing = skin & (weight < 1)
+        shading = torch.where(completing, shading.clamp(min=float(shading[band].median())), shading)
     texture = albedo * shading
     # Re-lighting extrapolates onto normals the portrait never showed: completed skin is kept no brighter than
     # the brightest seen skin.
@@ -239,7 +262,7 @@ def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tenso
     texture = cap_luminance(texture, seen & skin, skin & ~seen, BRIGHTEST_SEEN)
     texture = torch.where(eyes & ~known, _eyeball_texture(partial, seen, geometry, eyes), texture)
     texture = torch.where(mouth & ~known, _mouth_texture(geometry, mouth), texture)
-    return (texture * partial.valid).clamp(0, 1)
+    return (texture * partial.valid).clamp(0, 1), source
 
 
 class EmbeddedCompleter(Completer):
@@ -262,7 +285,7 @@ class EmbeddedCompleter(Completer):
             trusted = trusted_texels(partial, cos)
             unseen = unseen_face_texels(partial, cos, layout)  # completed, though the lighting fit may use them
             source = choose_sources(replace(partial, visibility=partial.visibility * ~unseen), trusted, cos, layout)
-            texture = complete_texture(partial, layout, geometry, trusted, source)
+            texture, source = complete_texture(partial, layout, geometry, trusted, source, cos)
             hair = None if unwrapped.hair_mask is None else \
                 complete_hair(image.cpu().float(), unwrapped.hair_mask.cpu(), unwrapped.camera.to("cpu"),
                               geometry.cpu(), layout, unwrapped.dense.mask.cpu(), generator,

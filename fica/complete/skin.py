@@ -1,0 +1,125 @@
+"""Skin the portrait does not show, continued from the skin it shows (issue 7, "a seamless far side").
+
+Seen from the side, a frontal portrait's face must not end in an edge where the completed head begins. Three
+things made that edge, and each has its answer here (maps are ``[C, R, R]``, masks ``[1, R, R]`` bool):
+
+1. Hand-over (``handover_weight``). Near the face's outline the portrait sees the skin edge-on: smeared, darkened,
+   mixed with shadow or background. Kept as they were, those texels drew a dark line around the face seen from
+   the side. Within ``HANDOVER_TEXELS`` of the outline the portrait's weight fades with the view cosine over
+   ``HANDOVER_COS`` and, for texels seen very obliquely (``DARK_COS``), with darkness (``DARK_RANGE``); the
+   completion takes the rest. Features inside the face seen obliquely (the sides of the nose) stay the photo's,
+   and so does what the portrait camera itself shows inside the face.
+2. Colour (``skin_median``, ``skin_offset``). The completed skin's albedo is the robust median of the squarely
+   seen skin's, plus an offset that continues the seen skin's slowly varying colour (its deviation from that
+   median, clipped, blurred and extended from the confidently seen texels) and decays with the distance from them
+   over ``OFFSET_DECAY_TEXELS``: next to the face it matches what the portrait shows, far from it it is the
+   face's typical skin, not a colour smeared from whatever the outline held.
+3. Texture (``skin_grain``). A flat fill reads as a mask's edge against photographed skin. The completed skin gets
+   grain with the seen skin's luminance spread in ``GRAIN_SCALES`` bands (robust spread, so wrinkles and brows do
+   not inflate it), from a fixed seed: the chart completion stays deterministic.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.ndimage as ndi
+import torch
+
+from fica.head.model import UVLayout
+from fica.uv_ops import push_pull_fill, smoothstep, weighted_blur
+
+HANDOVER_TEXELS = (4.0, 14.0)  # the outline's band (texels at R = 256), beyond which the portrait keeps its colour
+HANDOVER_COS = (0.15, 0.5)  # in the band the portrait's weight rises from 0 to 1 over this range of view cosines
+DARK_RANGE = (0.55, 0.8)  # ... and with the albedo's luminance over the skin's median over this range,
+DARK_COS = (0.3, 0.45)  # ... for texels seen more obliquely than this (glasses and brows nearer the front stay)
+CONFIDENT = 0.9  # texels whose portrait weight reaches this anchor the colour offset
+OFFSET_BLUR_TEXELS = 3.0
+OFFSET_DECAY_TEXELS = 40.0
+OFFSET_CLIP_SIGMAS = 3.0  # deviations from the median skin beyond this many robust sigmas are clipped
+GRAIN_SCALES = (0.6, 1.2)  # texels at R = 256: the grain's bands (difference of blurs at s and 2 s)
+# Completed texels cover more of the head than the face's (the chart spends its texels on the face), so grain of
+# the seen spread per texel is coarser there: at the full spread it read as blotches, at half as skin.
+GRAIN_GAIN = 0.5
+GRAIN_SEED = 0
+MIN_SKIN_TEXELS = 50
+
+
+def _scaled(texels: float, resolution: int) -> float:
+    return texels * resolution / 256
+
+
+def _robust_sigma(values: torch.Tensor) -> torch.Tensor:
+    """1.4826 × the median absolute deviation of ``values [C, N]`` per row. ``[C]``."""
+    median = values.median(dim=1, keepdim=True).values
+    return 1.4826 * (values - median).abs().median(dim=1).values
+
+
+def handover_weight(cos: torch.Tensor, seen: torch.Tensor, brightness: torch.Tensor, resolution: int
+                    ) -> torch.Tensor:
+    """``[1, R, R]`` 0..1: how much of each ``seen`` texel's colour (step 1) comes from the portrait; 0 outside
+    ``seen``. ``cos``: the view cosines; ``brightness``: the albedo's luminance over the skin's median (a shadow,
+    dark hair or the background the outline holds is far darker than skin, ``DARK_RANGE``). The outline is the
+    border of ``seen`` with its holes (eyes, mouth) closed."""
+    region = ndi.binary_fill_holes(seen[0].cpu().numpy())
+    distance = torch.from_numpy(ndi.distance_transform_edt(region).astype(np.float32))[None].to(cos.device)
+    inner = smoothstep(distance, *(_scaled(t, resolution) for t in HANDOVER_TEXELS))
+    dark = (1 - smoothstep(brightness, *DARK_RANGE)) * (1 - smoothstep(cos, *DARK_COS))
+    facing = smoothstep(cos, *HANDOVER_COS) * (1 - dark)
+    return (1 - (1 - facing) * (1 - inner)) * seen
+
+
+def skin_median(albedo: torch.Tensor, square: torch.Tensor, fallback: torch.Tensor) -> tuple[torch.Tensor,
+                                                                                              torch.Tensor]:
+    """Median albedo ``[3, 1, 1]`` of the ``square`` texels and its robust spread ``[3, 1, 1]``; ``fallback``
+    (and zero spread) with fewer than ``MIN_SKIN_TEXELS``."""
+    if int(square.sum()) < MIN_SKIN_TEXELS:
+        return fallback, torch.zeros_like(fallback)
+    values = albedo[:, square[0]]
+    return values.median(dim=1).values[:, None, None], _robust_sigma(values)[:, None, None]
+
+
+def skin_offset(albedo: torch.Tensor, base: torch.Tensor, spread: torch.Tensor, confident: torch.Tensor,
+                resolution: int) -> torch.Tensor:
+    """The completed skin's offset ``[3, R, R]`` from ``base`` (step 2): the ``confident`` texels' deviation from
+    it (clipped at ``OFFSET_CLIP_SIGMAS`` × ``spread``), blurred, extended everywhere and decayed with the
+    distance from them."""
+    if int(confident.sum()) == 0:
+        return torch.zeros_like(albedo)
+    limit = OFFSET_CLIP_SIGMAS * spread
+    deviation = torch.maximum(torch.minimum(albedo - base, limit), -limit)
+    weight = confident.float()
+    blurred = weighted_blur(deviation, weight, _scaled(OFFSET_BLUR_TEXELS, resolution))
+    extended = push_pull_fill(blurred, weight)
+    distance = ndi.distance_transform_edt(~confident[0].cpu().numpy())
+    decay = torch.from_numpy(np.exp(-distance / _scaled(OFFSET_DECAY_TEXELS, resolution)).astype(np.float32))
+    return extended * decay[None].to(albedo.device)
+
+
+def _band(values: torch.Tensor, weight: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Difference of the ``weight``-normalised blurs of ``values`` at ``sigma`` and ``2 sigma``."""
+    return weighted_blur(values, weight, sigma) - weighted_blur(values, weight, 2 * sigma)
+
+
+def skin_grain(albedo: torch.Tensor, square: torch.Tensor, domain: torch.Tensor, layout: UVLayout
+               ) -> torch.Tensor:
+    """Log-luminance grain ``[1, R, R]`` over ``domain`` (step 3), zero elsewhere: per band of ``GRAIN_SCALES``,
+    noise with the robust spread that band has over the ``square`` texels of ``albedo``. Where both a texel and
+    its ``layout`` mirror are in ``domain`` the grain is mirror-symmetric (the back of the head is filled so)."""
+    resolution = albedo.shape[-1]
+    if int(square.sum()) < MIN_SKIN_TEXELS or not bool(domain.any()):
+        return torch.zeros_like(albedo[:1])
+    log_luminance = albedo.mean(0, keepdim=True).clamp(min=1e-3).log()
+    generator = torch.Generator().manual_seed(GRAIN_SEED)
+    noise = torch.randn(albedo[:1].shape, generator=generator).to(albedo.device)
+    both = domain & (layout.mirror(domain.float()) > 0.5)
+    noise = torch.where(both, (noise + layout.mirror(noise)) / math.sqrt(2), noise)
+    everywhere = torch.ones_like(noise)
+    grain = torch.zeros_like(noise)
+    for scale in GRAIN_SCALES:
+        sigma = _scaled(scale, resolution)
+        seen_band = _band(log_luminance, square.float(), sigma)[square]
+        noise_band = _band(noise, everywhere, sigma)
+        target = _robust_sigma(seen_band[None])[0]
+        grain = grain + GRAIN_GAIN * noise_band * target / noise_band[domain].std().clamp(min=1e-6)
+    return grain * domain
