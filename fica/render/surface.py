@@ -11,7 +11,8 @@ long front-to-back list. This renders that with a few vectorised scatters instea
 2. Depth pass: each splat writes its plane depth into the pixels within ``DEPTH_SIGMA`` standard deviations of
    its centre; a per-pixel minimum (``scatter_reduce`` "amin") is the depth of the visible surface. The splats
    whose plane faces the camera write first; of the others, only those that surface does not hide (the test of
-   step 3) write too: on a closed head, about half of all splats face away and lie behind it.
+   step 3, against the surface of each worker's share) write too: on a closed head, about half of all splats
+   face away and lie behind it.
 3. Splats whose plane lies behind that surface by more than ``DEPTH_TOLERANCE_M`` at their centre and around
    it are dropped. The others add, over their footprint (``WEIGHT_SIGMA`` standard deviations, a translucent
    splat's ``TRANSLUCENT_WEIGHT_SIGMA``; at a silhouette also ``RIM_SIGMA`` across the ellipse's short axis),
@@ -91,26 +92,21 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
         canvas = (low_h + 2 * pad, low_w + 2 * pad)
         tolerance = DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M
 
-        def front_depth(i: int) -> tuple[dict, torch.Tensor]:
+        def depth_pass(i: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
+            """A share of the splats tabulated, those that may show and the nearest depths they give: the splats
+            facing the camera first, then those facing away that this surface does not hide."""
             splats = _splats(*(x[i::n_parts] for x in gaussians), viewmat, K, width, height, pad, stride)
-            return splats, _depth_pass(splats, splats["kept"][splats["facing"]], canvas)
-
-        def depth_behind(splats: dict) -> tuple[torch.Tensor, torch.Tensor]:
-            """The splats facing away that the front surface does not hide, and the depths they add."""
+            facing = splats["kept"][splats["facing"]]
+            front = _depth_pass(splats, facing, canvas)
             near, _ = _visible(splats, splats["kept"][~splats["facing"]], front + tolerance)
-            return torch.cat([splats["kept"][splats["facing"]], near]), _depth_pass(splats, near, canvas)
+            return splats, torch.cat([facing, near]), torch.minimum(front, _depth_pass(splats, near, canvas))
 
         def accumulate(splats: dict, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return _accumulate(splats, *_visible(splats, candidates, surface), surface, canvas)
 
-        # depths: the splats facing the camera first; the others where that surface does not hide them
-        parts = parallel_map(front_depth, range(n_parts))
-        splat_parts = [splats for splats, _ in parts]
-        front = reduce(torch.minimum, [zbuf for _, zbuf in parts])
-        behind = parallel_map(depth_behind, splat_parts)
-        surface = reduce(torch.minimum, [zbuf for _, zbuf in behind], front) + tolerance
-        sums, transmittance = zip(*parallel_map(lambda ps: accumulate(*ps),
-                                                list(zip(splat_parts, [ids for ids, _ in behind]))))
+        parts = parallel_map(depth_pass, range(n_parts))
+        surface = reduce(torch.minimum, [zbuf for _, _, zbuf in parts]) + tolerance
+        sums, transmittance = zip(*parallel_map(lambda part: accumulate(*part[:2]), parts))
         sums = reduce(torch.add, sums).view(4, *canvas)[:, pad:pad + low_h, pad:pad + low_w]
         transmittance = reduce(torch.mul, transmittance).view(canvas)[pad:pad + low_h, pad:pad + low_w]
         # composited over the background on the sample grid, then upsampled: both are linear, so this equals
@@ -329,5 +325,5 @@ def _accumulate(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, surfa
         torch.exp(log_wc, out=weighted[0])
         torch.mul(weighted[0], rows[13:, None], out=weighted[1:])
         sums.index_add_(1, pixels, weighted.view(4, -1))
-        transmittance.scatter_reduce_(0, pixels, torch.rsub(log_w.exp_(), 1).view(-1), "prod")
+        transmittance.scatter_reduce_(0, pixels, log_w.exp_().neg_().add_(1).view(-1), "prod")
     return sums, transmittance
