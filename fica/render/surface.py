@@ -107,15 +107,27 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
         parts = parallel_map(depth_pass, range(n_parts))
         surface = reduce(torch.minimum, [zbuf for _, _, zbuf in parts]) + tolerance
         sums, transmittance = zip(*parallel_map(lambda part: accumulate(*part[:2]), parts))
-        sums = reduce(torch.add, sums).view(4, *canvas)[:, pad:pad + low_h, pad:pad + low_w]
-        transmittance = reduce(torch.mul, transmittance).view(canvas)[pad:pad + low_h, pad:pad + low_w]
-        # composited over the background on the sample grid, then upsampled: both are linear, so this equals
-        # upsampling the premultiplied colour and alpha first
-        rgb = sums[1:4] * ((1 - transmittance) / sums[0].clamp(min=1e-30)) + transmittance * background[:, None, None]
-        image = torch.cat([rgb, 1 - transmittance[None]])  # [4, h, w]
-        if stride > 1:
-            image = _upsample_2x(_upsample_2x(image, 1), 2)[:, :height, :width]
-        return image[:3].permute(1, 2, 0).contiguous(), image[3].contiguous()
+        rgb, alpha = torch.empty(height, width, 3, **f32), torch.empty(height, width, **f32)
+
+        def finish(rows: tuple[int, int]) -> None:
+            """Image rows ``[first, last)``: the shares' sums met on the sample rows they need, composited over
+            the background there and upsampled (both linear, so this equals upsampling the premultiplied colour
+            and alpha first)."""
+            first, last = rows
+            top, bottom = max(first // stride - 1, 0), min((last - 1) // stride + 2, low_h)  # sample rows
+            window = (slice(pad + top, pad + bottom), slice(pad, pad + low_w))
+            part_sums = reduce(torch.add, [x.view(4, *canvas)[(slice(None), *window)] for x in sums])
+            part_transmittance = reduce(torch.mul, [x.view(canvas)[window] for x in transmittance])
+            image = torch.cat([part_sums[1:4] * ((1 - part_transmittance) / part_sums[0].clamp(min=1e-30))
+                               + part_transmittance * background[:, None, None], 1 - part_transmittance[None]])
+            if stride > 1:
+                image = _upsample_2x(_upsample_2x(image, 1), 2)
+            image = image[:, first - stride * top:last - stride * top, :width]  # [4, last - first, W]
+            rgb[first:last] = image[:3].permute(1, 2, 0)
+            alpha[first:last] = image[3]
+
+        parallel_map(finish, [(height * k // n_parts, height * (k + 1) // n_parts) for k in range(n_parts)])
+        return rgb, alpha
 
 
 def _upsample_2x(image: torch.Tensor, dim: int) -> torch.Tensor:
