@@ -277,7 +277,9 @@ def _depth_pass(splats: dict, kept: torch.Tensor, canvas: tuple[int, int]) -> to
     splats ``kept`` ``[M]``."""
     zbuf = torch.full((canvas[0] * canvas[1],), math.inf, device=splats["base"].device)
     planes = splats["coeffs"][1:].view(12, -1)
-    reach = DEPTH_SIGMA * splats["sigma_xy"].index_select(1, kept)
+    # the pixel centres within DEPTH_SIGMA standard deviations along x and y of a centre anywhere in the base
+    # pixel: a window half-width of round(reach), which is ceil(reach - 1/2)
+    reach = DEPTH_SIGMA * splats["sigma_xy"].index_select(1, kept) - 0.5
     for rows, pixels, monomials in _windows(splats, kept, reach, planes):
         z, pushed = monomials @ rows.view(2, 6, -1)  # each [P, B]
         zbuf.scatter_reduce_(0, pixels.view(-1), torch.maximum(z, pushed).view(-1), "amin")
