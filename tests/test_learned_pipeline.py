@@ -58,6 +58,27 @@ def test_learned_avatar_renders_and_follows_expressions(learned_run):
     assert (jaw.means - out.avatar.gaussians().means).norm(dim=1).max() > 0.005
 
 
+def test_the_rig_of_a_learned_prior_follows_it_like_the_analytic_one(learned_run):
+    """The rig is the prior's linearisation at neutral whichever prior decodes (README, rig file): over every
+    preset's frames its means are within the bar the analytic prior's rig meets (0.3 mm mean, 2 mm 99th
+    percentile, tests/test_rig.py)."""
+    import numpy as np
+
+    from fica.drive.presets import PRESETS, preset_clip
+    from fica.rig import build_rig
+
+    _, out = learned_run
+    rig = build_rig(out.avatar)
+    assert len(rig.moving) > 0, "the trained prior moves Gaussians with the expression"
+    errors = [np.linalg.norm(rig.means(e.weights.numpy(), e.rotation_deg.numpy())
+                             - out.avatar.gaussians(e).means.numpy(), axis=1)
+              for name in PRESETS for e in preset_clip(name, fps=6, seconds=4).frames]
+    errors_mm = np.concatenate(errors) * 1000
+    print(f"learned rig vs its prior: mean {errors_mm.mean():.3f} mm, 99th percentile "
+          f"{np.percentile(errors_mm, 99):.3f} mm")
+    assert errors_mm.mean() <= 0.3 and np.percentile(errors_mm, 99) <= 2.0
+
+
 def test_sampling_is_seeded_and_reproducible(learned_run, portrait):
     pipe, out = learned_run
     again = pipe.completer(out.unwrapped, portrait, torch.Generator().manual_seed(0))
