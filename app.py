@@ -26,7 +26,7 @@ from fica.app.generate import (APP_EXPRESSIONS, UV_RESOLUTIONS, VIDEO_SECONDS, G
                                run_device_work)
 from fica.app.memory import limit_heaps
 from fica.app.pipelines import load_pipeline
-from fica.app.storage import OUTPUT_MAX_AGE_S
+from fica.app.storage import OUTPUT_MAX_AGE_S, sweep_every
 from fica.app.viewer import model3d_head
 from fica.device_work import DeviceResult, DeviceWork
 from fica.drive.presets import PRESETS
@@ -192,6 +192,7 @@ def main() -> None:
     if args.model:
         os.environ["FICA_MODEL"] = args.model  # fica.hub.resolve_source reads it for every request
     demo = build_demo()
+    sweep_every(RETENTION_S / 4)  # an idle server's request folders go too (Gradio sweeps its copies itself)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=32)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE,
                 head=model3d_head())

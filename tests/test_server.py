@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fica.app.pipelines import load_pipeline
-from fica.app.storage import new_output_dir, request_folder
+from fica.app.storage import new_output_dir, request_folder, sweep_every
 from fica.threads import one_thread
 
 
@@ -105,6 +105,27 @@ def test_a_running_request_keeps_its_folder_past_retention_and_ages_from_its_end
     os.utime(running, (stale, stale))
     new_output_dir(tmp_path, max_age_s=3600)
     assert not running.exists(), "a finished request's folder expires"
+
+
+def test_an_idle_server_removes_expired_request_folders_without_a_new_request(tmp_path):
+    """The last visitor's files must not stay on disk until someone else comes: the sweep runs on its own (and
+    leaves a running request's folder alone)."""
+    stale = time.time() - 2 * 3600
+    with request_folder(tmp_path, max_age_s=3600) as running:
+        os.utime(running, (stale, stale))
+        expired = tmp_path / "req-last-visitor"
+        expired.mkdir()
+        os.utime(expired, (stale, stale))
+        stop = sweep_every(0.05, tmp_path, max_age_s=3600)
+        try:
+            for _ in range(200):  # up to 10 s on a loaded machine; a sweep takes milliseconds
+                if not expired.exists():
+                    break
+                time.sleep(0.05)
+        finally:
+            stop.set()
+        assert not expired.exists(), "the expired folder outlived the retention on an idle server"
+        assert running.is_dir(), "a running request keeps its folder"
 
 
 def test_export_stages_inside_the_request_folder(tmp_path):

@@ -1,5 +1,6 @@
 """Where a request's files live: one private folder per request under the app's output root, removed after the
-retention time together with anything else under the root.
+retention time together with anything else under the root: when a request starts, and on an idle server by a
+sweep every quarter of the retention time (``sweep_every``).
 
 A request's folder is never removed while the request runs, and its retention counts from the request's end, so a
 request that takes longer than the retention time keeps its files until its visitor has had them for that long.
@@ -42,6 +43,21 @@ def remove_expired(root: str | Path = OUTPUT_ROOT, max_age_s: float = OUTPUT_MAX
                 old.unlink()
         except FileNotFoundError:  # another request removed it first
             pass
+
+
+def sweep_every(interval_s: float, root: str | Path = OUTPUT_ROOT,
+                max_age_s: float = OUTPUT_MAX_AGE_S) -> threading.Event:
+    """``remove_expired(root, max_age_s)`` every ``interval_s`` seconds in a daemon thread, so that the files of the
+    last visitor go when their time is up even if nobody comes after them. Set the returned event to stop it."""
+    stop = threading.Event()
+
+    def sweep() -> None:
+        while not stop.wait(interval_s):
+            if Path(root).is_dir():
+                remove_expired(root, max_age_s)
+
+    threading.Thread(target=sweep, name="fica-sweep", daemon=True).start()
+    return stop
 
 
 def new_output_dir(root: str | Path = OUTPUT_ROOT, max_age_s: float = OUTPUT_MAX_AGE_S) -> Path:
