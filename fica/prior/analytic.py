@@ -27,7 +27,7 @@ from fica.prior.neck import height_above, neck_cap, neck_cut, neck_fade
 from fica.prior.portrait_match import correctable_texels, matched_colours
 from fica.render.camera import Camera
 from fica.rotations import (axis_angle_to_quat, gaze_rotation, matrix_to_axis_angle, matrix_to_quat, quat_multiply,
-                            rotation_ypr)
+                            rotate_about_axis, rotation_ypr)
 from fica.threads import one_thread
 from fica.unwrap.base import Unwrapped
 from fica.uv_ops import erode, sphere_centre
@@ -241,10 +241,6 @@ def rotate_head(gaussians: GaussianSet, R: torch.Tensor, weight: torch.Tensor) -
     axis = axis.to(gaussians.means)
     a = weight.to(gaussians.means) * angle  # [N]
     pivot = gaussians.means.new_tensor(NECK_PIVOT_M)
-    p = gaussians.means - pivot
-    k_cross_p = torch.cross(axis.expand_as(p), p, dim=1)
-    k_dot_p = p @ axis
-    # Rodrigues: p cos a + (k × p) sin a + k (k · p)(1 - cos a)
-    rotated = p * a.cos()[:, None] + k_cross_p * a.sin()[:, None] + axis * (k_dot_p * (1 - a.cos()))[:, None]
+    rotated = rotate_about_axis(gaussians.means - pivot, axis, a)
     quats = torch.nn.functional.normalize(quat_multiply(axis_angle_to_quat(axis, a), gaussians.quats), dim=1)
     return GaussianSet(rotated + pivot, quats, gaussians.scales, gaussians.opacities, gaussians.colors)
