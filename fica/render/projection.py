@@ -24,21 +24,21 @@ def project_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Te
     K ``[3, 3]``. Returns means2d ``[N, 2]`` (px, centres at integer + 0.5), cov2d ``[N, 3]`` (xx, xy, yy in
     px², dilated by EPS2D), conics ``[N, 3]`` (a, b, c of Σ₂⁻¹ = [[a, b], [b, c]]), depths ``[N]`` (camera z, m).
     """
-    means2d, cov2d, conics, depths = project_gaussian_rows(means, quat_to_matrix_rows(quats), scales, viewmat, K,
-                                                           width, height)
+    means2d, cov2d, conics, depths = project_gaussian_rows(means, quat_to_matrix_rows(quats), scales.T.contiguous(),
+                                                           viewmat, K, width, height)
     return means2d.T.contiguous(), cov2d.T.contiguous(), conics.T.contiguous(), depths
 
 
 def project_gaussian_rows(means: torch.Tensor, rotation: torch.Tensor, scales: torch.Tensor, viewmat: torch.Tensor,
                           K: torch.Tensor, width: int, height: int
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``project_gaussians`` with rotations given as rows ``[9, N]`` (``quat_to_matrix_rows``) and results as
-    rows: means2d ``[2, N]``, cov2d ``[3, N]``, conics ``[3, N]``, depths ``[N]``. Computed component-wise on
+    """``project_gaussians`` with rotations and scales given as rows, ``[9, N]`` (``quat_to_matrix_rows``) and
+    ``[3, N]``, and results as rows: means2d ``[2, N]``, cov2d ``[3, N]``, conics ``[3, N]``, depths ``[N]``. Computed component-wise on
     ``[3, N]`` rows rather than with batched 3×3 products, which are slow on a CPU.
     """
     W, t = viewmat[:3, :3], viewmat[:3, 3]
     tx, ty, tz = (W @ means.T + t[:, None]).unbind(0)  # camera frame, each [N]
-    M = (W @ rotation.reshape(3, 3 * len(means))).view(3, 3, -1) * scales.T.contiguous()[None]  # W R S, [3, 3, N]
+    M = (W @ rotation.reshape(3, 3 * len(means))).view(3, 3, -1) * scales[None]  # W R S, [3, 3, N]
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     # Evaluate the Jacobian at most 30 % of the half field of view outside the image, like gsplat, so that
     # Gaussians far off to the side do not blow up.

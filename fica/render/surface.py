@@ -153,7 +153,7 @@ def _sampling_stride(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     (median projected standard deviation >= ``STRIDE_2_MIN_SIGMA_PX``, over ~4k of them), else 1."""
     step = max(1, len(means) // 4096)
     (x, y), cov2d, _, depths = project_gaussian_rows(means[::step], quat_to_matrix_rows(quats[::step]),
-                                                     scales[::step], viewmat, K, width, height)
+                                                     scales[::step].T.contiguous(), viewmat, K, width, height)
     on_screen = (depths > NEAR_PLANE_M) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
     sigma = torch.maximum(cov2d[0, on_screen], cov2d[2, on_screen]).sqrt()
     return 2 if len(sigma) and float(sigma.median()) >= STRIDE_2_MIN_SIGMA_PX else 1
@@ -161,8 +161,9 @@ def _sampling_stride(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
 
 def _smallest_axes(rotation: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """Unit axes ``[3, N]`` of the smallest scale of each Gaussian (the normal of a flat one): the column of its
-    rotation for the argmin scale. rotation ``[9, N]`` (row-major), scales ``[N, 3]``."""
-    s0, s1, s2 = scales.T.contiguous()  # row by row: reductions across the short axis are slow on a CPU
+    rotation for the argmin scale. rotation ``[9, N]`` (row-major), scales ``[3, N]`` (rows: reductions across
+    the short axis of ``[N, 3]`` are slow on a CPU)."""
+    s0, s1, s2 = scales
     column = torch.where((s1 < s0) & (s1 <= s2), 1, torch.where((s2 < s0) & (s2 < s1), 2, 0))
     return rotation.gather(0, torch.stack([column, column + 3, column + 6]))
 
@@ -174,17 +175,18 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
 
     Returns ``kept`` ``[M]`` the indices of the splats that may reach the image, ``facing`` ``[M]`` whether their
     tangent plane's normal (the axis of the smallest scale) points to the camera, and per-splat tensors over all
-    N: ``base`` ``[N]`` flat canvas index of the pixel holding the centre; ``coeffs`` ``[3, 6, N]``, over the
-    monomials (ox², ox·oy, oy², ox, oy, 1) of a pixel's offset from ``base``, of: log w (log opacity −
-    ½ dᵀ Σ⁻¹ d); the plane depth; the plane depth pushed far back outside the depth footprint; ``centre``
-    ``[N]`` the centre depth plus the tolerance (depths in units of ``DEPTH_FALLOFF_M``);
-    ``colors`` ``[3, N]``; ``sigma_xy`` ``[2, N]`` the projected standard deviations along x and y (px), ``sigma``
+    N: ``base`` ``[N]`` flat canvas index of the pixel holding the centre; ``table`` ``[22, N]``: over the
+    monomials (ox², ox·oy, oy², ox, oy, 1) of a pixel's offset from ``base``, the plane depth pushed far back
+    outside the depth footprint (rows 0-5), the plane depth (6-11) and log w (log opacity − ½ dᵀ Σ⁻¹ d, 12-17),
+    then the centre depth plus the tolerance (18; depths in units of ``DEPTH_FALLOFF_M``) and the colour (19-21):
+    the depth pass reads rows 0-11, the colour pass rows 6-21; ``sigma_xy`` ``[2, N]`` the projected standard deviations along x and y (px), ``sigma``
     ``[N]`` the larger of them; ``sigma_min``
     ``[N]`` the one along the ellipse's short axis (px); ``translucent`` ``[N]`` bool (opacity below
     ``TRANSLUCENT_OPACITY``); ``canvas_width``.
     """
     rotation = quat_to_matrix_rows(quats)  # row-major R, [9, N]
-    means2d, cov2d, conics, depth = project_gaussian_rows(means, rotation, scales, viewmat, K, width, height)
+    scale_rows = scales.T.contiguous()  # [3, N]
+    means2d, cov2d, conics, depth = project_gaussian_rows(means, rotation, scale_rows, viewmat, K, width, height)
     mx, my = means2d / stride  # sample grid coordinates
     var_x, cov_xy, var_y = cov2d / stride ** 2
     a, b, c = conics * stride ** 2
@@ -202,33 +204,34 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
 
     # Plane depth: the tangent plane n·X = n·t in the camera frame, linearised about the projected centre.
     W = viewmat[:3, :3]
-    normal = W @ _smallest_axes(rotation, scales)  # [3, N]
+    normal = W @ _smallest_axes(rotation, scale_rows)  # [3, N]
     n_dot_t = (normal * (W @ means.T + viewmat[:3, 3:])).sum(0)
     facing = n_dot_t.index_select(0, kept) < 0  # the plane's normal points to the camera
     n_dot_t = torch.where(n_dot_t.abs() < 1e-12, 1e-12, n_dot_t)
     gx = -stride * depth * depth * normal[0] / (K[0, 0] * n_dot_t)  # ∂z/∂x, m per sample
     gy = -stride * depth * depth * normal[1] / (K[1, 1] * n_dot_t)
-    s0, s1, s2 = scales.T
+    s0, s1, s2 = scale_rows
     reach = (RIM_SIGMA * sigma).clamp(min=1.0, max=MAX_RADIUS_PX)
     extent = SLOPE_EXTENT * torch.maximum(torch.maximum(s0, s1), s2)
     shrink = (extent / reach / torch.sqrt(gx * gx + gy * gy).clamp(min=1e-12)).clamp(max=1)
     gx, gy = gx * shrink / DEPTH_FALLOFF_M, gy * shrink / DEPTH_FALLOFF_M
 
     log_opacity = torch.log(opacities.clamp(max=ALPHA_MAX))
-    coeffs = torch.zeros(3, 6, len(a), device=a.device)
-    log_w, plane, pushed = coeffs
+    table = torch.empty(22, len(a), device=a.device)
+    pushed, plane, log_w = table[:18].view(3, 6, -1)
     torch.stack([-0.5 * a, -b, -0.5 * c, -(a * dx + b * dy), -(b * dx + c * dy),
                  log_opacity - 0.5 * (a * dx * dx + 2 * b * dx * dy + c * dy * dy)], out=log_w)
+    plane[:3] = 0
     torch.stack([gx, gy, depth / DEPTH_FALLOFF_M + gx * dx + gy * dy], out=plane[3:])
     # z + BIG (q − DEPTH_SIGMA²): above z outside the depth footprint's ellipse, so max(z, pushed) drops there
     torch.add(plane, log_w, alpha=-2 * _BIG, out=pushed)
     pushed[5] += _BIG * (2 * log_opacity - DEPTH_SIGMA ** 2)
+    torch.div(depth + DEPTH_TOLERANCE_M, DEPTH_FALLOFF_M, out=table[18])
+    table[19:] = colors.T
     canvas_width = width + 2 * pad
     base = (py.clamp(-pad, height + pad).long() + pad) * canvas_width + px.clamp(-pad, width + pad).long() + pad
-    return {"kept": kept, "facing": facing, "base": base, "coeffs": coeffs,
-            "centre": (depth + DEPTH_TOLERANCE_M) / DEPTH_FALLOFF_M, "colors": colors.T.contiguous(),
-            "sigma": sigma, "sigma_xy": sigma_xy, "sigma_min": sigma_min, "translucent": opacities < TRANSLUCENT_OPACITY,
-            "canvas_width": canvas_width}
+    return {"kept": kept, "facing": facing, "base": base, "table": table, "sigma": sigma, "sigma_xy": sigma_xy,
+            "sigma_min": sigma_min, "translucent": opacities < TRANSLUCENT_OPACITY, "canvas_width": canvas_width}
 
 
 def _windows(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, table: torch.Tensor
@@ -277,12 +280,12 @@ def _depth_pass(splats: dict, kept: torch.Tensor, canvas: tuple[int, int]) -> to
     """Nearest plane depth per canvas pixel ``[H · W]`` (over ``DEPTH_FALLOFF_M``; inf where none is) of the
     splats ``kept`` ``[M]``."""
     zbuf = torch.full((canvas[0] * canvas[1],), math.inf, device=splats["base"].device)
-    planes = splats["coeffs"][1:].view(12, -1)
+    planes = splats["table"][:12]
     # the pixel centres within DEPTH_SIGMA standard deviations along x and y of a centre anywhere in the base
     # pixel: a window half-width of round(reach), which is ceil(reach - 1/2)
     reach = DEPTH_SIGMA * splats["sigma_xy"].index_select(1, kept) - 0.5
     for rows, pixels, monomials in _windows(splats, kept, reach, planes):
-        z, pushed = monomials @ rows.view(2, 6, -1)  # each [P, B]
+        pushed, z = monomials @ rows.view(2, 6, -1)  # each [P, B]
         zbuf.scatter_reduce_(0, pixels.view(-1), torch.maximum(z, pushed).view(-1), "amin")
     return zbuf
 
@@ -303,7 +306,7 @@ def _visible(splats: dict, kept: torch.Tensor, surface: torch.Tensor) -> tuple[t
     zero = torch.zeros_like(step)
     ox = torch.stack([zero, step, -step, zero, zero])  # [5, M] probe offsets, px
     oy = torch.stack([zero, zero, zero, step, -step])
-    gx, gy, z = splats["coeffs"][1, 3:].index_select(1, kept)
+    gx, gy, z = splats["table"][9:12].index_select(1, kept)
     plane = z + gx * ox + gy * oy
     at_probes = surface.take(splats["base"].index_select(0, kept) + (oy * splats["canvas_width"] + ox).long())
     rim = (plane + 2 * DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M < at_probes).any(0)
@@ -325,9 +328,8 @@ def _accumulate(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, surfa
     """
     sums = torch.zeros(4, canvas[0] * canvas[1], device=surface.device)
     transmittance = torch.ones(canvas[0] * canvas[1], device=surface.device)
-    table = torch.cat([splats["coeffs"][:2].view(12, -1), splats["centre"][None], splats["colors"]])  # [16, N]
-    for rows, pixels, monomials in _windows(splats, part, radius_px, table):
-        log_w, z = monomials @ rows[:12].view(2, 6, -1)  # each [P, B]
+    for rows, pixels, monomials in _windows(splats, part, radius_px, splats["table"][6:]):
+        z, log_w = monomials @ rows[:12].view(2, 6, -1)  # each [P, B]
         pixels = pixels.view(-1)
         nearest = surface.take(pixels).view(log_w.shape)
         log_w.clamp_(min=MIN_LOG_WEIGHT)
