@@ -164,13 +164,14 @@ class AnalyticPrior(Prior):
         """``identity`` with the colours of the texels that hold the portrait's corrected by one step of
         back-projection, so that its render at the portrait camera and expression reproduces ``portrait [H, W, 3]``
         through the splats' blur (``fica.prior.portrait_match``)."""
-        gaussians = self.decode(identity, unwrapped.expression)
-        pixels, _ = unwrapped.camera.to(portrait.device).project(gaussians.means[:len(identity.texel)])
-        correctable = correctable_texels(identity.texel, pixels, refined, unwrapped)
-        colors = matched_colours(identity.colors, pixels, correctable, gaussians, portrait, unwrapped.camera)
-        matched = replace(identity, colors=colors)
-        matched.neutral = self._gaussians(matched, matched.positions)
-        return matched
+        with one_thread():  # many small ops, as in encode (the render runs its own workers)
+            gaussians = self.decode(identity, unwrapped.expression)
+            pixels, _ = unwrapped.camera.to(portrait.device).project(gaussians.means[:len(identity.texel)])
+            correctable = correctable_texels(identity.texel, pixels, refined, unwrapped)
+            colors = matched_colours(identity.colors, pixels, correctable, gaussians, portrait, unwrapped.camera)
+            matched = replace(identity, colors=colors)
+            matched.neutral = self._gaussians(matched, matched.positions)
+            return matched
 
     def deform(self, identity: AnalyticIdentity, expression: Expression) -> torch.Tensor:
         """Texel positions ``[N, 3]`` at ``expression`` before the head rotation (blendshapes, gaze, mouth clamp)."""
