@@ -69,3 +69,27 @@ def test_a_refused_webcam_is_explained_in_the_viewer(browser_app, camera, messag
         browser.close()
     print(f"{camera}: {status}")
     assert message in error and status == error, (error, status)
+
+
+def test_the_webcam_video_stays_in_the_browser(browser_app):
+    """While the webcam runs (Chromium's fake camera, every frame through the face mesh in the page), the page sends
+    the server nothing but small requests: no frame, not even a compressed one, goes out."""
+    args = CHROMIUM_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    browser = browser_app.playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+    try:
+        page = browser.new_context(viewport=VIEWPORT).new_page()
+        page.goto(browser_app.url)
+        page.wait_for_function("window.ficaLive !== undefined", timeout=120_000)
+        sent = []
+        page.on("request", lambda request: sent.append((request.method, request.url,
+                                                        len(request.post_data_buffer or b""))))
+        page.evaluate("window.ficaLive.startWebcam()")  # resolves once the face mesh runs on the camera's frames
+        page.wait_for_timeout(5000)
+        status = page.locator(".fica-live .fica-status").inner_text()
+        page.evaluate("window.ficaLive.stopWebcam()")
+    finally:
+        browser.close()
+    print(f"webcam ran ({status!r}); the page sent {len(sent)} requests, largest body "
+          f"{max([size for _, _, size in sent], default=0)} bytes")
+    assert "webcam driving" in status, status
+    assert all(size < 4096 for _, _, size in sent), [s for s in sent if s[2] >= 4096]
