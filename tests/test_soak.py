@@ -148,13 +148,13 @@ def test_a_request_s_files_are_served_only_as_the_copies_handed_to_its_page(app,
     url, _, temp = app
     _generate(_client(url, tmp_path / "downloads"), GOOD[0])
     request = max((temp / "fica-app").glob("req-*"), key=lambda p: p.stat().st_mtime)
-    copies = [p for p in (temp / "gradio").rglob("avatar.ply")]
+    copies = sorted((temp / "gradio").rglob("avatar.ply"), key=lambda p: p.stat().st_mtime)
     assert (request / "avatar.ply").is_file() and copies
 
     def served(path) -> int:
         return _status(f"{url}gradio_api/file={path}")
 
-    assert served(copies[0]) == 200, "the copy handed to the page is served (the check below can tell)"
+    assert served(copies[-1]) == 200, "the copy just handed to the page is served (the check below can tell)"
     assert all(len(p.parent.name) >= 32 for p in copies), "copies sit in folders with at least 128-bit names"
     refused = [request / "avatar.ply", request, temp / "gradio" / ".." / "fica-app" / request.name / "avatar.ply",
                ROOT / "app.py", ROOT / "fica" / "__init__.py", Path("/etc/passwd")]
