@@ -91,7 +91,7 @@ def test_every_valid_texel_is_filled_and_visible_texels_hold_the_photo(runs):
 
 def test_only_the_texels_that_hold_the_photo_are_matched_to_it_through_the_splats(runs):
     """The prior's back-projection step (``fica.prior.portrait_match``) corrects the colours of the seen face
-    texels, by at most ``MAX_STEP``, and leaves every texel the completer made (mirrored, filled) as it was."""
+    texels, by at most ``MAX_STEP``, and leaves every texel the completer made or blended as it was."""
     from fica.prior.portrait_match import MAX_STEP
 
     _, out = runs["astronaut.jpg"]

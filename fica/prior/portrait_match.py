@@ -6,7 +6,7 @@ face, ~1.8 photo pixels per texel at R = 256) it matches the photo to 24.1 dB in
 re-sampled straight into the image gives 28.0. Sharpening the texture in the chart (an unsharp mask) gains 0.1 dB:
 the loss is not a symmetric blur but the splats' own footprint and overlap order. So the step renders the avatar
 once at the portrait camera and expression and adds the residual (photo − render) at each correctable texel's pixel
-to its colour: the splats' blur is compensated where the photo says what the colour should be (25.9 dB; astronaut
+to its colour: the splats' blur is compensated where the photo says what the colour should be (25.8 dB; astronaut
 25.7 → 27.7). The footprint is defined on the surface, so the compensation holds at turned views too.
 
 Correctable texels: the portrait's own colour (``Source.SEEN``, or visibility alone after a completer that reports
