@@ -33,8 +33,8 @@ def project_gaussian_rows(means: torch.Tensor, rotation: torch.Tensor, scales: t
                           K: torch.Tensor, width: int, height: int
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``project_gaussians`` with rotations and scales given as rows, ``[9, N]`` (``quat_to_matrix_rows``) and
-    ``[3, N]``, and results as rows: means2d ``[2, N]``, cov2d ``[3, N]``, conics ``[3, N]``, depths ``[N]``. Computed component-wise on
-    ``[3, N]`` rows rather than with batched 3×3 products, which are slow on a CPU.
+    ``[3, N]``, and results as rows: means2d ``[2, N]``, cov2d ``[3, N]``, conics ``[3, N]``, depths ``[N]``.
+    Computed component-wise on ``[3, N]`` rows rather than with batched 3×3 products, which are slow on a CPU.
     """
     W, t = viewmat[:3, :3], viewmat[:3, 3]
     tx, ty, tz = (W @ means.T + t[:, None]).unbind(0)  # camera frame, each [N]

@@ -17,21 +17,21 @@ long front-to-back list. This renders that with a few vectorised scatters instea
    it are dropped. The others add, over their footprint (``WEIGHT_SIGMA`` standard deviations, a translucent
    splat's ``TRANSLUCENT_WEIGHT_SIGMA``; at a silhouette also ``RIM_SIGMA`` across the ellipse's short axis),
    a factor (1 − wᵢ) to the transmittance (``scatter_reduce`` "prod") and, where their plane lies within the
-   tolerance of the surface, Σ wᵢ' and Σ wᵢ' cᵢ, with
-   wᵢ = opacity · exp(−½ dᵀ Σ⁻¹ d) and the colour weight wᵢ' = wᵢ · exp((z_surface − zᵢ) / ``DEPTH_FALLOFF_M``),
-   zᵢ the splat's centre depth (at most e^``FRONT_BONUS`` above wᵢ): nearer splats weigh more, as they would
-   come first in front-to-back compositing (weighted blended order-independent transparency, McGuire and
-   Bavoil 2013).
+   tolerance of the surface, Σ wᵢ' and Σ wᵢ' cᵢ, with wᵢ = opacity · exp(−½ dᵀ Σ⁻¹ d) and the colour weight
+   wᵢ' = wᵢ · exp((z_surface − zᵢ) / ``DEPTH_FALLOFF_M``), zᵢ the splat's centre depth (at most
+   e^``FRONT_BONUS`` above wᵢ): nearer splats weigh more, as they would come first in front-to-back compositing
+   (weighted blended order-independent transparency, McGuire and Bavoil 2013).
 4. colour = Σ w' c / Σ w', alpha = 1 − Π (1 − wᵢ) (the compositor's alpha), over the background.
 
 Footprints are rectangular windows around the pixel holding the centre, the bounding box of the footprint's
 ellipse (capped at ``MAX_RADIUS_PX``); splats are bucketed by window size (a size few splats have is widened to
-a square) so that a bucket is one batch of ``[window, B]`` tensors. Within a window the exponent and the plane depth are quadratic and linear in the pixel
-offset, so one matrix product per bucket evaluates them at every window pixel. When the splats are wide (median
-projected standard deviation >= ``STRIDE_2_MIN_SIGMA_PX``, the default avatar at 512²) the image is smooth
-enough to be evaluated at every other pixel (exact point samples of the full-resolution splats), composited over
-the background there and interpolated bilinearly. The Gaussians are split over one single-threaded worker per core
-(``fica.render._workers``); only the depth buffers and the sums meet.
+a square) so that a bucket is one batch of ``[window, B]`` tensors. Within a window the exponent and the plane
+depth are quadratic and linear in the pixel offset, so one matrix product per bucket evaluates them at every
+window pixel. When the splats are wide (median projected standard deviation >= ``STRIDE_2_MIN_SIGMA_PX``, the
+default avatar at 512²) the image is smooth enough to be evaluated at every other pixel (exact point samples of
+the full-resolution splats), composited over the background there and interpolated bilinearly. The Gaussians are
+split over one single-threaded worker per core (``fica.render._workers``); only the depth buffers and the sums
+meet, and the workers finish the image in bands of rows.
 
 Unlike the compositor it does not order splats within a surface (the blend is normalised and smoother), and a
 translucent layer within the tolerance of a surface (the analytic prior's hair, 2.5 mm above the scalp) blends
@@ -179,10 +179,10 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     monomials (ox², ox·oy, oy², ox, oy, 1) of a pixel's offset from ``base``, the plane depth pushed far back
     outside the depth footprint (rows 0-5), the plane depth (6-11) and log w (log opacity − ½ dᵀ Σ⁻¹ d, 12-17),
     then the centre depth plus the tolerance (18; depths in units of ``DEPTH_FALLOFF_M``) and the colour (19-21):
-    the depth pass reads rows 0-11, the colour pass rows 6-21; ``sigma_xy`` ``[2, N]`` the projected standard deviations along x and y (px), ``sigma``
-    ``[N]`` the larger of them; ``sigma_min``
-    ``[N]`` the one along the ellipse's short axis (px); ``translucent`` ``[N]`` bool (opacity below
-    ``TRANSLUCENT_OPACITY``); ``canvas_width``.
+    the depth pass reads rows 0-11, the colour pass rows 6-21; ``sigma_xy`` ``[2, N]`` the projected standard
+    deviations along x and y (px), ``sigma`` ``[N]`` the larger of them; ``sigma_min`` ``[N]`` the one along the
+    ellipse's short axis (px); ``translucent`` ``[N]`` bool (opacity below ``TRANSLUCENT_OPACITY``);
+    ``canvas_width``.
     """
     rotation = quat_to_matrix_rows(quats)  # row-major R, [9, N]
     scale_rows = scales.T.contiguous()  # [3, N]
