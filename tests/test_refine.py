@@ -2,6 +2,8 @@
 the SH lighting fit the completer relights with."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -69,6 +71,22 @@ def test_mirrored_texels_the_portrait_glimpses_take_its_brightness(stages):
 
     assert error(refined.texture) < 0.4 * error(complete.texture)
     assert error(refined.texture) < 0.02, "about 5 grey levels"
+
+
+def test_only_texels_the_source_map_calls_mirrored_follow_the_portrait_s_glimpse(stages):
+    """The refiner reads the completer's source map instead of re-deriving mirroring: the same glimpsed far-cheek
+    texels, reported FILLED (as the completer reports texels beyond the face's outline that hold a collar or hair),
+    keep the completer's colour instead of moving toward what the portrait shows of them."""
+    unwrapped, complete, refined = stages
+    glimpsed = (complete.source == Source.MIRRORED) & (unwrapped.partial.visibility > 0.2) & _skin()
+    filled = replace(complete, source=torch.where(glimpsed, int(Source.FILLED), complete.source).to(torch.uint8))
+    kept = EmbeddedRefiner()(filled, unwrapped, torch.zeros(8, 8, 3))
+
+    def distance_to_glimpse(texture):
+        return float((texture - unwrapped.partial.rgb).abs().mean(0, keepdim=True)[glimpsed].mean())
+
+    assert distance_to_glimpse(refined.texture) < 0.5 * distance_to_glimpse(complete.texture)
+    assert distance_to_glimpse(kept.texture) > 0.8 * distance_to_glimpse(complete.texture)
 
 
 def test_geometry_is_smoothed_lightly_and_only_where_unseen(stages):

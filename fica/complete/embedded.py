@@ -37,10 +37,10 @@ import torch.nn.functional as F
 
 from fica.complete.base import Completer
 from fica.complete.hair import complete_hair
-from fica.complete.skin import CONFIDENT, handover_weight, skin_grain, skin_median, skin_offset
+from fica.complete.skin import CONFIDENT, anchor_decay, handover_weight, skin_grain, skin_median, skin_offset
 from fica.head.model import HeadModel, UVLayout, default_head
 from fica.maps import CompleteUV, PartialUV, Source, geometry_normals
-from fica.render.camera import Camera
+from fica.render.camera import Camera, sample_pixels
 from fica.shading import shading_map
 from fica.unwrap.base import Unwrapped
 from fica.threads import one_thread
@@ -92,6 +92,16 @@ def view_cosine(partial: PartialUV, camera: Camera) -> torch.Tensor:
     zero where unseen."""
     to_camera = F.normalize(camera.center.to(partial.xyz)[:, None, None] - partial.xyz, dim=0)
     return (partial.normal * to_camera).sum(0, keepdim=True) * (partial.visibility > 0)
+
+
+def hair_cover(partial: PartialUV, camera: Camera, hair_mask: torch.Tensor | None) -> torch.Tensor:
+    """``[1, R, R]`` 0..1: the portrait's ``hair_mask [H, W]`` at the pixel of each seen texel (zero without a
+    mask and where unseen)."""
+    if hair_mask is None:
+        return torch.zeros_like(partial.visibility)
+    pixels, _ = camera.project(partial.xyz.reshape(3, -1).T)
+    cover = sample_pixels(hair_mask.to(pixels)[..., None], pixels)[:, 0].reshape(partial.visibility.shape)
+    return cover * (partial.visibility > 0)
 
 
 def unseen_face_texels(partial: PartialUV, cos: torch.Tensor, layout: UVLayout) -> torch.Tensor:
@@ -207,10 +217,11 @@ def _mouth_texture(geometry: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:
 
 
 def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tensor, trusted: torch.Tensor,
-                     source: torch.Tensor, cos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                     source: torch.Tensor, cos: torch.Tensor, hair_cover: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The complete texture ``[3, R, R]`` from ``partial`` on ``layout``, its ``trusted`` texels (which the
-    lighting is fitted on), the texel sources ``source`` (``choose_sources``) and the view cosines ``cos`` (all
-    ``[1, R, R]``), lit and with eyes and mouth placed by the neutral ``geometry [3, R, R]``; and the sources
+    lighting is fitted on), the texel sources ``source`` (``choose_sources``), the view cosines ``cos`` and the
+    hair mask's cover of the seen texels ``hair_cover`` (``hair_cover``; all ``[1, R, R]``), lit and with eyes and mouth placed by the neutral ``geometry [3, R, R]``; and the sources
     with the skin the portrait sees edge-on near the face's outline marked BLENDED (``handover_weight``). SEEN
     texels keep their colour; every valid texel gets one."""
     valid = partial.valid > 0.5
@@ -229,33 +240,36 @@ def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tenso
     square = photo & skin & (cos > SQUARE_COS)
     skin_colour, spread = skin_median(albedo, square, _colour(SKIN_FALLBACK, albedo))
 
-    handover = handover_weight(cos, photo, albedo.mean(0, keepdim=True) / skin_colour.mean(), partial.resolution)
+    brightness = albedo.mean(0, keepdim=True) / skin_colour.mean()
+    handover = handover_weight(cos, photo, brightness, hair_cover, partial.resolution)
     source = torch.where(photo & skin & (handover < 1), int(Source.BLENDED), source).to(source.dtype)
     seen = source == int(Source.SEEN)
     # Skin: the portrait's colour handed over to a completion that continues it (fica.complete.skin).
     weight = torch.where(mirrored, layout.mirror(handover), handover * photo)
     anchors = known & skin & (weight >= CONFIDENT)
-    completion = skin_colour + skin_offset(albedo, skin_colour, spread, anchors, partial.resolution)
-    completion = completion * skin_grain(albedo, square, skin & (weight < 1), layout).exp()
-    albedo = torch.where(skin, weight * albedo + (1 - weight) * completion, albedo)
+    decay = anchor_decay(anchors, partial.resolution)
+    completion = skin_colour + skin_offset(albedo, skin_colour, spread, anchors, decay)
+    completion = completion * skin_grain(albedo, square, skin & (weight < 1), decay, layout).exp()
     unknown = ~known & valid
     far = unknown & (layout.mirror(unknown.float()) > 0.5)
+    # Where neither a texel nor its mirror was seen (the back of the head and neck), the fill is made
+    # left/right symmetric, so the two sides meet without a seam down the back midline.
+    symmetric = lambda maps: torch.where(far, 0.5 * (maps + layout.mirror(maps)), maps)  # noqa: E731
+    completion = symmetric(completion)
+    albedo = torch.where(skin & ~known, completion, albedo)
     albedo = _fill_region(albedo, known, lips, skin_colour * _colour(LIP_TINT, albedo))
     hair = _median_colour(albedo, known & scalp, HAIR_FALLBACK)
     hair_like = (albedo - hair).norm(dim=0, keepdim=True) < HAIR_TOLERANCE  # not background or forehead
-    albedo = _fill_region(albedo, known & hair_like, scalp, hair)
-    # Where neither a texel nor its mirror was seen (the back of the head and neck), the fill is made
-    # left/right symmetric, so the two sides meet without a seam down the back midline.
-    albedo = torch.where(far, 0.5 * (albedo + layout.mirror(albedo)), albedo)
+    albedo = symmetric(_fill_region(albedo, known & hair_like, scalp, hair))
 
-    # The lighting fitted on the seen skin is not extrapolated below the shading of the outline's hand-over band:
-    # beyond the normals the portrait shows, the light is unknown, and a side darker than the face's edge reads
-    # as a mask's rim.
+    # The completion is lit no darker than the outline's hand-over band: beyond the normals the portrait shows the
+    # light is unknown, and a side darker than the face's edge reads as a mask's rim. The portrait's share of a
+    # texel keeps the portrait's own lighting.
     band = photo & skin & (handover >= 0.5) & (handover < 1)
-    if int(band.sum()) >= 20:
-        completing = skin & (weight < 1)
-        shading = torch.where(completing, shading.clamp(min=float(shading[band].median())), shading)
+    floor = float(shading[band].median()) if int(band.sum()) >= 20 else 0.0
     texture = albedo * shading
+    handed_over = weight * texture + (1 - weight) * completion * shading.clamp(min=floor)
+    texture = torch.where(skin, handed_over, texture)
     # Re-lighting extrapolates onto normals the portrait never showed: completed skin is kept no brighter than
     # the brightest seen skin.
     texture = torch.where(seen, partial.rgb, texture)
@@ -285,7 +299,8 @@ class EmbeddedCompleter(Completer):
             trusted = trusted_texels(partial, cos)
             unseen = unseen_face_texels(partial, cos, layout)  # completed, though the lighting fit may use them
             source = choose_sources(replace(partial, visibility=partial.visibility * ~unseen), trusted, cos, layout)
-            texture, source = complete_texture(partial, layout, geometry, trusted, source, cos)
+            cover = hair_cover(partial, unwrapped.camera.to(partial.rgb.device), unwrapped.hair_mask)
+            texture, source = complete_texture(partial, layout, geometry, trusted, source, cos, cover)
             hair = None if unwrapped.hair_mask is None else \
                 complete_hair(image.cpu().float(), unwrapped.hair_mask.cpu(), unwrapped.camera.to("cpu"),
                               geometry.cpu(), layout, unwrapped.dense.mask.cpu(), generator,

@@ -4,10 +4,10 @@ Seen from the side, a frontal portrait's face must not end in an edge where the 
 things made that edge, and each has its answer here (maps are ``[C, R, R]``, masks ``[1, R, R]`` bool):
 
 1. Hand-over (``handover_weight``). Near the face's outline the portrait sees the skin edge-on: smeared, darkened,
-   mixed with shadow or background. Kept as they were, those texels drew a dark line around the face seen from
+   mixed with shadow, background or strands of hair. Kept as they were, those texels drew a dark line around the face seen from
    the side. Within ``HANDOVER_TEXELS`` of the outline the portrait's weight fades with the view cosine over
-   ``HANDOVER_COS`` and, for texels seen very obliquely (``DARK_COS``), with darkness (``DARK_RANGE``); the
-   completion takes the rest. Features inside the face seen obliquely (the sides of the nose) stay the photo's,
+   ``HANDOVER_COS``, with the portrait's hair mask and, for texels seen very obliquely (``DARK_COS``), with
+   darkness (``DARK_RANGE``); the completion takes the rest. Features inside the face seen obliquely (the sides of the nose) stay the photo's,
    and so does what the portrait camera itself shows inside the face.
 2. Colour (``skin_median``, ``skin_offset``). The completed skin's albedo is the robust median of the squarely
    seen skin's, plus an offset that continues the seen skin's slowly varying colour (its deviation from that
@@ -42,6 +42,7 @@ GRAIN_SCALES = (0.6, 1.2)  # texels at R = 256: the grain's bands (difference of
 # the seen spread per texel is coarser there: at the full spread it read as blotches, at half as skin.
 GRAIN_GAIN = 0.5
 GRAIN_SEED = 0
+SMOOTH_TEXELS = 4.0  # the neighbourhood (texels at R = 256) over which skin counts as smooth for the grain
 MIN_SKIN_TEXELS = 50
 
 
@@ -55,17 +56,18 @@ def _robust_sigma(values: torch.Tensor) -> torch.Tensor:
     return 1.4826 * (values - median).abs().median(dim=1).values
 
 
-def handover_weight(cos: torch.Tensor, seen: torch.Tensor, brightness: torch.Tensor, resolution: int
-                    ) -> torch.Tensor:
+def handover_weight(cos: torch.Tensor, seen: torch.Tensor, brightness: torch.Tensor, hair: torch.Tensor,
+                    resolution: int) -> torch.Tensor:
     """``[1, R, R]`` 0..1: how much of each ``seen`` texel's colour (step 1) comes from the portrait; 0 outside
     ``seen``. ``cos``: the view cosines; ``brightness``: the albedo's luminance over the skin's median (a shadow,
-    dark hair or the background the outline holds is far darker than skin, ``DARK_RANGE``). The outline is the
+    dark hair or the background the outline holds is far darker than skin, ``DARK_RANGE``); ``hair``: 0..1, how
+    much the portrait's hair mask covers the texel's pixel (strands over the cheek's edge). The outline is the
     border of ``seen`` with its holes (eyes, mouth) closed."""
     region = ndi.binary_fill_holes(seen[0].cpu().numpy())
     distance = torch.from_numpy(ndi.distance_transform_edt(region).astype(np.float32))[None].to(cos.device)
     inner = smoothstep(distance, *(_scaled(t, resolution) for t in HANDOVER_TEXELS))
     dark = (1 - smoothstep(brightness, *DARK_RANGE)) * (1 - smoothstep(cos, *DARK_COS))
-    facing = smoothstep(cos, *HANDOVER_COS) * (1 - dark)
+    facing = smoothstep(cos, *HANDOVER_COS) * (1 - dark) * (1 - hair)
     return (1 - (1 - facing) * (1 - inner)) * seen
 
 
@@ -79,21 +81,25 @@ def skin_median(albedo: torch.Tensor, square: torch.Tensor, fallback: torch.Tens
     return values.median(dim=1).values[:, None, None], _robust_sigma(values)[:, None, None]
 
 
+def anchor_decay(confident: torch.Tensor, resolution: int) -> torch.Tensor:
+    """``[1, R, R]``: exp(-distance from the ``confident`` texels / ``OFFSET_DECAY_TEXELS``), 1 on them."""
+    distance = ndi.distance_transform_edt(~confident[0].cpu().numpy())
+    decay = np.exp(-distance / _scaled(OFFSET_DECAY_TEXELS, resolution)).astype(np.float32)
+    return torch.from_numpy(decay)[None].to(confident.device)
+
+
 def skin_offset(albedo: torch.Tensor, base: torch.Tensor, spread: torch.Tensor, confident: torch.Tensor,
-                resolution: int) -> torch.Tensor:
+                decay: torch.Tensor) -> torch.Tensor:
     """The completed skin's offset ``[3, R, R]`` from ``base`` (step 2): the ``confident`` texels' deviation from
-    it (clipped at ``OFFSET_CLIP_SIGMAS`` × ``spread``), blurred, extended everywhere and decayed with the
-    distance from them."""
+    it (clipped at ``OFFSET_CLIP_SIGMAS`` × ``spread``), blurred, extended everywhere and faded by ``decay``
+    (``anchor_decay``)."""
     if int(confident.sum()) == 0:
         return torch.zeros_like(albedo)
     limit = OFFSET_CLIP_SIGMAS * spread
     deviation = torch.maximum(torch.minimum(albedo - base, limit), -limit)
     weight = confident.float()
-    blurred = weighted_blur(deviation, weight, _scaled(OFFSET_BLUR_TEXELS, resolution))
-    extended = push_pull_fill(blurred, weight)
-    distance = ndi.distance_transform_edt(~confident[0].cpu().numpy())
-    decay = torch.from_numpy(np.exp(-distance / _scaled(OFFSET_DECAY_TEXELS, resolution)).astype(np.float32))
-    return extended * decay[None].to(albedo.device)
+    blurred = weighted_blur(deviation, weight, _scaled(OFFSET_BLUR_TEXELS, albedo.shape[-1]))
+    return push_pull_fill(blurred, weight) * decay
 
 
 def _band(values: torch.Tensor, weight: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -101,15 +107,22 @@ def _band(values: torch.Tensor, weight: torch.Tensor, sigma: float) -> torch.Ten
     return weighted_blur(values, weight, sigma) - weighted_blur(values, weight, 2 * sigma)
 
 
-def skin_grain(albedo: torch.Tensor, square: torch.Tensor, domain: torch.Tensor, layout: UVLayout
-               ) -> torch.Tensor:
+def skin_grain(albedo: torch.Tensor, square: torch.Tensor, domain: torch.Tensor, decay: torch.Tensor,
+               layout: UVLayout) -> torch.Tensor:
     """Log-luminance grain ``[1, R, R]`` over ``domain`` (step 3), zero elsewhere: per band of ``GRAIN_SCALES``,
-    noise with the robust spread that band has over the ``square`` texels of ``albedo``. Where both a texel and
-    its ``layout`` mirror are in ``domain`` the grain is mirror-symmetric (the back of the head is filled so)."""
+    noise with ``GRAIN_GAIN`` times the robust spread that band has over the smoothest half of the ``square``
+    texels of ``albedo`` (plain cheek skin, not wrinkles, brows or glasses), faded away from the seen skin by
+    ``decay`` (``anchor_decay``): next to the face the skin looks alike, far from it it is smooth. Where both a
+    texel and its ``layout`` mirror are in ``domain`` the grain is mirror-symmetric (the back of the head is
+    filled so)."""
     resolution = albedo.shape[-1]
     if int(square.sum()) < MIN_SKIN_TEXELS or not bool(domain.any()):
         return torch.zeros_like(albedo[:1])
     log_luminance = albedo.mean(0, keepdim=True).clamp(min=1e-3).log()
+    weight = square.float()
+    structure = weighted_blur(_band(log_luminance, weight, _scaled(GRAIN_SCALES[-1], resolution)).abs(), weight,
+                              _scaled(SMOOTH_TEXELS, resolution))
+    smooth = square & (structure <= structure[square].median())
     generator = torch.Generator().manual_seed(GRAIN_SEED)
     noise = torch.randn(albedo[:1].shape, generator=generator).to(albedo.device)
     both = domain & (layout.mirror(domain.float()) > 0.5)
@@ -118,8 +131,7 @@ def skin_grain(albedo: torch.Tensor, square: torch.Tensor, domain: torch.Tensor,
     grain = torch.zeros_like(noise)
     for scale in GRAIN_SCALES:
         sigma = _scaled(scale, resolution)
-        seen_band = _band(log_luminance, square.float(), sigma)[square]
+        target = _robust_sigma(_band(log_luminance, weight, sigma)[smooth][None])[0]
         noise_band = _band(noise, everywhere, sigma)
-        target = _robust_sigma(seen_band[None])[0]
         grain = grain + GRAIN_GAIN * noise_band * target / noise_band[domain].std().clamp(min=1e-6)
-    return grain * domain
+    return grain * decay * domain

@@ -46,17 +46,26 @@ def seen_texels(complete: CompleteUV, visibility: torch.Tensor) -> torch.Tensor:
     return (visibility >= KEEP_VISIBILITY) & (complete.valid > 0.5)
 
 
+def mirrored_texels(complete: CompleteUV, seen: torch.Tensor, layout: UVLayout) -> torch.Tensor:
+    """``[1, R, R]`` bool: the texels completed from their mirror, as the completer's source map says (MIRRORED);
+    texels it filled instead (beyond the face's outline: a collar or hair in the photo) must not take the
+    portrait's glimpse of them back. After a completer that reports no sources: unseen texels whose mirror is
+    ``seen``."""
+    if complete.source is not None:
+        return complete.source == int(Source.MIRRORED)
+    return ~seen & (complete.valid > 0.5) & (layout.mirror(seen.float()) > 0.5)
+
+
 def blend_seam(texture: torch.Tensor, seen: torch.Tensor, valid: torch.Tensor, groups: list[torch.Tensor],
-               partial: PartialUV, layout: UVLayout, mirrored: torch.Tensor | None = None) -> torch.Tensor:
+               partial: PartialUV, mirrored: torch.Tensor) -> torch.Tensor:
     """Membrane blend (step 1) of the completed texels of ``texture [3, R, R]`` onto the ``seen [1, R, R]`` ones
-    and toward the ``partial`` colours of the ``mirrored [1, R, R]`` texels (default: all completed ones) it
-    glimpses whose mirror (``layout``) is seen; groups: ``[1, R, R]`` bool region groups solved separately. Seen
-    texels keep their colour. ``[3, R, R]``."""
+    and toward the ``partial`` colours of the ``mirrored [1, R, R]`` texels (those completed from their mirror)
+    that the portrait glimpses; groups: ``[1, R, R]`` bool region groups solved separately. Seen texels keep
+    their colour. ``[3, R, R]``."""
     completed = (valid > 0.5) & ~seen
     under = push_pull_fill(texture, completed.float())  # the completion, continued under the seen texels
     band = seen & (dilate(completed.float(), BAND_TEXELS) > 0.5)
-    mirrored = completed if mirrored is None else mirrored & completed
-    glimpsed = mirrored & (partial.visibility > GLIMPSE_VISIBILITY) & (layout.mirror(seen.float()) > 0.5)
+    glimpsed = mirrored & completed & (partial.visibility > GLIMPSE_VISIBILITY)
     weight = band.float() + partial.visibility * glimpsed
     step = weighted_blur(torch.where(band, texture - under, partial.rgb - texture), weight, STEP_BLUR_TEXELS)
     out = texture
@@ -102,11 +111,9 @@ class EmbeddedRefiner(Refiner):
         seen = seen_texels(complete, visibility)
         valid = complete.valid > 0.5
         scalp = layout.region_mask("scalp").to(complete.texture.device) > 0.5
-        # Only mirrored texels follow their glimpse: texels the completer filled instead (beyond the face's
-        # outline, a collar or the hair in the photo) must not get the photo's colour back.
-        mirrored = None if complete.source is None else complete.source == int(Source.MIRRORED)
         texture = blend_seam(complete.texture, seen, complete.valid, [valid & ~scalp, scalp],
-                             unwrapped.partial.to(complete.texture.device), layout, mirrored).clamp(0, 1)
+                             unwrapped.partial.to(complete.texture.device),
+                             mirrored_texels(complete, seen, layout)).clamp(0, 1)
         skin = layout.region_mask("face", "ears", "neck").to(complete.texture.device) > 0.5
         texture = cap_luminance(texture, seen & skin, skin & ~seen, BRIGHTEST_SEEN)  # the membrane adds no glow
         movable = layout.region_mask("face", "scalp", "neck").to(complete.texture.device) > 0.5
