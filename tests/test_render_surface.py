@@ -111,6 +111,22 @@ def test_real_avatar_matches_exact_compositor(avatar, view):
     assert float((alpha - alpha_exact)[head].abs().mean()) < 0.03
 
 
+@pytest.mark.xfail(strict=True, reason="25.6 dB: since the hair shell keeps the photo's colour on the cells it "
+                   "shows (2x2 detail Gaussians), the cap's grazing top is sharp and patterned in the surface render "
+                   "and its lower edge over the forehead is stair-stepped (31.1 dB before those two hair commits)")
+def test_grace_hopper_portrait_view_matches_exact_compositor():
+    """The same bar at the portrait camera of a photo with a cap and grey hair (the avatar from the photo as given)."""
+    from fica import FiCAPipeline
+
+    grace = FiCAPipeline.from_pretrained()("examples/grace_hopper.jpg").avatar
+    cam, expression = grace.fitted_camera, grace.fitted_expression
+    rgb_exact, alpha_exact = grace.render(cam, expression, backend="torch")
+    rgb, alpha = grace.render(cam, expression, backend="surface")
+    head = (alpha_exact > 0.01) | (alpha > 0.01)
+    assert float((alpha - alpha_exact)[head].abs().mean()) < 0.03
+    assert _psnr(rgb[head], rgb_exact[head]) > 31.0
+
+
 def test_animate_uses_surface_backend_on_cpu(avatar):
     from fica.drive.expression import Clip, Expression
 
