@@ -25,6 +25,13 @@ from test_app import EXAMPLES, ROOT
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-quic", "--enable-unsafe-swiftshader", "--allow-file-access-from-files"]
+
+
+def fake_camera_args(video: Path) -> list[str]:
+    """Chromium flags for a camera that plays ``video`` (y4m) in a loop, granted without asking. Chromium opens the
+    file when a page opens the camera, so it may be written after the launch."""
+    return ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}"]
 ARTIFACTS = ROOT / "test-artifacts"
 VIEWPORT = {"width": 1400, "height": 1300}
 OUTPUT_TIMEOUT_MS = 240_000
@@ -59,10 +66,12 @@ RESULTS_DONE = ("(v => v.includes('Gaussians') && !v.includes('rendering videos'
 
 @dataclass
 class BrowserApp:
-    """The launched app's ``url``, the Playwright driver and its ``browser``."""
+    """The launched app's ``url``, the Playwright driver and its ``browser``, whose fake camera plays
+    ``camera_video`` (a y4m that the webcam test writes before it opens the camera)."""
     playwright: object
     browser: object
     url: str
+    camera_video: Path
 
     def open(self, script: str | None = None):
         """A new page on the app (``script`` runs before the page's own), its Generate button ready."""

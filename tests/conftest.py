@@ -70,18 +70,20 @@ def face_image_name(request) -> str:
 
 
 @pytest.fixture(scope="session")
-def browser_app():
-    """app.py launched on loopback and one headless Chromium (app_browser.BrowserApp), shared by every browser
-    test; skipped without Playwright or Debian's chromium."""
+def browser_app(tmp_path_factory):
+    """app.py launched on loopback and one headless Chromium (app_browser.BrowserApp) with a fake camera, shared by
+    every browser test; skipped without Playwright or Debian's chromium."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    from app_browser import CHROMIUM, CHROMIUM_ARGS, BrowserApp
+    from app_browser import CHROMIUM, CHROMIUM_ARGS, BrowserApp, fake_camera_args
     from test_app import launched_app
 
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed")
+    camera_video = tmp_path_factory.mktemp("camera") / "camera.y4m"
     with launched_app() as url, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield BrowserApp(playwright, browser, url)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM,
+                                             args=CHROMIUM_ARGS + fake_camera_args(camera_video))
+        yield BrowserApp(playwright, browser, url, camera_video)
         browser.close()
 
 

@@ -18,7 +18,8 @@ GRADIO_ORBIT_ALPHA_RAD = 0.5
 GRADIO_ORBIT_BETA_RAD = 0.5
 GRADIO_ORBIT_RADIUS = 5.0
 GRADIO_FOCAL_PX = 1132.0
-# A <script> for the page's <head>: Model3D then draws splats at full size from its first frame (see the file).
+# A <script> for the page's <head>: Model3D then draws splats at full size from its first frame and does not redraw
+# an unchanged frame (see the file).
 MODEL3D_SCRIPT = Path(__file__).resolve().parents[1] / "web" / "gradio_model3d.js"
 
 
@@ -52,7 +53,9 @@ def gradio_viewer_rotation() -> torch.Tensor:
 
 def model3d_head() -> str:
     """The page ``head`` (``demo.launch(head=...)``) that makes Gradio's Model3D draw splats at full size from its
-    first frame instead of growing them over ~27 frames (a screen-door grid for seconds in a slow browser)."""
+    first frame instead of growing them over ~27 frames (a screen-door grid for seconds in a slow browser), and
+    skip redrawing a frame that nothing changed (it redraws at every animation frame, which starves the live
+    viewer's webcam tracker on a slow GPU)."""
     return f"<script>\n{MODEL3D_SCRIPT.read_text()}</script>"
 
 

@@ -12,9 +12,10 @@
     ["spark", "vendor/spark/spark.module.min.js", { three: "three", "three/addons/postprocessing/Pass.js": "pass" }],
     ["rig_modifier", "rig_modifier.js", { three: "three", "@sparkjsdev/spark": "spark" }],
     ["webcam", "webcam.js", {}],
+    ["gpu_pacer", "gpu_pacer.js", {}],
     ["viewer", "viewer.js", {
       three: "three", "three/addons/controls/OrbitControls.js": "orbit", "@sparkjsdev/spark": "spark",
-      "./rig_modifier.js": "rig_modifier", "./webcam.js": "webcam",
+      "./rig_modifier.js": "rig_modifier", "./webcam.js": "webcam", "./gpu_pacer.js": "gpu_pacer",
     }],
   ];
 

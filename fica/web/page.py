@@ -22,7 +22,7 @@ PRESET_SECONDS = 4.0
 # What the loader reads (paths under fica/web/); the face mesh's files are fetched by face_mesh.js itself.
 MODULE_FILES = ("vendor/three/three.core.min.js", "vendor/three/three.module.min.js", "vendor/three/Pass.js",
                 "vendor/three/OrbitControls.js", "vendor/spark/spark.module.min.js", "rig_modifier.js", "webcam.js",
-                "viewer.js")
+                "gpu_pacer.js", "viewer.js")
 LANDMARK_MODEL = "landmark_regression.json"
 FACE_MESH_DIR = "vendor/face_mesh/"
 

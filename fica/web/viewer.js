@@ -7,6 +7,7 @@
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 import { PackedSplats, SparkRenderer, SplatMesh, utils } from "@sparkjsdev/spark";
+import { GpuPacer } from "./gpu_pacer.js";
 import { rigModifier } from "./rig_modifier.js";
 import { startWebcam as openWebcam } from "./webcam.js";
 
@@ -18,6 +19,7 @@ const GROUPS = [
   ["Mouth", (n) => n.startsWith("mouth") || n === "tongueOut"],
 ];
 const HEAD_LIMITS_DEG = { yaw: 45, pitch: 30, roll: 30 };
+const WEBCAM_GPU_SHARE = 0.5;  // the most of a slow GPU's time the drawing takes while the webcam drives
 
 // ------------------------------------------------------------------------------------------------ rig file
 
@@ -189,10 +191,11 @@ export function mountViewer(root, options = {}) {
   const orbit = new OrbitControls(camera, renderer.domElement);
   orbit.target.set(0, 0.02, 0);
   orbit.enableDamping = true;
-  let framesLeft = 0;  // frames still to draw after the last wake()
+  let needsDraw = true;  // something changed since the last frame drawn
   function wake() {
-    framesLeft = Math.max(framesLeft, 2);
+    needsDraw = true;
   }
+  const pacer = new GpuPacer(renderer.getContext());
   const spark = new SparkRenderer({ renderer, onDirty: wake });
   scene.add(spark);
 
@@ -319,31 +322,34 @@ export function mountViewer(root, options = {}) {
       camera.updateProjectionMatrix();
     }
   }
-  // Frames are drawn while something moves (a preset, a new weight or pose, the orbit easing out) and when Spark
-  // reports new splats or a finished depth sort (its onDirty); an idle viewer draws nothing and leaves the page's
-  // main thread alone. fps counts drawn frames over the last full second of continuous drawing, and is 0 while idle.
+  // A frame is drawn when something changed: a playing preset, new weights or pose (the webcam's included), the
+  // orbit easing out, a resize, Spark's new splats or finished depth sort (its onDirty). An idle viewer draws
+  // nothing. Frames are paced by the GPU (gpu_pacer.js): never one queued behind another, and while the webcam
+  // drives, a slow GPU spends at most WEBCAM_GPU_SHARE of its time drawing, so the face tracker (on the same GPU)
+  // keeps its pace. fps counts drawn frames over the last full second of continuous drawing, and is 0 while idle.
   orbit.addEventListener("change", wake);
   new ResizeObserver(wake).observe(canvasBox);
-  wake();
   renderer.setAnimationLoop((now) => {
     if (state.preset) presetFrame(now);
-    if (!state.dirty && !state.preset && framesLeft <= 0) {
+    if (!state.dirty && !needsDraw) {
       state.frames = 0;
       state.fps = 0;  // its corner keeps the last figure
       state.fpsStart = now;
       return;
     }
+    if (!pacer.ready(now, state.webcam ? WEBCAM_GPU_SHARE : 1)) return;
     resize();
     if (state.rig && state.dirty) {
       state.dirty = false;
       applyRig();
-      if (state.frames % 10 === 0) syncSliders();
+      if (state.drawn % 10 === 0) syncSliders();
     }
-    orbit.update();
-    renderer.render(scene, camera);
+    const easing = orbit.update();
+    renderer.render(scene, camera);  // Spark generates this frame's splats in it (its onDirty then is this frame)
+    pacer.submitted();
+    needsDraw = easing;
     state.frames += 1;
     state.drawn += 1;
-    framesLeft -= 1;
     const elapsed = now - state.fpsStart;
     if (elapsed >= 1000) {
       state.fps = (state.frames * 1000) / elapsed;
@@ -361,6 +367,7 @@ export function mountViewer(root, options = {}) {
     get rigUpdates() { return state.rigUpdates; },
     get drawnFrames() { return state.drawn; },
     get webcamRate() { return state.webcam ? state.webcam.rate : 0; },
+    get webcamFrames() { return state.webcam ? state.webcam.frames : 0; },
     get status() { return status.textContent; },
     presets: Object.keys(presets),
     setWeights(obj) {

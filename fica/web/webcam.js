@@ -97,7 +97,7 @@ export async function startWebcam({ faceMeshBase, model, onExpression }) {
   await video.play();
   const mesh = new window.FaceMesh({ locateFile: (file) => `${faceMeshBase}${file}` });
   mesh.setOptions({ maxNumFaces: 1, refineLandmarks: true, minDetectionConfidence: 0.5, minTrackingConfidence: 0.5 });
-  const tracker = { running: true, rate: 0, count: 0, since: performance.now() };
+  const tracker = { running: true, rate: 0, count: 0, total: 0, since: performance.now() };
   mesh.onResults((results) => {
     const faces = results.multiFaceLandmarks;
     if (!faces || !faces.length) return;
@@ -107,6 +107,7 @@ export async function startWebcam({ faceMeshBase, model, onExpression }) {
     const { weights, ypr } = expressionFromLandmarks(regression, points);
     onExpression(weights, ypr);
     tracker.count += 1;
+    tracker.total += 1;
     const now = performance.now();
     if (now - tracker.since >= 1000) {
       tracker.rate = (tracker.count * 1000) / (now - tracker.since);
@@ -124,6 +125,7 @@ export async function startWebcam({ faceMeshBase, model, onExpression }) {
   })();
   return {
     get rate() { return tracker.rate; },
+    get frames() { return tracker.total; },
     stop() {
       tracker.running = false;
       stream.getTracks().forEach((t) => t.stop());
