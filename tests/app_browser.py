@@ -39,12 +39,14 @@ VISIT_PRESETS = ["smile"]
 VISIT_VIDEO_SECONDS = 1.0  # the shortest video keeps the visit fast; the viewers are what these tests check
 FIRST_FRAMES = 6  # the Model3D viewer's first frames with splats in them, read back from WebGL as they are drawn
 # Test-only page script: after each splat draw call (gsplat.js draws a frame in one drawArraysInstanced call; the
-# live viewer's Spark draws with drawElementsInstanced), copy the canvas.
+# live viewer's Spark draws with drawElementsInstanced), copy the canvas; and count those draws.
 RECORD_FIRST_FRAMES = """
 window.__viewerFrames = [];
+window.__viewerDraws = 0;
 const drawInstanced = WebGL2RenderingContext.prototype.drawArraysInstanced;
 WebGL2RenderingContext.prototype.drawArraysInstanced = function (mode, first, count, instances) {
   const result = drawInstanced.call(this, mode, first, count, instances);
+  window.__viewerDraws += 1;
   if (instances > 0 && window.__viewerFrames.length < %d) {
     const w = this.drawingBufferWidth, h = this.drawingBufferHeight, pixels = new Uint8Array(w * h * 4);
     this.readPixels(0, 0, w, h, this.RGBA, this.UNSIGNED_BYTE, pixels);

@@ -20,6 +20,7 @@ RIG_TIMEOUT_MS = 300_000
 TEXT_BAND_PX = 24  # the viewer writes its frame rate and status over the canvas' top and bottom edges
 VIDEO_FPS = 10
 VIDEO_SECONDS = 6.0
+WEBCAM_SAMPLES = 30  # jawOpen samples the correlation is taken over (about one per tracked frame in SwiftShader)
 
 
 def _jaw_clip():
@@ -64,10 +65,16 @@ def webcam_video(browser_app):
 
 @pytest.fixture
 def live_page(app_visit):
-    """The browser tests' generation with its rig loaded in the live viewer. The page's Model3D viewer stays on: it
-    redraws only when its view changes (fica/web/gradio_model3d.js), so it no longer takes SwiftShader's time."""
+    """The browser tests' generation with its rig loaded in the live viewer, the page's Model3D viewer switched off
+    (WebGL context lost). It redraws only when its view changes (fica/web/gradio_model3d.js), but after
+    test_browser.py's zoom it eases out over some 80 frames, each seconds long in SwiftShader: minutes of the
+    emulated GPU that these tests, which do not look at it, would wait for or share."""
     page = app_visit.page
     page.wait_for_function("window.ficaLive && window.ficaLive.gaussians > 0", timeout=RIG_TIMEOUT_MS)
+    page.evaluate("""(() => { const canvas = document.querySelector('#avatar-3d canvas');
+        const gl = canvas && (canvas.getContext('webgl2') || canvas.getContext('webgl'));
+        const lose = gl && gl.getExtension('WEBGL_lose_context');
+        if (lose && !gl.isContextLost()) lose.loseContext(); })()""")
     return page
 
 
@@ -136,8 +143,8 @@ def test_app_live_viewer_opens_the_jaw_turns_the_head_and_reports_fps(live_page)
 
     assert page.evaluate("window.ficaLive.fps") == 0, "an idle (settled) viewer reports no frame rate"
     page.evaluate("window.ficaLive.reset(); window.ficaLive.playPreset('talk')")
-    page.wait_for_function("window.ficaLive.fps > 0", timeout=60_000, polling=200)
-    fps = page.evaluate("window.ficaLive.fps")
+    # read where it is seen: the figure drops to 0 once the preset has ended and the viewer is idle again
+    fps = page.wait_for_function("window.ficaLive.fps", timeout=60_000, polling=200).json_value()
     print(f"live viewer, headless chromium + SwiftShader, talk preset playing: {fps:.2f} frames/s "
           f"({page.evaluate('window.ficaLive.gaussians')} Gaussians, the rig applied on the GPU)")
     page.evaluate("window.ficaLive.reset()")
@@ -161,10 +168,13 @@ def test_fake_webcam_drives_the_jaw_with_the_videos_mouth(live_page, webcam_vide
     _, opening = webcam_video
     page.evaluate("window.ficaLive.reset(); window.ficaLive.startWebcam()")
     page.wait_for_function("window.ficaLive.webcamFrames > 0", timeout=120_000, polling=500)
-    counts = "[performance.now(), window.ficaLive.webcamFrames, window.ficaLive.drawnFrames]"
+    counts = ("[performance.now(), window.ficaLive.webcamFrames, window.ficaLive.drawnFrames, "
+              "window.__viewerDraws || 0]")
     start = page.evaluate(f"""window.__ficaJaw = []; window.__ficaJawTimer = setInterval(() =>
         window.__ficaJaw.push([performance.now(), window.ficaLive.weights.jawOpen]), 50); {counts}""")
-    page.wait_for_timeout(int(2.5 * VIDEO_SECONDS * 1000))
+    # At least two loops of the video and WEBCAM_SAMPLES samples, however slowly this machine tracks today
+    page.wait_for_timeout(int(2 * VIDEO_SECONDS * 1000))
+    page.wait_for_function(f"window.__ficaJaw.length >= {WEBCAM_SAMPLES}", timeout=240_000, polling=500)
     samples = np.asarray(page.evaluate("clearInterval(window.__ficaJawTimer); window.__ficaJaw"))
     end = page.evaluate(counts)
     page.evaluate("window.ficaLive.stopWebcam(); window.ficaLive.reset()")
@@ -172,7 +182,8 @@ def test_fake_webcam_drives_the_jaw_with_the_videos_mouth(live_page, webcam_vide
     corr = _best_lag_correlation(times_s, samples[:, 1], opening)
     seconds = (end[0] - start[0]) / 1000
     print(f"webcam, headless chromium + SwiftShader: {(end[1] - start[1]) / seconds:.2f} tracked frames/s, the "
-          f"avatar drawn {(end[2] - start[2]) / seconds:.2f} times/s; {len(samples)} samples, jawOpen range "
+          f"avatar drawn {(end[2] - start[2]) / seconds:.2f} times/s (the page's Model3D viewer "
+          f"{(end[3] - start[3]) / seconds:.2f}); {len(samples)} samples, jawOpen range "
           f"{samples[:, 1].min():.2f}-{samples[:, 1].max():.2f}, correlation with the video's mouth {corr:.2f}")
     assert samples[:, 1].max() - samples[:, 1].min() > 0.2
     assert corr >= 0.7

@@ -9,8 +9,8 @@
 // 2. No redraw of an unchanged frame. gsplat.js draws a whole frame at every animation frame, moving or not, which
 //    keeps the GPU busy for nothing: on a slow GPU it starves the page's other GPU work (the live viewer and its
 //    webcam face tracker). A frame's clear and draw are skipped when everything it sets is what the last frame
-//    drawn set (matrices, viewport, the depth order's buffer contents, no texture upload, same canvas size); the
-//    canvas then keeps showing that frame, as WebGL canvases do when nothing draws into them.
+//    drawn set (matrices and viewport to 1e-5, the depth order's buffer contents, no texture upload, same
+//    canvas size); the canvas then keeps showing that frame, as WebGL canvases do when nothing draws into them.
 (() => {
   const FADE = "scalingFactor = clamp((depthFade - start) / (end - start), 0.0, 1.0);";
   const gl2 = WebGL2RenderingContext.prototype;
@@ -66,8 +66,11 @@
     for (let i = 0; i < x.length; i += 1) if (x[i] !== y[i]) return false;
     return true;
   }
+  // Numbers within 1e-5 (relative) of each other count as the same: gsplat.js's orbit eases out by 12 % a frame,
+  // so after a zoom its matrices would keep changing for hundreds of frames by amounts no pixel shows.
+  const sameNumber = (x, y) => Math.abs(x - y) <= 1e-5 * Math.max(1, Math.abs(x), Math.abs(y));
   function sameFrame(a, b) {
-    return a.numbers.length === b.numbers.length && a.numbers.every((v, i) => v === b.numbers[i])
+    return a.numbers.length === b.numbers.length && a.numbers.every((v, i) => sameNumber(v, b.numbers[i]))
       && a.buffers.length === b.buffers.length && a.buffers.every((v, i) => sameBytes(v, b.buffers[i]));
   }
 
