@@ -4,7 +4,7 @@ Three renderers share one functional signature (plain tensors in, rgb ``[H, W, 3
 
 - "gsplat": ``gsplat.rasterization`` (``fica.render.gsplat_cuda``), CUDA only, when its extension loads;
 - "torch": the project's exact compositor (``fica.render.rasterize``), gsplat's maths in pure torch, any device;
-- "surface": surface splatting (``fica.render.surface``), approximate (about 31-32 dB from "torch" on
+- "surface": surface splatting (``fica.render.surface``), approximate (about 32-33 dB from "torch" on
   the astronaut with its hair) and several times faster on a CPU; what videos use there.
 
 ``choose_backend(device, purpose)`` picks from the device the Gaussians live on and an availability check, never
