@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from fica.complete.base import Completer
 from fica.complete.hair import complete_hair
-from fica.complete.skin import CONFIDENT, anchor_decay, handover_weight, skin_grain, skin_median, skin_offset
+from fica.complete.skin import CONFIDENT, anchor_decay, handover_weight, match_brightness, skin_grain, skin_median, skin_offset
 from fica.head.model import HeadModel, UVLayout, default_head
 from fica.maps import CompleteUV, PartialUV, Source, geometry_normals
 from fica.render.camera import Camera, sample_pixels
@@ -268,7 +268,8 @@ def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tenso
     band = photo & skin & (handover >= 0.5) & (handover < 1)
     floor = float(shading[band].median()) if int(band.sum()) >= 20 else 0.0
     texture = albedo * shading
-    handed_over = weight * texture + (1 - weight) * completion * shading.clamp(min=floor)
+    completed = completion * shading.clamp(min=floor)
+    handed_over = weight * match_brightness(texture, completed, photo & skin, weight) + (1 - weight) * completed
     texture = torch.where(skin, handed_over, texture)
     # Re-lighting extrapolates onto normals the portrait never showed: completed skin is kept no brighter than
     # the brightest seen skin.

@@ -7,7 +7,8 @@ things made that edge, and each has its answer here (maps are ``[C, R, R]``, mas
    mixed with shadow, background or strands of hair. Kept as they were, those texels drew a dark line around the face seen from
    the side. Within ``HANDOVER_TEXELS`` of the outline the portrait's weight fades with the view cosine over
    ``HANDOVER_COS``, with the portrait's hair mask and, for texels seen very obliquely (``DARK_COS``), with
-   darkness (``DARK_RANGE``); the completion takes the rest. Features inside the face seen obliquely (the sides of the nose) stay the photo's,
+   darkness (``DARK_RANGE``); the completion takes the rest, and the portrait's share keeps its detail but takes
+   the completion's brightness as it falls (``match_brightness``). Features inside the face seen obliquely (the sides of the nose) stay the photo's,
    and so does what the portrait camera itself shows inside the face.
 2. Colour (``skin_median``, ``skin_offset``). The completed skin's albedo is the robust median of the squarely
    seen skin's, plus an offset that continues the seen skin's slowly varying colour (its deviation from that
@@ -33,14 +34,16 @@ HANDOVER_TEXELS = (4.0, 14.0)  # the outline's band (texels at R = 256), beyond 
 HANDOVER_COS = (0.15, 0.5)  # in the band the portrait's weight rises from 0 to 1 over this range of view cosines
 DARK_RANGE = (0.55, 0.8)  # ... and with the albedo's luminance over the skin's median over this range,
 DARK_COS = (0.3, 0.45)  # ... for texels seen more obliquely than this (glasses and brows nearer the front stay)
+MATCH_BLUR_TEXELS = 3.0  # the scale of the brightness the hand-over band matches (match_brightness)
+MATCH_RANGE = (0.6, 1.6)
 CONFIDENT = 0.9  # texels whose portrait weight reaches this anchor the colour offset
 OFFSET_BLUR_TEXELS = 3.0
 OFFSET_DECAY_TEXELS = 40.0
 OFFSET_CLIP_SIGMAS = 3.0  # deviations from the median skin beyond this many robust sigmas are clipped
-GRAIN_SCALES = (0.6, 1.2)  # texels at R = 256: the grain's bands (difference of blurs at s and 2 s)
+GRAIN_SCALES = (1.0, 2.0)  # texels at R = 256: the grain's bands (difference of blurs at s and 2 s; finer reads as pixel noise)
 # Completed texels cover more of the head than the face's (the chart spends its texels on the face), so grain of
-# the seen spread per texel is coarser there: at the full spread it read as blotches, at half as skin.
-GRAIN_GAIN = 0.5
+# the seen spread per texel is coarser there: at the full spread it read as blotches, at a third as skin.
+GRAIN_GAIN = 0.35
 GRAIN_SEED = 0
 SMOOTH_TEXELS = 4.0  # the neighbourhood (texels at R = 256) over which skin counts as smooth for the grain
 MIN_SKIN_TEXELS = 50
@@ -69,6 +72,19 @@ def handover_weight(cos: torch.Tensor, seen: torch.Tensor, brightness: torch.Ten
     dark = (1 - smoothstep(brightness, *DARK_RANGE)) * (1 - smoothstep(cos, *DARK_COS))
     facing = smoothstep(cos, *HANDOVER_COS) * (1 - dark) * (1 - hair)
     return (1 - (1 - facing) * (1 - inner)) * seen
+
+
+def match_brightness(photo: torch.Tensor, completed: torch.Tensor, seen: torch.Tensor, weight: torch.Tensor
+                     ) -> torch.Tensor:
+    """The portrait's colours ``photo [3, R, R]`` on the ``seen`` texels, their local brightness (blurred over
+    ``MATCH_BLUR_TEXELS``) moved toward the ``completed [3, R, R]`` colours' by ``1 - weight`` (the portrait's
+    share, ``handover_weight``): the hand-over band keeps the photo's detail but not the darkening it shows toward
+    the outline, which read as a line where the completion begins."""
+    sigma = _scaled(MATCH_BLUR_TEXELS, photo.shape[-1])
+    photo_mean = weighted_blur(photo.mean(0, keepdim=True), seen.float(), sigma)
+    completed_mean = weighted_blur(completed.mean(0, keepdim=True), torch.ones_like(weight), sigma)
+    ratio = (completed_mean / photo_mean.clamp(min=1e-3)).clamp(*MATCH_RANGE)
+    return photo * ratio ** (1 - weight)
 
 
 def skin_median(albedo: torch.Tensor, square: torch.Tensor, fallback: torch.Tensor) -> tuple[torch.Tensor,
