@@ -54,9 +54,11 @@ def test_the_controls_are_52_grouped_sliders_head_angles_presets_and_reset(brows
 
 @pytest.mark.parametrize("camera, message", [
     ("denied", "Camera access was denied"),  # a camera exists; the permission is not granted
-    ("missing", "camera"),  # no camera at all
+    ("missing", "No camera was found. Connect one, or drive the avatar"),  # no camera at all
 ])
 def test_a_refused_webcam_is_explained_in_the_viewer(browser_app, camera, message):
+    """The viewer says what happened and what the visitor can do, in words (the browser's error name, e.g.
+    NotFoundError, only in the status' tooltip)."""
     args = CHROMIUM_ARGS + (["--use-fake-device-for-media-stream"] if camera == "denied" else [])
     browser = browser_app.playwright.chromium.launch(executable_path=CHROMIUM, args=args)
     try:
@@ -69,6 +71,7 @@ def test_a_refused_webcam_is_explained_in_the_viewer(browser_app, camera, messag
         browser.close()
     print(f"{camera}: {status}")
     assert message in error and status == error, (error, status)
+    assert "Error" not in status, status
 
 
 def test_the_webcam_video_stays_in_the_browser(browser_app):

@@ -418,6 +418,7 @@ export function mountViewer(root, options = {}) {
         status.textContent = "webcam driving: the video stays in this browser";
       } catch (err) {
         status.textContent = err.message;
+        status.title = err.cause ? String(err.cause) : "";
         throw err;
       }
     },

@@ -81,11 +81,17 @@ export async function startWebcam({ faceMeshBase, model, onExpression }) {
   try {
     stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
   } catch (err) {
+    // What the visitor can do about it; the browser's error name goes along as the error's cause (a tooltip).
+    const otherwise = "drive the avatar with the sliders, a preset or an ARKit CSV";
     if (err.name === "NotAllowedError" || err.name === "SecurityError") {
       throw new Error("Camera access was denied. Allow the camera for this page to drive the avatar with your "
-        + "face; the video never leaves your browser.");
+        + "face; the video never leaves your browser.", { cause: err.name });
     }
-    throw new Error(`No camera could be opened (${err.name}).`);
+    if (err.name === "NotFoundError" || err.name === "OverconstrainedError") {
+      throw new Error(`No camera was found. Connect one, or ${otherwise}.`, { cause: err.name });
+    }
+    throw new Error(`The camera could not be started (another program may be using it). Close that program and `
+      + `try again, or ${otherwise}.`, { cause: err.name });
   }
   const raw = typeof model === "string" ? await (await fetch(model)).json() : model;
   const regression = decodeModel(raw);
