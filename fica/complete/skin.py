@@ -8,7 +8,7 @@ things made that edge, and each has its answer here (maps are ``[C, R, R]``, mas
    the side. Within ``HANDOVER_TEXELS`` of the outline the portrait's weight fades with the view cosine over
    ``HANDOVER_COS``, with the portrait's hair mask and, for texels seen very obliquely (``DARK_COS``), with
    darkness (``DARK_RANGE``); the completion takes the rest, and the portrait's share keeps its detail but takes
-   the completion's brightness as it falls (``match_brightness``). Features inside the face seen obliquely (the sides of the nose) stay the photo's,
+   the completion's colour as it falls (``match_brightness``). Features inside the face seen obliquely (the sides of the nose) stay the photo's,
    and so does what the portrait camera itself shows inside the face.
 2. Colour (``skin_median``, ``skin_offset``). The completed skin's albedo is the robust median of the squarely
    seen skin's, plus an offset that continues the seen skin's slowly varying colour (its deviation from that
@@ -76,13 +76,13 @@ def handover_weight(cos: torch.Tensor, seen: torch.Tensor, brightness: torch.Ten
 
 def match_brightness(photo: torch.Tensor, completed: torch.Tensor, seen: torch.Tensor, weight: torch.Tensor
                      ) -> torch.Tensor:
-    """The portrait's colours ``photo [3, R, R]`` on the ``seen`` texels, their local brightness (blurred over
-    ``MATCH_BLUR_TEXELS``) moved toward the ``completed [3, R, R]`` colours' by ``1 - weight`` (the portrait's
-    share, ``handover_weight``): the hand-over band keeps the photo's detail but not the darkening it shows toward
-    the outline, which read as a line where the completion begins."""
+    """The portrait's colours ``photo [3, R, R]`` on the ``seen`` texels, their local mean colour (blurred over
+    ``MATCH_BLUR_TEXELS``, per channel) moved toward the ``completed [3, R, R]`` colours' by ``1 - weight`` (the
+    portrait's share, ``handover_weight``): the hand-over band keeps the photo's detail but not the darkening and
+    tint it shows toward the outline, which read as a line where the completion begins."""
     sigma = _scaled(MATCH_BLUR_TEXELS, photo.shape[-1])
-    photo_mean = weighted_blur(photo.mean(0, keepdim=True), seen.float(), sigma)
-    completed_mean = weighted_blur(completed.mean(0, keepdim=True), torch.ones_like(weight), sigma)
+    photo_mean = weighted_blur(photo, seen.float(), sigma)
+    completed_mean = weighted_blur(completed, torch.ones_like(weight), sigma)
     ratio = (completed_mean / photo_mean.clamp(min=1e-3)).clamp(*MATCH_RANGE)
     return photo * ratio ** (1 - weight)
 
