@@ -219,6 +219,34 @@ def test_seen_hair_is_as_sharp_as_the_face_at_the_portrait_camera(name):
     assert hair_blur <= face_blur
 
 
+def _see_through_share(alpha: np.ndarray) -> float:
+    """The share of the pixels well inside the head's outline (the filled silhouette of ``alpha [H, W]``, 10 px in
+    from its edge) that the render leaves less than 80 % covered: background seen through the avatar."""
+    solid = (alpha > 0.5).astype(np.uint8)
+    count, labels = cv2.connectedComponents(1 - solid)
+    border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))) - {0}
+    outline = solid | np.isin(labels, [i for i in range(1, count) if i not in border]).astype(np.uint8)
+    inside = cv2.erode(outline, np.ones((21, 21), np.uint8)) > 0
+    return float((inside & (alpha < 0.8)).sum()) / max(1, int(inside.sum()))
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("surface", marks=pytest.mark.xfail(
+    strict=True, reason="the surface renderer shows a pixel's nearest surface only: where the hair shell's splats "
+                        "cover a pixel only partly (its edge by the temple and the ear, a line across the crown) the "
+                        "skin behind, more than its 3 mm depth tolerance away, is dropped and the background shows: "
+                        "0.27-0.48 % of the head (astronaut, Grace Hopper at yaw 45, -45, 75); the exact compositor "
+                        "0"))])
+@pytest.mark.parametrize("yaw", (45.0, -45.0, 75.0))
+@pytest.mark.parametrize("name", ("astronaut.jpg", "grace_hopper.jpg"))
+def test_turned_views_show_no_background_through_the_hair(name, yaw, backend):
+    """Turning the avatar, a visitor sees no holes in the head (grey-blue or white patches by the ear and along the
+    hairline): at most 0.05 % of the pixels inside its outline, a few scattered specks, are left uncovered."""
+    _, alpha = _run(name).avatar.render(orbit_camera(yaw, 0.0, width=512, height=512), backend=backend)
+    share = _see_through_share(alpha.squeeze().numpy())
+    print(f"{name} yaw {yaw} {backend}: {100 * share:.2f} % of the head see-through")
+    assert share <= 0.0005
+
+
 def _back_hair_end(out) -> tuple[float, float, float]:
     """Heights (head frame, metres) of the chin, the bottom of the neck and the lowest hair at the back of the
     head (azimuth 180° ± 30°; the chin's height when there is none there) of a pipeline output."""
