@@ -230,12 +230,7 @@ def _see_through_share(alpha: np.ndarray) -> float:
     return float((inside & (alpha < 0.8)).sum()) / max(1, int(inside.sum()))
 
 
-@pytest.mark.parametrize("backend", ["torch", pytest.param("surface", marks=pytest.mark.xfail(
-    strict=True, reason="the surface renderer shows a pixel's nearest surface only: where the hair shell's splats "
-                        "cover a pixel only partly (its edge by the temple and the ear, a line across the crown) the "
-                        "skin behind, more than its 3 mm depth tolerance away, is dropped and the background shows: "
-                        "0.27-0.48 % of the head (astronaut, Grace Hopper at yaw 45, -45, 75); the exact compositor "
-                        "0"))])
+@pytest.mark.parametrize("backend", ("torch", "surface"))
 @pytest.mark.parametrize("yaw", (45.0, -45.0, 75.0))
 @pytest.mark.parametrize("name", ("astronaut.jpg", "grace_hopper.jpg"))
 def test_turned_views_show_no_background_through_the_hair(name, yaw, backend):
