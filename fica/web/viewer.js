@@ -366,6 +366,16 @@ export function mountViewer(root, options = {}) {
     get gaussians() { return state.rig ? state.rig.neutral.count : 0; },
     get rigUpdates() { return state.rigUpdates; },
     get drawnFrames() { return state.drawn; },
+    // The view as fica.render.Camera has it: viewmat [4][4] head frame -> OpenCV camera (x right, y down, z
+    // forward), K [3][3] in drawing-buffer pixels, width, height.
+    get camera() {
+      const { width, height } = renderer.domElement;
+      const m = camera.matrixWorldInverse.elements;  // column-major; three.js looks down -z with y up
+      const flip = [1, -1, -1, 1];
+      const viewmat = [0, 1, 2, 3].map((r) => [0, 1, 2, 3].map((c) => flip[r] * m[4 * c + r]));
+      const f = height / 2 / Math.tan(THREE.MathUtils.degToRad(camera.fov) / 2);
+      return { viewmat, K: [[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], width, height };
+    },
     get webcamRate() { return state.webcam ? state.webcam.rate : 0; },
     get webcamFrames() { return state.webcam ? state.webcam.frames : 0; },
     get status() { return status.textContent; },
