@@ -33,24 +33,25 @@ def _matrix_entries(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, z: torch.
 def matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
     """Unit quaternions ``[N, 4]`` (w, x, y, z, w >= 0) of rotation matrices ``[N, 3, 3]``.
 
-    Each of the four algebraically equivalent formulas is evaluated and the best-conditioned one (largest
-    denominator) is kept per matrix.
+    Of the four algebraically equivalent formulas, the best-conditioned one (largest denominator) is evaluated per
+    matrix: each formula's four numerators are entries of one table (the four ``four`` terms, then the matrix's
+    antisymmetric and symmetric off-diagonal sums), picked by ``_FORMULA_TERMS``.
     """
     m00, m01, m02 = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
     m10, m11, m12 = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
     m20, m21, m22 = m[:, 2, 0], m[:, 2, 1], m[:, 2, 2]
-    four = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
-    root = four.clamp(min=0).sqrt()  # 2|w|, 2|x|, 2|y|, 2|z|
-    candidates = torch.stack([
-        torch.stack([four[:, 0], m21 - m12, m02 - m20, m10 - m01], -1),
-        torch.stack([m21 - m12, four[:, 1], m10 + m01, m02 + m20], -1),
-        torch.stack([m02 - m20, m10 + m01, four[:, 2], m12 + m21], -1),
-        torch.stack([m10 - m01, m02 + m20, m12 + m21, four[:, 3]], -1),
-    ], 1) / (2 * root.clamp(min=0.1))[..., None]  # [N, 4 candidates, 4]
-    best = root.argmax(-1)
-    q = candidates[torch.arange(len(m), device=m.device), best]
+    terms = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22,
+                         m21 - m12, m02 - m20, m10 - m01, m10 + m01, m02 + m20, m12 + m21], -1)  # [N, 10]
+    root = terms[:, :4].clamp(min=0).sqrt()  # 2|w|, 2|x|, 2|y|, 2|z|
+    best = root.argmax(-1)  # [N]
+    picks = _FORMULA_TERMS.to(m.device)[best]  # [N, 4]
+    q = terms.gather(1, picks) / (2 * root.gather(1, best[:, None]).clamp(min=0.1))
     q = q * torch.where(q[:, :1] < 0, -1.0, 1.0)
     return torch.nn.functional.normalize(q, dim=-1)
+
+
+# matrix_to_quat: per formula (divide by 2|w|, 2|x|, 2|y| or 2|z|), the columns of its (w, x, y, z) numerators
+_FORMULA_TERMS = torch.tensor([[0, 4, 5, 6], [4, 1, 7, 8], [5, 7, 2, 9], [6, 8, 9, 3]])
 
 
 def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
