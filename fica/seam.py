@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from fica.avatar import Avatar
 from fica.head.model import default_head
-from fica.render.camera import Camera, orbit_camera
+from fica.render.camera import Camera, orbit_camera, sample_pixels
 
 OUTLINE_TEXELS = 20  # at R = 256: the outline's band (portrait_view_cosine)
 LEVELS = (0.15, 0.3, 0.45)  # iso-levels of the portrait's view cosine: the outline and the hand-over inside it
@@ -79,13 +79,6 @@ def indicator_avatar(output, camera: Camera) -> Avatar:
     return Avatar(avatar.prior, identity, avatar.fitted_camera, avatar.fitted_expression, avatar.device)
 
 
-def _sample(image: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples of ``image [H, W]`` at pixel positions ``points [N, 2]`` (x, y), NaN outside."""
-    H, W = image.shape
-    grid = torch.stack([points[:, 0] / W * 2 - 1, points[:, 1] / H * 2 - 1], -1)[None, None]
-    return F.grid_sample(image[None, None], grid, align_corners=False, padding_mode="border")[0, 0, 0]
-
-
 def _cell_steps(rgb: torch.Tensor, skin: torch.Tensor, points: torch.Tensor, normals: torch.Tensor,
                 shift: float, step_px: float, size: int) -> list[float]:
     """Per outline cell, the length of the mean colour step: ``rgb [H, W, 3]`` on the seen side (along
@@ -96,9 +89,11 @@ def _cell_steps(rgb: torch.Tensor, skin: torch.Tensor, points: torch.Tensor, nor
     seen_pts = centre[:, None] + offsets[None, :, None] * normals[:, None]
     done_pts = centre[:, None] - offsets[None, :, None] * normals[:, None]
     all_pts = torch.cat([seen_pts, done_pts], 1).reshape(-1, 2)
-    on_skin = (_sample(skin.float(), all_pts) > 0.99).reshape(len(points), -1).all(1)
-    side_mean = lambda pts, c: _sample(rgb[..., c], pts.reshape(-1, 2)).reshape(len(points), -1).mean(1)  # noqa
-    step = torch.stack([side_mean(seen_pts, c) - side_mean(done_pts, c) for c in range(3)], 1)[on_skin]
+    on_skin = (sample_pixels(skin[..., None], all_pts, padding_mode="border")[:, 0] > 0.99
+               ).reshape(len(points), -1).all(1)
+    side_mean = lambda pts: sample_pixels(rgb, pts.reshape(-1, 2), padding_mode="border"  # noqa: E731
+                                          ).reshape(len(points), -1, 3).mean(1)  # [P, 3]
+    step = (side_mean(seen_pts) - side_mean(done_pts))[on_skin]
     cells = (points[on_skin] / (CELL * size)).long()
     keys = cells[:, 0] * 10_000 + cells[:, 1]
     out = []

@@ -49,13 +49,15 @@ class Camera:
                    int(d["width"]), int(d["height"]))
 
 
-def sample_pixels(image: torch.Tensor, pixels: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+def sample_pixels(image: torch.Tensor, pixels: torch.Tensor, mode: str = "bilinear",
+                  padding_mode: str = "zeros") -> torch.Tensor:
     """Sample ``image [H, W, C]`` at continuous pixel positions ``pixels [N, 2]`` (x, y; centres at +0.5, as
-    ``Camera.project`` gives them). Returns ``[N, C]`` float (zero outside the image)."""
+    ``Camera.project`` gives them). Returns ``[N, C]`` float; outside the image zero, or the nearest edge pixel
+    with ``padding_mode="border"``."""
     H, W = image.shape[:2]
     grid = pixels / torch.tensor([W, H], dtype=pixels.dtype, device=pixels.device) * 2 - 1
     out = torch.nn.functional.grid_sample(image.permute(2, 0, 1)[None].float(), grid[None, None].float(), mode=mode,
-                                          padding_mode="zeros", align_corners=False)
+                                          padding_mode=padding_mode, align_corners=False)
     return out[0, :, 0].T
 
 
