@@ -57,8 +57,6 @@ def _median_time(fn, repeats: int) -> float:
 def silhouette_iou(output) -> float:
     """IoU of the avatar's silhouette at the portrait camera (fitted expression) with the person's silhouette
     (selfie segmentation), both above the chin: the line through the chin landmark across the face."""
-    import numpy as np
-
     from fica.unwrap.hair_mask import face_frame
 
     unwrapped = output.unwrapped
