@@ -4,6 +4,9 @@ A frontal portrait -> avatar A -> A rendered at yaw ``yaw_deg`` -> that render u
 B's frontal render is compared with A's inside the face (MediaPipe's face oval on A's frontal render, eroded):
 the half of the face the turned render showed ("seen") against the half B had to complete ("completed").
 The gap ``seen_psnr_db - completed_psnr_db`` says how much worse the completion is than plain re-unwrapping.
+
+``turned_registration`` measures the step before: how far from its true place the turned render's head fit puts
+each face texel, so how far B's unwrap samples its texture off.
 """
 from __future__ import annotations
 
@@ -12,8 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fica.head.model import default_head
+from fica.maps import geometry_normals
 from fica.render.camera import orbit_camera
+from fica.unwrap.fit import fit_head
 from fica.unwrap.landmarks import FACE_OVAL, detect_landmarks
+from fica.unwrap.uv_unwrap import FACING_COS
 
 NOSE_BRIDGE, CHIN = 168, 152  # the face's midline runs through these landmarks
 FACE_MARGIN = 0.04  # the face oval is eroded by this fraction of the face width (its rim mixes in background)
@@ -78,3 +85,33 @@ def far_side_cycle(pipe, image, yaw_deg: float = 45.0, size: int = 512) -> Cycle
     return CycleResult(psnr_db(second_front[seen], first_front[seen]),
                        psnr_db(second_front[completed], first_front[completed]),
                        first_front, turned, second_front, seen, completed)
+
+
+@torch.no_grad()
+def turned_registration(first, yaw_deg: float, size: int = 512) -> float:
+    """Misregistration of a turned portrait's head fit, as a fraction of the face width.
+
+    first: a pipeline output (``FiCAPipeline.__call__``) built on the default head's chart. Its avatar is rendered
+    at ``yaw_deg`` (``size``², neutral expression) and the head is fitted to that render (MediaPipe landmarks ->
+    ``fit_head``); every face texel the orbit camera sees squarely (cos of the view angle over ``FACING_COS[1]``)
+    is projected both through that fit and, as the truth, from the avatar's geometry by the orbit camera. Returns
+    the median distance between the two, over the width of the face in the avatar's frontal render (MediaPipe
+    landmarks' extent).
+    """
+    head = default_head()
+    geometry = first.refined.geometry.cpu()  # [3, R, R]
+    layout = head.uv_layout(geometry.shape[-1])
+    camera = orbit_camera(yaw_deg, width=size, height=size)
+    points = geometry.reshape(3, -1).T  # [R*R, 3]
+    normals = geometry_normals(geometry, layout.valid).reshape(3, -1).T
+    facing = (normals * torch.nn.functional.normalize(camera.center[None] - points, dim=1)).sum(1)
+    shown = (layout.region_mask("face").reshape(-1) > 0.5) & (facing > FACING_COS[1])
+    turned, _ = first.avatar.render(camera)
+    fit = fit_head(detect_landmarks(turned.clamp(0, 1).cpu().numpy()), (size, size), head)
+    fitted = layout.vertices_to_map(fit.vertices(head)).reshape(3, -1).T
+    true_px, _ = camera.project(points[shown])
+    fitted_px, _ = fit.camera.project(fitted[shown])
+    front, _ = first.avatar.render(orbit_camera(0.0, width=size, height=size))
+    face = detect_landmarks(front.clamp(0, 1).cpu().numpy())
+    face_width = float(face[:, 0].max() - face[:, 0].min())
+    return float((fitted_px - true_px).norm(dim=1).median()) / face_width

@@ -6,9 +6,11 @@ so identity and expression bases are gathered to the landmarks once per head). F
 Gauss-Newton (Levenberg-Marquardt) solve with an analytic Jacobian: 2D reprojection error plus a weak MediaPipe
 depth term, a Gaussian prior on identity and an L1 (sparse) prior on the expression weights, which stay in [0, 1]
 (projected Newton: weights held at a bound drop out of the step). A short first solve finds outlying landmarks,
-which the full second solve discounts with Cauchy weights. A fixed field of view stands in for the unknown focal
-length. The correction is one sparse linear solve, factorised once per head: a smooth (bending + membrane)
-displacement of every vertex that moves the landmarks onto their detections in the image plane.
+which the full second solve discounts with Cauchy weights; landmarks on no facial feature of their own (cheeks,
+forehead, jaw contour) count less as the fitted view turns away from frontal (``_view_trust``). A fixed field of
+view stands in for the unknown focal length. The correction is one sparse linear solve, factorised once per head:
+a smooth (bending + membrane) displacement of every vertex that moves the landmarks onto their detections in the
+image plane.
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ from fica.head.model import REGIONS, HeadModel
 from fica.render.camera import Camera, intrinsics
 from fica.rotations import axis_angle_to_matrix, gaze_from_direction, ypr_from_rotation
 from fica.threads import one_thread
-from fica.unwrap.landmarks import FACE_OVAL, NUM_LANDMARKS
-from fica.uv_ops import sphere_centre
+from fica.unwrap.landmarks import FACE_OVAL, NUM_LANDMARKS, feature_landmarks
+from fica.uv_ops import smoothstep, sphere_centre
 
 FIT_FOV_DEG = 25.0  # assumed vertical field of view of a portrait
 # The head frame seen by a frontal camera: camera x = head x, camera y = -head y, camera z = -head z.
@@ -41,6 +43,15 @@ LID_CREASE_WEIGHT = 0.2
 CHIN = (152, 148, 377, 176, 400, 149, 378)  # face-oval landmarks around the chin tip: they stay put, trusted fully
 IRIS = slice(468, 478)  # iris landmarks follow the gaze, which the head's surface embedding cannot: left out
 IRIS_CENTRES = [468, 473]  # ...and give the gaze instead (gaze_from_landmarks)
+# MediaPipe places the landmarks on no facial feature (cheeks, forehead, jaw contour) from its face-shape prior,
+# which on a turned face departs from the head's surface: on the examples' avatars rendered at 45° those of the
+# near half sit 4-12 px (the contour 11-27 px) of a ~230 px wide face outward of their true places, all to one
+# side, and fitting them pulls the head bigger, off-centre and less turned (the eye, brow, lip and nose landmarks
+# err 2-10 px, less one-sidedly). Their trust falls to TURNED_SHAPE_TRUST as the camera turns from TURN_DEG[0]
+# to TURN_DEG[1] off the face's front, which halves the misregistration of turned faces
+# (fica.cycle.turned_registration); frontal portraits keep their fit.
+TURNED_SHAPE_TRUST = 0.1
+TURN_DEG = (5.0, 30.0)
 ROBUST_SCALE = 0.06  # landmarks off by more than this fraction of the face width count less (Cauchy weights)
 # MediaPipe's relative depth is coarse: on renders of the head it correlates ~0.8-0.9 with the true depth and
 # spans ~0.6-0.8 of it, so it enters rescaled and with a small weight.
@@ -106,6 +117,7 @@ class _LandmarkBases:
     identity: torch.Tensor  # [K, 478, 3]
     expression: torch.Tensor  # [52, 478, 3]
     weights: torch.Tensor  # [478] per-landmark weight of the reprojection term
+    shape_only: torch.Tensor  # [478] bool, landmarks on no facial feature (see TURNED_SHAPE_TRUST)
     gather: sp.csr_matrix  # [478, V] landmark = gather @ vertices
 
 
@@ -120,8 +132,11 @@ def _landmark_bases(head: HeadModel) -> _LandmarkBases:
     weights[list(CHIN)] = 1.0
     weights[list(LID_CREASE)] = LID_CREASE_WEIGHT
     weights[IRIS] = 0.0
+    shape_only = torch.ones(NUM_LANDMARKS, dtype=torch.bool)
+    shape_only[list(feature_landmarks())] = False
+    shape_only[IRIS] = False
     return _LandmarkBases(head.landmarks(head.vertices), torch.vmap(head.landmarks)(head.identity_basis),
-                          torch.vmap(head.landmarks)(head.expression_basis), weights, gather)
+                          torch.vmap(head.landmarks)(head.expression_basis), weights, shape_only, gather)
 
 
 @lru_cache(maxsize=4)
@@ -285,6 +300,16 @@ def _robust_weights(camera: Camera, points: torch.Tensor, landmarks: torch.Tenso
     return 1.0 / (1.0 + error ** 2)
 
 
+def _view_trust(bases: _LandmarkBases, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Per-landmark trust ``[478]`` for a camera with rotation ``R [3, 3]`` and translation ``t [3]``: 1 for the
+    facial-feature landmarks, for the others falling from 1 to TURNED_SHAPE_TRUST as the camera's direction from
+    the head turns TURN_DEG off the face's front (+z in the head frame)."""
+    centre = -R.T.float() @ t.float()  # camera position, head frame
+    off_front = torch.rad2deg(torch.acos((centre[2] / centre.norm()).clamp(-1, 1)))
+    drop = (1 - TURNED_SHAPE_TRUST) * smoothstep(off_front, *TURN_DEG)
+    return torch.where(bases.shape_only, 1 - drop, torch.ones(()))
+
+
 def _correction(head: HeadModel, camera: Camera, vertices: torch.Tensor, landmarks: torch.Tensor,
                 trust: torch.Tensor, iterations: int = 2) -> torch.Tensor:
     """Smooth per-vertex displacement ``[V, 3]`` that moves the projected landmarks onto the detections.
@@ -355,17 +380,19 @@ def fit_head(landmarks: torch.Tensor, image_size: tuple[int, int], head: HeadMod
     R0, t0 = _initial_pose(landmarks, bases.neutral, K)
     k = bases.identity.shape[0]
     R, t, c = R0, t0, torch.zeros(k + bases.expression.shape[0])
-    weights = bases.weights
-    # A short plain solve finds the outlying landmarks; a full one with robust weights discounts them.
+    robust = torch.ones(NUM_LANDMARKS)
+    # A short plain solve finds the outlying landmarks and the view; a full one with robust weights and the
+    # view's trust discounts them.
     for steps in (iterations // 3, iterations):
-        problem = _Problem(landmarks, K, bases, bases.neutral, fit_identity=True, weights=weights)
+        trust = robust * _view_trust(bases, R, t)
+        problem = _Problem(landmarks, K, bases, bases.neutral, fit_identity=True, weights=bases.weights * trust)
         with one_thread():
             R, t, c = problem.solve(R, t, c, steps)
         camera = _camera(R, t, K, image_size)
-        weights = bases.weights * _robust_weights(camera, problem.points(c.double()).float(), landmarks)
+        robust = _robust_weights(camera, problem.points(c.double()).float(), landmarks)
     identity, expression = c[:k], c[k:]
     vertices = head.deform(identity, expression)
-    correction = (_correction(head, camera, vertices, landmarks, weights / bases.weights) if correct
+    correction = (_correction(head, camera, vertices, landmarks, robust * _view_trust(bases, R, t)) if correct
                   else torch.zeros_like(vertices))
     error = _reprojection_error_px(camera, head.landmarks(vertices + correction), landmarks)
     fit = Fit(camera, identity, expression, correction, error, _face_width(landmarks))

@@ -37,6 +37,18 @@ _lock = threading.Lock()
 
 
 @lru_cache(maxsize=1)
+def feature_landmarks() -> tuple[int, ...]:
+    """Ids of the landmarks on visible facial features (MediaPipe's eye, eyebrow, lip and nose contours), which
+    MediaPipe locates from the image; the others (cheeks, forehead, jaw contour) it places from its face-shape
+    prior."""
+    from mediapipe.python.solutions import face_mesh_connections as mesh
+
+    edges = (mesh.FACEMESH_LEFT_EYE | mesh.FACEMESH_RIGHT_EYE | mesh.FACEMESH_LEFT_EYEBROW
+             | mesh.FACEMESH_RIGHT_EYEBROW | mesh.FACEMESH_LIPS | mesh.FACEMESH_NOSE)
+    return tuple(sorted({i for edge in edges for i in edge}))
+
+
+@lru_cache(maxsize=1)
 def _face_mesh():
     import mediapipe as mp
 
