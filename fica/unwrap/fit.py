@@ -300,11 +300,11 @@ def _robust_weights(camera: Camera, points: torch.Tensor, landmarks: torch.Tenso
     return 1.0 / (1.0 + error ** 2)
 
 
-def _view_trust(bases: _LandmarkBases, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Per-landmark trust ``[478]`` for a camera with rotation ``R [3, 3]`` and translation ``t [3]``: 1 for the
-    facial-feature landmarks, for the others falling from 1 to TURNED_SHAPE_TRUST as the camera's direction from
-    the head turns TURN_DEG off the face's front (+z in the head frame)."""
-    centre = -R.T.float() @ t.float()  # camera position, head frame
+def _view_trust(bases: _LandmarkBases, camera: Camera) -> torch.Tensor:
+    """Per-landmark trust ``[478]`` in the view of ``camera``: 1 for the facial-feature landmarks, for the others
+    falling from 1 to TURNED_SHAPE_TRUST as the camera's direction from the head turns TURN_DEG off the face's
+    front (+z in the head frame)."""
+    centre = camera.center.float()
     off_front = torch.rad2deg(torch.acos((centre[2] / centre.norm()).clamp(-1, 1)))
     drop = (1 - TURNED_SHAPE_TRUST) * smoothstep(off_front, *TURN_DEG)
     return torch.where(bases.shape_only, 1 - drop, torch.ones(()))
@@ -384,7 +384,7 @@ def fit_head(landmarks: torch.Tensor, image_size: tuple[int, int], head: HeadMod
     # A short plain solve finds the outlying landmarks and the view; a full one with robust weights and the
     # view's trust discounts them.
     for steps in (iterations // 3, iterations):
-        trust = robust * _view_trust(bases, R, t)
+        trust = robust * _view_trust(bases, _camera(R, t, K, image_size))
         problem = _Problem(landmarks, K, bases, bases.neutral, fit_identity=True, weights=bases.weights * trust)
         with one_thread():
             R, t, c = problem.solve(R, t, c, steps)
@@ -392,7 +392,7 @@ def fit_head(landmarks: torch.Tensor, image_size: tuple[int, int], head: HeadMod
         robust = _robust_weights(camera, problem.points(c.double()).float(), landmarks)
     identity, expression = c[:k], c[k:]
     vertices = head.deform(identity, expression)
-    correction = (_correction(head, camera, vertices, landmarks, robust * _view_trust(bases, R, t)) if correct
+    correction = (_correction(head, camera, vertices, landmarks, robust * _view_trust(bases, camera)) if correct
                   else torch.zeros_like(vertices))
     error = _reprojection_error_px(camera, head.landmarks(vertices + correction), landmarks)
     fit = Fit(camera, identity, expression, correction, error, _face_width(landmarks))
@@ -416,9 +416,10 @@ def fit_expression(landmarks: torch.Tensor, image_size: tuple[int, int], head: H
     camera, expression = previous.camera, previous.expression
     with one_thread():
         for _ in range(REWEIGHT_ROUNDS):
-            # Robust weights from the current state: a frame far from ``previous`` (a jaw that opened) first
-            # reads its moved landmarks as outliers, so the weights are renewed from the first solve.
-            weights = bases.weights * _robust_weights(camera, seen, landmarks)
+            # Robust weights and the view's trust from the current state: a frame far from ``previous`` (a jaw
+            # that opened, a head that turned) first reads its moved landmarks as outliers, so the weights are
+            # renewed from the first solve.
+            weights = bases.weights * _robust_weights(camera, seen, landmarks) * _view_trust(bases, camera)
             problem = _Problem(landmarks, previous.camera.K, bases, head.landmarks(neutral), fit_identity=False,
                                weights=weights)
             R, t, expression = problem.solve(camera.viewmat[:3, :3], camera.viewmat[:3, 3], expression,
