@@ -1,16 +1,25 @@
-"""The outline seam measure (issue 7, "a seamless far side"): seen from the side, does the face the portrait shows
-end in an edge where the completed head begins?
+"""The side seam measure (issue 7, "a seamless far side"): seen from the side, does the skin the portrait shows end in
+an edge where the completed head begins, and does the under-jaw end in an edge where the neck's chart island
+begins?
 
 The avatar is rendered at a side view, and beside it the same avatar with its texture replaced by indicators
-(``indicator_avatar``): how squarely the portrait saw each texel (``portrait_view_cosine``), which texels are face
-or neck skin, and how squarely the side view sees them. Along the iso-lines of the first (the projected outline of
-what the portrait sees, at ``LEVELS`` across the hand-over), on skin the side view sees squarely, the colour step
-across the line (mean over ``STEP_PX`` on the seen side minus the same on the completed side) is averaged over
-cells of the outline: a seam is a step that keeps its sign along the line, while skin texture and wrinkles average
-out. The median cell's step is the outline's step (0..1, RGB length). The same step on the same pixels with the
-line moved ``CONTROL_SHIFTS`` step widths into either side (the skin's own shading and texture there, in that
-direction) is the reference; their ratio, at the worst level, is the seam ratio. Skin that reads as one surface
-has a ratio near 1.
+(``indicator_avatar``). Two kinds of line are followed, each an iso-line of an indicator:
+- "outline": how squarely the portrait saw each texel (``portrait_view_cosine``), at ``LEVELS`` across the
+  hand-over: the projected outline of what the portrait shows;
+- "cut": 0 on the chart's skin islands other than the main one (``main_island``), at 0.5: where the chart's
+  skin is cut on the head (the under-jaw meets the neck).
+On face or neck skin the side view sees squarely, two colour differences are taken per cell of the line
+(``line_jump``): the step across it (mean over ``STEP_PX`` on one side minus the same on the other) beyond the
+mean step on lines moved ``CONTROL_SHIFTS`` step widths aside (a change of tone at the line, not the skin's own
+gradient), and the band on the line against the bands beside it (a dark or light rim along it). Each is reduced
+per channel by its median over the cells: skin texture, wrinkles and noise change sign from cell to cell and fall
+out, an edge keeps its sign all along the line. The larger length, in grey levels (RGB, 0..255), at the worst
+level, is the line's edge. It is absolute, not a ratio to the texture beside it: the earlier ratio's reference
+was the texture of the completed skin, so a noisier completion hid its own edge, and it rated the version before
+the hand-over (commit 187e842, a visible mask's edge and a light band on the neck) better than its successor.
+This one ranks that pair the right way round on both photos (astronaut outline/cut 7.7/27.3 before, 11.8/15.8
+after; Grace Hopper 27.4/12.2 before, 6.6/3.7 after; medians over yaw ±60/±90, exact compositor) and reads the
+completed skin painted 25 % darker as 36 and 27.
 """
 from __future__ import annotations
 
@@ -26,25 +35,26 @@ from fica.head.model import default_head
 from fica.render.camera import Camera, orbit_camera, sample_pixels
 
 OUTLINE_TEXELS = 20  # at R = 256: the outline's band (portrait_view_cosine)
-LEVELS = (0.15, 0.3, 0.45)  # iso-levels of the portrait's view cosine: the outline and the hand-over inside it
+LEVELS = {"outline": (0.15, 0.3, 0.45), "cut": (0.5,)}  # iso-levels of each line's indicator
 STEP_PX = 0.02  # the step compares means over this fraction of the render's size on either side of the line
-CONTROL_SHIFTS = (-4, -2, 2, 4)  # the reference lines sit these many step widths into either side
-CELL = 0.05  # outline pixels are grouped in square cells of this fraction of the render's size
+CONTROL_SHIFTS = (-3, 3)  # the gradient beside the line is read on lines these many step widths to either side
+CELL = 0.05  # line pixels are grouped in square cells of this fraction of the render's size
 MIN_CELL_PIXELS = 8
+MIN_CELLS = 3  # fewer cells than this on skin: the line is not measured at this view
+OPAQUE = 0.95  # pixels the avatar covers at least this much (the surface renderer leaves interior pixels at ~0.98)
 SKIN_FLAG = 0.95  # indicator pixels whose skin channel is at least this are skin, uncovered by hair ...
-SQUARE_COS = 0.5  # ... and seen at least this squarely from the side view (not the face's profile edge-on)
+# ... and seen at least this squarely from the side view: the outline not where the face's profile is seen
+# edge-on, the cut down to the under-jaw, which a side view sees obliquely
+SQUARE_COS = {"outline": 0.5, "cut": 0.2}
+YAWS = (60.0, 90.0, -60.0, -90.0)
 
 
 @dataclass
 class SeamResult:
-    step: float  # median cell step across the outline, RGB length 0..1 (at the worst level)
-    reference: float  # the same across the shifted lines
+    jump: float  # grey levels (RGB length, 0..255): the line's edge (line_jump), at the worst level
+    cells: int  # cells of that line measured on skin
     render: torch.Tensor  # [S, S, 3] the avatar at the side view
-    outline: torch.Tensor  # [S, S] bool, the outline pixels of the worst level
-
-    @property
-    def ratio(self) -> float:
-        return self.step / max(self.reference, 1e-4)
+    line: torch.Tensor  # [S, S] bool, the line's pixels (worst level)
 
 
 def portrait_view_cosine(unwrapped) -> torch.Tensor:
@@ -61,88 +71,130 @@ def portrait_view_cosine(unwrapped) -> torch.Tensor:
     return torch.where(torch.from_numpy(inside)[None].to(cosine.device), torch.ones_like(cosine), cosine)
 
 
-def indicator_avatar(output, camera: Camera) -> Avatar:
-    """``output``'s avatar (a FiCAOutput) with its colours replaced: red = ``portrait_view_cosine``, green = 1 on
-    the face and neck skin, blue = the cosine of the view angle from ``camera``; hair and the rest black."""
+def main_island(layout) -> torch.Tensor:
+    """``[1, R, R]`` float for the chart ``layout``: 0 on the islands that hold skin (face, ears, neck) other than
+    the largest (the neck's own island), 1 elsewhere: its iso-line at 0.5 is where the chart's skin is cut (the
+    under-jaw meets the neck), not the eyes' or the mouth's rims."""
+    labels, count = ndi.label((layout.valid[0] > 0.5).cpu().numpy())
+    skin = (layout.region_mask("face", "ears", "neck")[0] > 0.5).cpu().numpy()
+    sizes = ndi.sum(labels > 0, labels, range(1, count + 1))
+    has_skin = ndi.maximum(skin, labels, range(1, count + 1)) > 0
+    cut_off = [i + 1 for i in range(count) if has_skin[i] and i != int(np.argmax(sizes))]
+    return torch.from_numpy(~np.isin(labels, cut_off)).float()[None]
+
+
+def indicator_avatar(output, texture: torch.Tensor) -> Avatar:
+    """``output``'s avatar (a FiCAOutput) with its chart's colours replaced by ``texture [3, R, R]`` and its hair
+    black."""
     refined = output.refined
-    layout = default_head().uv_layout(refined.resolution)
-    skin = layout.region_mask("face", "neck").to(refined.texture)
-    cosine = portrait_view_cosine(output.unwrapped).to(refined.texture)
-    to_camera = F.normalize(camera.center.to(refined.geometry)[:, None, None] - refined.geometry, dim=0)
-    facing = (refined.normals() * to_camera).sum(0, keepdim=True).clamp(min=0)
-    texture = torch.cat([cosine, skin, facing * skin]) * refined.valid
     hair = refined.hair
     if hair is not None:
         hair = replace(hair, texture=torch.zeros_like(hair.texture), detail=torch.zeros_like(hair.detail))
     avatar = output.avatar
-    identity = avatar.prior.encode(replace(refined, texture=texture, hair=hair))
+    identity = avatar.prior.encode(replace(refined, texture=texture * refined.valid, hair=hair))
     return Avatar(avatar.prior, identity, avatar.fitted_camera, avatar.fitted_expression, avatar.device)
 
 
-def _cell_steps(rgb: torch.Tensor, skin: torch.Tensor, points: torch.Tensor, normals: torch.Tensor,
-                shift: float, step_px: float, size: int) -> list[float]:
-    """Per outline cell, the length of the mean colour step: ``rgb [H, W, 3]`` on the seen side (along
-    ``normals``) minus the completed side, the line moved by ``shift`` pixels along the normal; only points whose
-    samples all fall on ``skin`` count."""
-    offsets = torch.arange(1, int(round(step_px)) + 1, dtype=torch.float32)
-    centre = points + shift * normals
-    seen_pts = centre[:, None] + offsets[None, :, None] * normals[:, None]
-    done_pts = centre[:, None] - offsets[None, :, None] * normals[:, None]
-    all_pts = torch.cat([seen_pts, done_pts], 1).reshape(-1, 2)
-    on_skin = (sample_pixels(skin[..., None], all_pts, padding_mode="border")[:, 0] > 0.99
+def indicators(output, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[3, R, R]`` indicator textures for ``camera``: the skin (face and neck) flag, the cosine of the view angle
+    from ``camera`` on it (0 elsewhere); and ``[2, R, R]`` the lines' fields (``portrait_view_cosine``,
+    ``main_island``)."""
+    refined = output.refined
+    layout = default_head().uv_layout(refined.resolution)
+    skin = layout.region_mask("face", "neck").to(refined.texture)
+    to_camera = F.normalize(camera.center.to(refined.geometry)[:, None, None] - refined.geometry, dim=0)
+    facing = (refined.normals() * to_camera).sum(0, keepdim=True).clamp(min=0)
+    fields = torch.cat([portrait_view_cosine(output.unwrapped).to(skin), main_island(layout).to(skin)])
+    return torch.cat([skin, facing * skin, torch.zeros_like(skin)]), fields
+
+
+def _cell_means(rgb: torch.Tensor, skin: torch.Tensor, points: torch.Tensor, normals: torch.Tensor,
+                bands: list[tuple[float, float]], size: int) -> dict[int, torch.Tensor]:
+    """Per cell of the line (points ``[P, 2]``, unit ``normals [P, 2]``), the mean colour ``[B, 3]`` of
+    ``rgb [H, W, 3]`` over each band ``(near, far)`` of ``bands`` (pixels along the normal, one sample a pixel);
+    only points whose samples all fall on ``skin [H, W]`` count. Keys: cell ids."""
+    samples = [torch.arange(near, far, dtype=torch.float32) + 0.5 for near, far in bands]
+    offsets = torch.cat(samples)  # [K]
+    pts = (points[:, None] + offsets[None, :, None] * normals[:, None]).reshape(-1, 2)
+    on_skin = (sample_pixels(skin[..., None], pts, padding_mode="border")[:, 0] > 0.99
                ).reshape(len(points), -1).all(1)
-    side_mean = lambda pts: sample_pixels(rgb, pts.reshape(-1, 2), padding_mode="border"  # noqa: E731
-                                          ).reshape(len(points), -1, 3).mean(1)  # [P, 3]
-    step = (side_mean(seen_pts) - side_mean(done_pts))[on_skin]
+    colours = sample_pixels(rgb, pts, padding_mode="border").reshape(len(points), -1, 3)[on_skin]  # [P', K, 3]
+    means = torch.stack([part.mean(1) for part in colours.split([len(x) for x in samples], 1)], 1)  # [P', B, 3]
     cells = (points[on_skin] / (CELL * size)).long()
     keys = cells[:, 0] * 10_000 + cells[:, 1]
-    out = []
+    out = {}
     for key in keys.unique():
         sel = keys == key
         if int(sel.sum()) >= MIN_CELL_PIXELS:
-            out.append(float(step[sel].mean(0).norm()))
+            out[int(key)] = means[sel].mean(0)
     return out
 
 
+def line_jump(rgb: torch.Tensor, skin: torch.Tensor, field: torch.Tensor, level: float
+              ) -> tuple[float, int, torch.Tensor]:
+    """The edge along the iso-line at ``level`` of ``field [H, W]`` in ``rgb [H, W, 3]``, on ``skin [H, W]``
+    (bool), in grey levels, with the number of cells and the line's pixels ``[H, W]``. Per cell, two colour
+    differences: the step across the line beyond the mean step on the lines moved ``CONTROL_SHIFTS`` widths
+    aside (a change of tone at the line), and the line's own band against the mean of the bands beside it (a
+    dark or light rim along it); each is reduced per channel by its median over the cells, and the larger length
+    is the edge. NaN and 0 cells when fewer than ``MIN_CELLS`` cells lie on skin."""
+    size = rgb.shape[1]
+    below = field < level
+    line = below ^ F.max_pool2d(below[None, None].float(), 3, 1, 1)[0, 0].bool()  # pixels just above level
+    line = line & skin
+    ys, xs = line.nonzero(as_tuple=True)
+    gy, gx = torch.gradient(F.avg_pool2d(field[None, None], 3, 1, 1)[0, 0])
+    normals = torch.stack([gx[ys, xs], gy[ys, xs]], -1)
+    good = normals.norm(dim=1) > 1e-4
+    points = torch.stack([xs, ys], -1).float()[good] + 0.5
+    normals = F.normalize(normals[good], dim=1)
+    w = round(max(2.0, STEP_PX * size))
+    half = w // 2
+    bands = [(0, w), (-w, 0)] + [(s * w, s * w + w) for s in CONTROL_SHIFTS] + \
+        [(s * w - w, s * w) for s in CONTROL_SHIFTS] + [(-half, half), (half, half + w), (-half - w, -half)]
+    cells = _cell_means(rgb, skin, points, normals, bands, size)
+    if len(cells) < MIN_CELLS:
+        return float("nan"), 0, line
+    m = torch.stack(list(cells.values()))  # [cells, bands, 3]
+    n = len(CONTROL_SHIFTS)  # the bands: [0] ahead, [1] behind, then the shifted ones, then the rim's three
+    step = m[:, 0] - m[:, 1]
+    before, after = (m[:, 2:2 + n] - m[:, 2 + n:2 + 2 * n]).unbind(1)  # the steps beside, either side of the line
+    # the gradient the skin carries through: the smaller of the two where they agree in sign, else none (a
+    # structure on one side only, such as the chin's shadow, is no gradient to subtract)
+    beside = torch.where(before * after > 0, torch.sign(before) * torch.minimum(before.abs(), after.abs()), 0.0)
+    rim = m[:, -3] - 0.5 * (m[:, -2] + m[:, -1])
+    edge = max(float((step - beside).median(0).values.norm()), float(rim.median(0).values.norm()))
+    return edge * 255, len(cells), line
+
+
 @torch.no_grad()
-def outline_seam(output, camera: Camera) -> SeamResult:
-    """The seam at ``camera`` for ``output`` (a FiCAOutput)."""
-    indicator = indicator_avatar(output, camera)
-    size = camera.width
-    rgb, alpha = output.avatar.render(camera, background=(0.0, 0.0, 0.0))
-    flags, flag_alpha = indicator.render(camera, background=(0.0, 0.0, 0.0))
-    skin = (flags[..., 1] >= SKIN_FLAG) & (flags[..., 2] >= SQUARE_COS) & (alpha > 0.99) & (flag_alpha > 0.99)
-    cosine = flags[..., 0]
-    gy, gx = torch.gradient(F.avg_pool2d(cosine[None, None], 3, 1, 1)[0, 0])
-    step_px = max(2.0, STEP_PX * size)
-    worst = (-1.0, 0.0, torch.zeros_like(skin))
-    for level in LEVELS:
-        below = cosine < level
-        edge = below ^ F.max_pool2d(below[None, None].float(), 3, 1, 1)[0, 0].bool()  # pixels just above level
-        edge = edge & skin
-        ys, xs = edge.nonzero(as_tuple=True)
-        if len(ys) < MIN_CELL_PIXELS:
-            continue
-        normals = torch.stack([gx[ys, xs], gy[ys, xs]], -1)
-        good = normals.norm(dim=1) > 1e-4
-        points = torch.stack([xs, ys], -1).float()[good] + 0.5
-        normals = F.normalize(normals[good], dim=1)
-        at_line = _cell_steps(rgb, skin, points, normals, 0.0, step_px, size)
-        controls = [s for shift in CONTROL_SHIFTS
-                    for s in _cell_steps(rgb, skin, points, normals, shift * step_px, step_px, size)]
-        if not at_line or not controls:
-            continue
-        step, reference = float(np.median(at_line)), float(np.median(controls))
-        if step / max(reference, 1e-4) > worst[0] / max(worst[1], 1e-4) or worst[0] < 0:
-            worst = (step, reference, edge)
-    return SeamResult(max(worst[0], 0.0), worst[1], rgb, worst[2])
+def side_seam(output, camera: Camera, backend: str | None = None) -> dict[str, SeamResult]:
+    """The seams of ``output`` (a FiCAOutput) at ``camera``, rendered with ``backend`` (default: the avatar's
+    still renderer): one ``SeamResult`` per kind of line ("outline", "cut"); a kind with no line on skin at this
+    view is left out."""
+    skin_texture, fields = indicators(output, camera)
+    rgb, alpha = output.avatar.render(camera, background=(0.0, 0.0, 0.0), backend=backend)
+    flags, flag_alpha = indicator_avatar(output, skin_texture).render(camera, background=(0.0, 0.0, 0.0),
+                                                                      backend=backend)
+    lines, _ = indicator_avatar(output, torch.cat([fields, torch.zeros_like(fields[:1])])).render(
+        camera, background=(0.0, 0.0, 0.0), backend=backend)
+    skin = (flags[..., 0] >= SKIN_FLAG) & (alpha > OPAQUE) & (flag_alpha > OPAQUE)
+    out = {}
+    for channel, (kind, levels) in enumerate(LEVELS.items()):
+        square = skin & (flags[..., 1] >= SQUARE_COS[kind])
+        found = [line_jump(rgb, square, lines[..., channel], level) for level in levels]
+        found = [f for f in found if f[1] > 0]
+        if found:
+            jump, cells, line = max(found, key=lambda f: f[0])
+            out[kind] = SeamResult(jump, cells, rgb, line)
+    return out
 
 
-def side_seams(output, yaws=(60.0, 90.0, -60.0, -90.0), size: int = 512) -> dict[float, SeamResult]:
-    """``outline_seam`` at each yaw of ``yaws`` (orbit cameras, ``size``²)."""
-    return {yaw: outline_seam(output, orbit_camera(yaw, width=size, height=size)) for yaw in yaws}
+def side_seams(output, yaws=YAWS, size: int = 512, backend: str | None = None) -> dict[float, dict[str, SeamResult]]:
+    """``side_seam`` at each yaw of ``yaws`` (orbit cameras, ``size``²)."""
+    return {yaw: side_seam(output, orbit_camera(yaw, width=size, height=size), backend) for yaw in yaws}
 
 
-def seam_ratio(output, size: int = 512) -> float:
-    """The median seam ratio of ``output`` over the side views of ``side_seams``."""
-    return float(np.median([result.ratio for result in side_seams(output, size=size).values()]))
+def worst_edge(output, size: int = 512) -> float:
+    """The largest edge (grey levels) of ``output`` over the side views of ``side_seams`` and both kinds of line."""
+    return max(result.jump for views in side_seams(output, size=size).values() for result in views.values())

@@ -172,3 +172,29 @@ def cap_luminance(texture: torch.Tensor, reference: torch.Tensor, target: torch.
     ceiling = torch.quantile(values, quantile)
     scale = (ceiling / luminance.clamp(min=1e-6)).clamp(max=1.0)
     return torch.where(target, texture * scale, texture)
+
+
+def close_seams(values: torch.Tensor, partner: torch.Tensor, spacing: torch.Tensor, fixed: torch.Tensor,
+                domain: torch.Tensor, iterations: int = 30) -> torch.Tensor:
+    """Make ``values [C, H, W]`` agree across the cuts of a chart: ``partner [H, W]`` (long) holds, for texels on a
+    cut, the flat index (row × W + column) of the texel that continues the surface on the other side (-1 for
+    none). A ``domain [1, H, W]`` texel on a cut and its partner meet at a value between theirs; the correction
+    is spread smoothly (``harmonic_fill``) over the rest of ``domain``, zero at the ``fixed [1, H, W]`` texels
+    (which never move; a texel whose partner is fixed takes the partner's value). The two sides share the step in
+    proportion to their texel ``spacing [1, H, W]`` (size on the surface): spread over as many texels on either
+    side, the change is then as gradual on the surface on both. Partners outside ``domain`` and ``fixed`` are
+    ignored. Returns ``[C, H, W]``."""
+    channels = values.shape[0]
+    flat, size = values.reshape(channels, -1), spacing.reshape(-1)
+    free, held = domain.reshape(-1) > 0.5, fixed.reshape(-1) > 0.5
+    target = partner.reshape(-1).clamp(min=0)
+    cut = free & (partner.reshape(-1) >= 0) & (free[target] | held[target])
+    if not bool(cut.any()):
+        return values
+    share = torch.where(free[target], size / (size + size[target]).clamp(min=1e-12), torch.ones_like(size))
+    correction = torch.zeros_like(flat)
+    correction[:, cut] = share[cut] * (flat[:, target[cut]] - flat[:, cut])
+    correction = correction.reshape(values.shape)
+    cut_map, held_map = cut.reshape(domain.shape), held.reshape(domain.shape)
+    correction = harmonic_fill(correction, (cut_map | held_map).float(), (domain > 0.5).float(), iterations)
+    return values + correction * (domain > 0.5) * ~held_map

@@ -1,5 +1,5 @@
-"""The side of a frontal portrait's head (issue 7, "a seamless far side"): seen from yaw ±60° and ±90°, the face the
-portrait shows must not end in an edge where the completed head begins (``fica.seam``)."""
+"""The side of a frontal portrait's head (issue 7, "a seamless far side"): seen from yaw ±60°, in both renderers, the face the portrait shows must not end in an edge where the completed head begins, and the under-jaw
+must run into the neck without one where the chart is cut (``fica.seam``)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -14,9 +14,13 @@ from fica.maps import Source
 from fica.seam import side_seams
 
 PHOTOS = ("astronaut.jpg", "grace_hopper.jpg")
-# The reference lines of the measure lie on skin that reads as one surface in the pictures (its own shading,
-# texture, wrinkles); an outline whose step is within half again of theirs does not read as an edge.
-SEAMLESS_RATIO = 1.5
+BACKENDS = ("torch", "surface")
+YAWS = (60.0, -60.0)
+SIZE_PX = 384
+# A long straight edge across smooth skin shows from about 2 % of its brightness, some 3 grey levels a channel
+# (5 as the RGB length the measure gives). Grace Hopper's under-jaw before the chart's cuts were closed read 7.6 at
+# yaw -60 and showed as a diagonal from the chin to the ear; the astronaut's light neck band read 25-30.
+EDGE_MAX = 7.0
 
 
 @pytest.fixture(scope="module")
@@ -27,29 +31,45 @@ def outputs(example_image) -> dict:
 
 @pytest.fixture(scope="module")
 def seams(outputs) -> dict:
-    return {name: side_seams(out) for name, out in outputs.items()}
+    return {(name, backend): side_seams(out, YAWS, SIZE_PX, backend) for name, out in outputs.items()
+            for backend in BACKENDS}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7 bar not reached: median seam ratio over yaw ±60/±90 astronaut 3.0, "
-                   "Grace Hopper 2.8 (median outline steps 20 grey levels on both): what is left is the photo's "
-                   "cheek against a smoother completion and the astronaut's lighter seen neck front. The ratio does "
-                   "not yet follow the pictures: before the hand-over (visibly a mask's edge) it read 1.6 and 2.05, "
-                   "its reference being the then noisier completed skin")
-def test_the_face_s_outline_does_not_show_from_the_side(seams):
-    ratios = {name: float(np.median([r.ratio for r in per_yaw.values()])) for name, per_yaw in seams.items()}
-    assert max(ratios.values()) <= SEAMLESS_RATIO, ratios
+def _edges(seams, backend: str, kind: str) -> dict:
+    return {(name, yaw): round(views[kind].jump, 1) for (name, b), per_yaw in seams.items() if b == backend
+            for yaw, views in per_yaw.items() if kind in views}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_under_jaw_runs_into_the_neck_without_an_edge(seams, backend):
+    """Before the refiner closed the chart's cuts, the neck (its own chart island) took the step of its seen front
+    and the under-jaw beside it that of the jaw: a light band on the astronaut's neck, bounded by a diagonal from
+    the chin toward the ear (25-30 grey levels at yaw -60)."""
+    edges = _edges(seams, backend, "cut")
+    assert len(edges) == len(PHOTOS) * len(YAWS), edges  # the cut is seen at every side view of both photos
+    assert max(edges.values()) <= EDGE_MAX, edges
+
+
+@pytest.mark.xfail(strict=True, reason="issue 7 bar not reached: the outline's worst side view reads 26-27 grey levels "
+                   "on the astronaut at yaw +60 (exact, surface), 12-13 on Grace Hopper: the completion "
+                   "beyond the cheek is flatter and greyer than the lit cheek, and the photo darkens toward its "
+                   "outline")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_face_s_outline_does_not_show_from_the_side(seams, backend):
+    edges = _edges(seams, backend, "outline")
+    assert max(edges.values()) <= EDGE_MAX, edges
 
 
 def test_the_measure_sees_a_painted_seam(outputs, seams):
     """The completed skin of Grace Hopper's avatar painted 25 % darker (a hard edge where the portrait's view ends)
-    must read as a seam: its ratio rises by more than half and above the bar."""
+    must read as an edge well above the bar."""
     out = outputs["grace_hopper.jpg"]
     refined = out.refined
     completed = (refined.source != Source.SEEN) & (refined.source != Source.BLENDED) & (refined.valid > 0.5)
     darker = replace(refined, texture=torch.where(completed, 0.75 * refined.texture, refined.texture))
     prior = out.avatar.prior
     avatar = Avatar(prior, prior.encode(darker), out.avatar.fitted_camera, out.avatar.fitted_expression)
-    painted = side_seams(replace(out, refined=darker, avatar=avatar))
-    before = np.median([r.ratio for r in seams["grace_hopper.jpg"].values()])
-    after = np.median([r.ratio for r in painted.values()])
-    assert after > max(1.5 * before, SEAMLESS_RATIO), (before, after)
+    painted = side_seams(replace(out, refined=darker, avatar=avatar), YAWS, SIZE_PX, "torch")
+    before = np.mean([v["outline"].jump for v in seams["grace_hopper.jpg", "torch"].values()])
+    after = np.mean([v["outline"].jump for v in painted.values()])
+    assert after > max(2 * before, 2 * EDGE_MAX), (before, after)

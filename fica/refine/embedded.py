@@ -13,19 +13,24 @@ this refiner reads that map instead of re-deriving it:
    portrait glimpses. The membrane is solved per region group (skin and face features, scalp), so hair and skin
    do not bleed into each other. After a completer that reports no sources, texels with visibility >= 0.9 count
    as seen.
+   The chart is cut into islands (the under-jaw ends on the face island, the neck goes on on its own island), so
+   a membrane solved on the chart's grid steps where two islands meet on the head: the neck took the step of its
+   seen front, the under-jaw beside it that of the jaw. The completed skin is then made to agree across the cuts
+   (``fica.uv_ops.close_seams`` over ``fica.head.chart_seams``).
 2. Geometry: a few light Laplacian smoothing sweeps over the unseen, interior texels of the skin and scalp.
 """
 from __future__ import annotations
 
 import torch
 
+from fica.head.chart_seams import chart_seams
 from fica.head.model import HeadModel, UVLayout, default_head
 from fica.maps import CompleteUV, PartialUV, Source
 from fica.refine.base import Refiner
 from fica.unwrap.base import Unwrapped
 from fica.threads import one_thread
-from fica.uv_ops import (cap_luminance, dilate, erode, harmonic_fill, neighbour_mean, push_pull_fill,
-                          weighted_blur)
+from fica.uv_ops import (cap_luminance, close_seams, dilate, erode, harmonic_fill, neighbour_mean,
+                          push_pull_fill, weighted_blur)
 
 KEEP_VISIBILITY = 0.9  # without a source map, texels at least this visible count as seen
 BAND_TEXELS = 2  # seen texels this close to the completed ones set the membrane's boundary
@@ -115,6 +120,9 @@ class EmbeddedRefiner(Refiner):
                              unwrapped.partial.to(complete.texture.device),
                              mirrored_texels(complete, seen, layout)).clamp(0, 1)
         skin = layout.region_mask("face", "ears", "neck").to(complete.texture.device) > 0.5
+        cuts = chart_seams(head, complete.resolution)
+        texture = close_seams(texture, cuts.partner.to(texture.device), cuts.spacing.to(texture), seen & skin,
+                              skin & ~seen, MEMBRANE_SWEEPS).clamp(0, 1)
         texture = cap_luminance(texture, seen & skin, skin & ~seen, BRIGHTEST_SEEN)  # the membrane adds no glow
         movable = layout.region_mask("face", "scalp", "neck").to(complete.texture.device) > 0.5
         geometry = smooth_unseen_geometry(complete.geometry, visibility, movable)
