@@ -38,13 +38,15 @@ import torch.nn.functional as F
 from fica.complete.base import Completer
 from fica.complete.hair import complete_hair
 from fica.complete.skin import CONFIDENT, anchor_decay, handover_weight, match_brightness, skin_grain, skin_median, skin_offset
+from fica.head.chart_seams import ChartSeams, chart_seams
 from fica.head.model import HeadModel, UVLayout, default_head
 from fica.maps import CompleteUV, PartialUV, Source, geometry_normals
 from fica.render.camera import Camera, sample_pixels
 from fica.shading import shading_map
 from fica.unwrap.base import Unwrapped
 from fica.threads import one_thread
-from fica.uv_ops import cap_luminance, erode, harmonic_fill, smoothstep, sphere_centre
+from fica.uv_ops import (cap_luminance, close_seams, erode, harmonic_fill, push_pull_fill, smoothstep,
+                         sphere_centre)
 
 TRUSTED = 0.5  # trust above which a texel's own colour may be kept
 GRAZING_COS = (0.2, 0.45)  # trust fades in as the cosine of the view angle rises over this range
@@ -217,7 +219,7 @@ def _mouth_texture(geometry: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:
 
 
 def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tensor, trusted: torch.Tensor,
-                     source: torch.Tensor, cos: torch.Tensor, hair_cover: torch.Tensor
+                     source: torch.Tensor, cos: torch.Tensor, hair_cover: torch.Tensor, cuts: ChartSeams
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """The complete texture ``[3, R, R]`` from ``partial`` on ``layout``, its ``trusted`` texels (which the
     lighting is fitted on), the texel sources ``source`` (``choose_sources``), the view cosines ``cos`` and the
@@ -262,13 +264,18 @@ def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tenso
     hair_like = (albedo - hair).norm(dim=0, keepdim=True) < HAIR_TOLERANCE  # not background or forehead
     albedo = symmetric(_fill_region(albedo, known & hair_like, scalp, hair))
 
-    # The completion is lit no darker than the outline's hand-over band: beyond the normals the portrait shows the
-    # light is unknown, and a side darker than the face's edge reads as a mask's rim. The portrait's share of a
-    # texel keeps the portrait's own lighting.
+    # The completion is lit no darker than the outline's hand-over band beside it: beyond the normals the portrait
+    # shows the light is unknown, and a side darker than the face's edge reads as a mask's rim. The floor is the
+    # band's shading carried outward (and across the chart's cuts), not one number for the whole head: the median
+    # of both sides lit the side a light from the other side darkens brighter than its own outline, a dark valley
+    # along the cheek seen from there. The portrait's share of a texel keeps the portrait's own lighting.
     band = photo & skin & (handover >= 0.5) & (handover < 1)
-    floor = float(shading[band].median()) if int(band.sum()) >= 20 else 0.0
+    floor = torch.zeros_like(shading)
+    if int(band.sum()) >= 20:
+        floor = close_seams(push_pull_fill(shading, band.float()), cuts.partner.to(floor.device),
+                            cuts.spacing.to(floor), band, valid & ~band)
     texture = albedo * shading
-    completed = completion * shading.clamp(min=floor)
+    completed = completion * torch.maximum(shading, floor)
     handed_over = weight * match_brightness(texture, completed, photo & skin, weight) + (1 - weight) * completed
     texture = torch.where(skin, handed_over, texture)
     # Re-lighting extrapolates onto normals the portrait never showed: completed skin is kept no brighter than
@@ -301,7 +308,8 @@ class EmbeddedCompleter(Completer):
             unseen = unseen_face_texels(partial, cos, layout)  # completed, though the lighting fit may use them
             source = choose_sources(replace(partial, visibility=partial.visibility * ~unseen), trusted, cos, layout)
             cover = hair_cover(partial, unwrapped.camera.to(partial.rgb.device), unwrapped.hair_mask)
-            texture, source = complete_texture(partial, layout, geometry, trusted, source, cos, cover)
+            cuts = chart_seams(head, partial.resolution)
+            texture, source = complete_texture(partial, layout, geometry, trusted, source, cos, cover, cuts)
             hair = None if unwrapped.hair_mask is None else \
                 complete_hair(image.cpu().float(), unwrapped.hair_mask.cpu(), unwrapped.camera.to("cpu"),
                               geometry.cpu(), layout, unwrapped.dense.mask.cpu(), generator,
