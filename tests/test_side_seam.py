@@ -50,10 +50,10 @@ def test_the_under_jaw_runs_into_the_neck_without_an_edge(seams, backend):
     assert max(edges.values()) <= EDGE_MAX, edges
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7 bar not reached: the outline's worst side view reads 26-27 grey levels "
-                   "on the astronaut at yaw +60 (exact, surface), 12-13 on Grace Hopper: the completion "
-                   "beyond the cheek is flatter and greyer than the lit cheek, and the photo darkens toward its "
-                   "outline")
+@pytest.mark.xfail(strict=True, reason="issue 7 bar not reached: the outline's worst side view reads 13-15 grey levels "
+                   "on the astronaut at yaw +60 (exact, surface; 26-27 before its completion took the light of the "
+                   "band beside it), 12-13 on Grace Hopper: the wrinkled photo against a smooth completion, and the "
+                   "photo's darkening toward its outline")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_face_s_outline_does_not_show_from_the_side(seams, backend):
     edges = _edges(seams, backend, "outline")
