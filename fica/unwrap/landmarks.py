@@ -172,6 +172,12 @@ def _subject(boxes: list, width: int, height: int) -> int | None:
     return central[0] if len(central) == 1 else None
 
 
+def _centre_in(landmarks: np.ndarray, box: tuple[float, float, float, float]) -> bool:
+    """Whether the centre of ``landmarks [478, 2+]`` (pixels) lies inside ``box`` (x0, y0, x1, y1)."""
+    cx, cy = landmarks[:, :2].mean(0)
+    return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+
+
 def _landmarks_in_box(rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
     """Face-mesh landmarks (pixels of ``rgb``) of the face in ``box``: the mesh runs on a square crop around the
     box, resized to ``_CROP_SIDE_PX``; of the faces it finds there, the one centred nearest the box wins."""
@@ -202,7 +208,9 @@ def find_face(image) -> Face:
     The full-range detector counts the faces. With several, the one that clearly is the subject (``_subject``) is
     used, its landmarks from the face mesh on a crop around it, and the note says so; with none clearly the
     subject, MultipleFaces. With one or none (a portrait, or a stylized one the detector misses), the face mesh
-    runs on the whole image, and on a crop around the detected face when the face is too small for it.
+    runs on the whole image, and on a crop around the detected face when the face is too small for it; of several
+    mesh faces, one the detector found wins over face-like shapes it does not confirm (a cap badge seen from
+    above), and the note says so.
     Raises NoFaceFound, MultipleFaces, or ImageTooSmall when the face is under MIN_FACE_WIDTH_PX wide.
     """
     rgb = _to_uint8(image)
@@ -220,6 +228,11 @@ def find_face(image) -> Face:
         faces = _run_face_mesh(rgb) or _padded_retry(rgb)
         if not faces and boxes:
             faces = [f for f in [_landmarks_in_box(rgb, boxes[0])] if f is not None]
+        if len(faces) > 1 and boxes:
+            faces = [f for f in faces if _centre_in(f, boxes[0])] or faces
+            if len(faces) == 1:
+                note = ("A second face-like shape (a badge, a print, a picture) was found that the face detector "
+                        "does not confirm; the avatar is of the detected face.")
     if not faces:
         raise NoFaceFound("No face was found in the image; use a clear, front-facing portrait.")
     if len(faces) > 1:
