@@ -9,7 +9,7 @@ The avatar is rendered at a side view, and beside it the same avatar with its te
 - "cut": 0 on the chart's skin islands other than the main one (``main_island``), at 0.5: where the chart's
   skin is cut on the head (the under-jaw meets the neck).
 On face or neck skin the side view sees squarely, two colour differences are taken per cell of the line
-(``line_jump``): the step across it (mean over ``STEP_PX`` on one side minus the same on the other) beyond the
+(``line_edge``): the step across it (mean over ``STEP_PX`` on one side minus the same on the other) beyond the
 mean step on lines moved ``CONTROL_SHIFTS`` step widths aside (a change of tone at the line, not the skin's own
 gradient), and the band on the line against the bands beside it (a dark or light rim along it). Each is reduced
 per channel by its median over the cells: skin texture, wrinkles and noise change sign from cell to cell and fall
@@ -51,7 +51,7 @@ YAWS = (60.0, 90.0, -60.0, -90.0)
 
 @dataclass
 class SeamResult:
-    jump: float  # grey levels (RGB length, 0..255): the line's edge (line_jump), at the worst level
+    edge: float  # grey levels (RGB length, 0..255): the line's edge (line_edge), at the worst level
     cells: int  # cells of that line measured on skin
     render: torch.Tensor  # [S, S, 3] the avatar at the side view
     line: torch.Tensor  # [S, S] bool, the line's pixels (worst level)
@@ -130,7 +130,7 @@ def _cell_means(rgb: torch.Tensor, skin: torch.Tensor, points: torch.Tensor, nor
     return out
 
 
-def line_jump(rgb: torch.Tensor, skin: torch.Tensor, field: torch.Tensor, level: float
+def line_edge(rgb: torch.Tensor, skin: torch.Tensor, field: torch.Tensor, level: float
               ) -> tuple[float, int, torch.Tensor]:
     """The edge along the iso-line at ``level`` of ``field [H, W]`` in ``rgb [H, W, 3]``, on ``skin [H, W]``
     (bool), in grey levels, with the number of cells and the line's pixels ``[H, W]``. Per cell, two colour
@@ -182,11 +182,11 @@ def side_seam(output, camera: Camera, backend: str | None = None) -> dict[str, S
     out = {}
     for channel, (kind, levels) in enumerate(LEVELS.items()):
         square = skin & (flags[..., 1] >= SQUARE_COS[kind])
-        found = [line_jump(rgb, square, lines[..., channel], level) for level in levels]
+        found = [line_edge(rgb, square, lines[..., channel], level) for level in levels]
         found = [f for f in found if f[1] > 0]
         if found:
-            jump, cells, line = max(found, key=lambda f: f[0])
-            out[kind] = SeamResult(jump, cells, rgb, line)
+            edge, cells, line = max(found, key=lambda f: f[0])
+            out[kind] = SeamResult(edge, cells, rgb, line)
     return out
 
 
@@ -197,4 +197,4 @@ def side_seams(output, yaws=YAWS, size: int = 512, backend: str | None = None) -
 
 def worst_edge(output, size: int = 512) -> float:
     """The largest edge (grey levels) of ``output`` over the side views of ``side_seams`` and both kinds of line."""
-    return max(result.jump for views in side_seams(output, size=size).values() for result in views.values())
+    return max(result.edge for views in side_seams(output, size=size).values() for result in views.values())

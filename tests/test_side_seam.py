@@ -36,7 +36,7 @@ def seams(outputs) -> dict:
 
 
 def _edges(seams, backend: str, kind: str) -> dict:
-    return {(name, yaw): round(views[kind].jump, 1) for (name, b), per_yaw in seams.items() if b == backend
+    return {(name, yaw): round(views[kind].edge, 1) for (name, b), per_yaw in seams.items() if b == backend
             for yaw, views in per_yaw.items() if kind in views}
 
 
@@ -70,6 +70,6 @@ def test_the_measure_sees_a_painted_seam(outputs, seams):
     prior = out.avatar.prior
     avatar = Avatar(prior, prior.encode(darker), out.avatar.fitted_camera, out.avatar.fitted_expression)
     painted = side_seams(replace(out, refined=darker, avatar=avatar), YAWS, SIZE_PX, "torch")
-    before = np.mean([v["outline"].jump for v in seams["grace_hopper.jpg", "torch"].values()])
-    after = np.mean([v["outline"].jump for v in painted.values()])
+    before = np.mean([v["outline"].edge for v in seams["grace_hopper.jpg", "torch"].values()])
+    after = np.mean([v["outline"].edge for v in painted.values()])
     assert after > max(2 * before, 2 * EDGE_MAX), (before, after)
