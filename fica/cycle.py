@@ -5,18 +5,25 @@ B's frontal render is compared with A's inside the face (MediaPipe's face oval o
 the half of the face the turned render showed ("seen") against the half B had to complete ("completed").
 The gap ``seen_psnr_db - completed_psnr_db`` says how much worse the completion is than plain re-unwrapping.
 
+No face is symmetric, so no completion from the seen half reproduces the other half exactly. ``mirror_ceiling_db``
+says how close a perfect mirror comes: A's own texture with its completed half replaced by the mirror of its seen
+half (perfectly registered, lit as A), encoded and rendered frontally like A, compared with A on the completed half
+(both without the portrait back-projection, so only the mirroring differs). ``completed_psnr_db`` near or above it
+means the completion already does what mirroring can; far below it, B's fit or fill loses what the seen half holds.
+
 ``turned_registration`` measures the step before: how far from its true place the turned render's head fit puts
 each face texel, so how far B's unwrap samples its texture off.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from fica.avatar import Avatar
 from fica.head.model import default_head
-from fica.maps import geometry_normals
+from fica.maps import CompleteUV, geometry_normals
 from fica.render.camera import orbit_camera
 from fica.unwrap.fit import fit_head
 from fica.unwrap.landmarks import FACE_OVAL, detect_landmarks
@@ -36,10 +43,16 @@ class CycleResult:
     second_front: torch.Tensor  # [S, S, 3] avatar B, frontal
     seen_half: torch.Tensor  # [S, S] bool
     completed_half: torch.Tensor  # [S, S] bool
+    mirror_ceiling_db: float  # the completed half's PSNR when A's true texture is mirrored (module docstring)
 
     @property
     def gap_db(self) -> float:
         return self.seen_psnr_db - self.completed_psnr_db
+
+    @property
+    def below_mirror_db(self) -> float:
+        """How far the completed half falls short of a perfect mirror of the true face (negative: it does better)."""
+        return self.mirror_ceiling_db - self.completed_psnr_db
 
 
 def face_halves(landmarks: torch.Tensor, height: int, width: int, seen_side: int
@@ -73,18 +86,40 @@ def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @torch.no_grad()
 def far_side_cycle(pipe, image, yaw_deg: float = 45.0, size: int = 512) -> CycleResult:
-    """Run the cycle with ``pipe`` (a FiCAPipeline) on ``image`` (anything ``pipe`` accepts). Renders are
-    ``size``² over white, neutral expression."""
+    """Run the cycle with ``pipe`` (a FiCAPipeline on the default head's chart) on ``image`` (anything ``pipe``
+    accepts). Renders are ``size``² over white, neutral expression."""
     front = orbit_camera(0.0, width=size, height=size)
-    first = pipe(image).avatar
-    first_front, _ = first.render(front)
-    turned, _ = first.render(orbit_camera(yaw_deg, width=size, height=size))
+    first = pipe(image)
+    first_front, _ = first.avatar.render(front)
+    turned, _ = first.avatar.render(orbit_camera(yaw_deg, width=size, height=size))
     second_front, _ = pipe(turned.clamp(0, 1).numpy()).avatar.render(front)
     landmarks = detect_landmarks(first_front.clamp(0, 1).numpy())
-    seen, completed = face_halves(landmarks, size, size, 1 if yaw_deg > 0 else -1)
+    seen_side = 1 if yaw_deg > 0 else -1
+    seen, completed = face_halves(landmarks, size, size, seen_side)
+    truth, mirrored = (_plain_render(pipe, first, texture, front)
+                       for texture in (first.refined.texture, _mirrored_half(first.refined, seen_side)))
     return CycleResult(psnr_db(second_front[seen], first_front[seen]),
                        psnr_db(second_front[completed], first_front[completed]),
-                       first_front, turned, second_front, seen, completed)
+                       first_front, turned, second_front, seen, completed,
+                       psnr_db(mirrored[completed], truth[completed]))
+
+
+def _mirrored_half(refined: CompleteUV, seen_side: int) -> torch.Tensor:
+    """``refined``'s texture ``[3, R, R]`` with the half of the head on the ``-seen_side`` side of x = 0 replaced by
+    the mirror of the other half (``seen_side`` +1: the subject's left, +x, is kept)."""
+    layout = default_head().uv_layout(refined.resolution)
+    texture = refined.texture.cpu()
+    keep = refined.geometry.cpu()[0:1] * seen_side > 0
+    return torch.where(keep, texture, layout.mirror(texture)).to(refined.texture)
+
+
+def _plain_render(pipe, first, texture: torch.Tensor, camera) -> torch.Tensor:
+    """``[S, S, 3]``: pipeline output ``first``'s avatar with ``texture [3, R, R]``, encoded by the prior without
+    the portrait back-projection, rendered at ``camera``."""
+    identity = pipe.prior.encode(replace(first.refined, texture=texture))
+    avatar = Avatar(pipe.prior, identity, first.avatar.fitted_camera, first.avatar.fitted_expression,
+                    first.avatar.device)
+    return avatar.render(camera)[0]
 
 
 @torch.no_grad()

@@ -24,8 +24,13 @@ def pipe() -> FiCAPipeline:
 
 
 @pytest.fixture(scope="module")
-def gaps(pipe, example_image) -> dict:
-    return {(name, yaw): far_side_cycle(pipe, example_image(name).numpy(), yaw).gap_db for name, yaw in CYCLES}
+def cycles(pipe, example_image) -> dict:
+    return {(name, yaw): far_side_cycle(pipe, example_image(name).numpy(), yaw) for name, yaw in CYCLES}
+
+
+@pytest.fixture(scope="module")
+def gaps(cycles) -> dict:
+    return {key: cycle.gap_db for key, cycle in cycles.items()}
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +56,13 @@ def test_every_turned_portrait_s_fit_registers_within_3_percent(misregistration)
     assert max(misregistration.values()) <= REGISTRATION_BAR, misregistration
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7 bar not reached: median gap over the photos 4.7 dB (astronaut +45° "
-                   "8.6, -45° 8.0 dB; it moves by ~1 dB with the hair texture's seed: her portrait is lit from one "
-                   "side and her fringe is asymmetric, so her unseen cheek is ~30% darker or brighter than the "
-                   "mirrored seen one away from the midline the turned view glimpses, which SH shading fitted on the "
-                   "seen half cannot tell from symmetric shading (README); B's exact mean brightness would gain only "
-                   "0.05 / 1.7 dB; "
-                   "Grace Hopper 0.1, 1.4 dB). The registered turned fit sharpened the seen half (astronaut 23.6 -> "
-                   "25.2 / 24.4 -> 24.9 dB, Grace Hopper 14.3 -> 15.6 / 15.0 -> 16.0 dB) more than the completed "
-                   "one (16.0 -> 16.5 / 17.7 -> 16.8, 14.9 -> 15.4 / 15.6 -> 14.5 dB): the gap was 3.1 dB before")
+@pytest.mark.xfail(strict=True, reason="issue 7 bar not reached, and out of reach of any completion from the seen "
+                   "half: median gap over the photos 4.6 dB (astronaut +45° 9.2, -45° 7.9 dB; Grace Hopper -0.2, "
+                   "1.3 dB). Mirroring the astronaut's TRUE texture, perfectly registered and lit as A, gives 16.1 dB "
+                   "on the completed half against 25-26 dB for the seen one (her fringe, smile and light are "
+                   "one-sided); the pipeline's completed half is 16.5 / 17.1 dB, above that ceiling. The registered "
+                   "turned fit sharpened the seen half more than the completed one (gap 3.1 dB before it). "
+                   "test_the_completion_comes_within_2_db_of_a_perfect_mirror is the reachable reading")
 def test_completed_half_is_within_2_db_of_the_seen_half(gaps):
     photos = [v for k, v in gaps.items() if k[0] in PHOTOS]
     assert statistics.median(photos) <= 2.0, gaps
@@ -71,3 +74,14 @@ def test_a_near_symmetric_face_completes_within_3_db(gaps):
     half (before the lit mirror and the membrane blend, yaw +45° lost 3.5 dB)."""
     hopper = {k: v for k, v in gaps.items() if k[0].startswith("grace_hopper")}
     assert max(hopper.values()) <= 3.0, hopper
+
+
+@pytest.mark.xfail(strict=True, reason="median 2.3 dB over the photos: the astronaut's completed half beats a perfect "
+                   "mirror of her true texture (by 0.5 / 1.0 dB: relit, glimpses), Grace Hopper's falls 5.7 / 6.4 dB "
+                   "short of it (21.1 dB), her whole re-built face misregistered (seen half 15.3 / 15.9 dB; "
+                   "test_every_turned_portrait_s_fit_registers_within_3_percent)")
+def test_the_completion_comes_within_2_db_of_a_perfect_mirror(cycles):
+    """The issue's 2 dB, measured against what is reachable: the completed half's PSNR against that of A's own
+    texture with its completed half mirrored from the seen one (``fica.cycle``, ``mirror_ceiling_db``)."""
+    photos = [c.below_mirror_db for k, c in cycles.items() if k[0] in PHOTOS]
+    assert statistics.median(photos) <= 2.0, {k: round(c.below_mirror_db, 2) for k, c in cycles.items()}
