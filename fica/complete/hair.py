@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from fica.head.model import UVLayout
 from fica.maps import HairShell, shell_subcells
 from fica.noise import seeded_noise
-from fica.render.camera import Camera
+from fica.render.camera import Camera, sample_pixels
 from fica.uv_ops import push_pull_fill, smoothstep
 
 CAP_ROWS = 40
@@ -132,13 +132,6 @@ def azimuth_fill(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     return torch.where(has_row, interpolated, wrapped_fill(values * known, known.float()))
 
 
-def _sample(image: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples ``[C, N]`` of ``image [C, H, W]`` at ``pixels [N, 2]`` (x, y; zero outside)."""
-    H, W = image.shape[-2:]
-    grid = torch.stack([pixels[:, 0] / W * 2 - 1, pixels[:, 1] / H * 2 - 1], -1)[None, None]
-    return F.grid_sample(image[None], grid, align_corners=False, padding_mode="zeros")[0, :, 0]
-
-
 def _project(camera: Camera, points: torch.Tensor) -> torch.Tensor:
     """Pixels ``[N, 2]`` of ``points [N, 3]``; points behind the camera land far outside the image."""
     pixels, depth = camera.project(points)
@@ -166,19 +159,19 @@ def head_radius(geometry: torch.Tensor, head: torch.Tensor, scalp: torch.Tensor,
 
 def seen_extent(camera: Camera, outlines: torch.Tensor, base: torch.Tensor, direction: torch.Tensor,
                 r_head: torch.Tensor, passable: torch.Tensor | None = None) -> torch.Tensor:
-    """``[C, A, B]``: for each of ``outlines [C, H, W]`` (0/1), the largest radius (from ``r_head`` outward, in
+    """``[C, A, B]``: for each channel of ``outlines [H, W, C]`` (0/1), the largest radius (from ``r_head`` outward, in
     steps) whose point still projects inside it, the ray having left neither it nor, on the hanging rows,
     ``passable [H, W]`` (0/1, the person: long hair hangs beside the neck and over the shoulders, which lie
     between it and the axis) on the way."""
     radii = torch.linspace(0.0, MAX_RADIUS_M, RADIUS_STEPS)  # [K]
     points = base[None] + radii[:, None, None, None] * direction[None]  # [K, 3, A, B]
     pixels = _project(camera, points.permute(0, 2, 3, 1).reshape(-1, 3))
-    C = outlines.shape[0]
-    inside = _sample(outlines.float(), pixels).view(C, RADIUS_STEPS, *base.shape[1:]) > 0.5  # [C, K, A, B]
+    C = outlines.shape[-1]
+    inside = sample_pixels(outlines, pixels).T.view(C, RADIUS_STEPS, *base.shape[1:]) > 0.5  # [C, K, A, B]
     through = inside
     if passable is not None:
         hanging = (torch.arange(base.shape[1]) >= CAP_ROWS)[None, None, :, None]  # [1, 1, A, 1]
-        crossed = _sample(passable[None].float(), pixels).view(1, RADIUS_STEPS, *base.shape[1:]) > 0.5
+        crossed = sample_pixels(passable[..., None], pixels).T.view(1, RADIUS_STEPS, *base.shape[1:]) > 0.5
         through = inside | (hanging & crossed)
     beyond_head = radii[:, None, None] >= r_head[0]  # [K, A, B]
     leaves = (~through & beyond_head).float()
@@ -289,7 +282,7 @@ def hair_texture(image: torch.Tensor, pixels: torch.Tensor, seen: torch.Tensor, 
     (``strand_texture``) and a soft light from above: brighter with ``up [1, A, B]`` (-1 at the ends of hanging
     hair .. 1 at the crown) than the seen hair on average."""
     A, B = seen.shape[-2:]
-    photo = _sample(image.permute(2, 0, 1), pixels).view(3, A, B)
+    photo = sample_pixels(image, pixels).T.view(3, A, B)
     flat_hat = hat_colour[:, None, None].expand(3, A, B)
     known = ((seen > 0.5) & ~hat & on_colour).float()
     if float(known.sum()) < MIN_COLOUR_CELLS:
@@ -333,14 +326,14 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     at = lambda r: (base + r * direction).permute(1, 2, 0).reshape(-1, 3)  # noqa: E731  radius [1, A, B] -> [N, 3]
     to_camera = F.normalize(camera.center[:, None, None] - (base + r_head * direction), dim=0)
     cos = (to_camera * direction).sum(0, keepdim=True)  # [1, A, B]
-    extents = seen_extent(camera, torch.stack([(outline + hair_mask).clamp(max=1), outline]), base, direction,
+    extents = seen_extent(camera, torch.stack([(outline + hair_mask).clamp(max=1), outline], -1), base, direction,
                           r_head, person)
     extent = extents[:1]  # [1, A, B] head and hair
     beyond_head = extent > extents[1:] + BEYOND_HEAD_M
     silhouette = cos.abs() < SILHOUETTE_COS
     facing = cos > FACING_COS
-    mask = hair_mask[None].float()
-    on_hair = _sample(mask, _project(camera, at(r_head + MIN_THICKNESS_M))).view(1, A, B) > 0.5
+    mask = hair_mask[..., None].float()  # [H, W, 1]
+    on_hair = sample_pixels(mask, _project(camera, at(r_head + MIN_THICKNESS_M))).T.view(1, A, B) > 0.5
     bare = facing & ~on_hair  # the portrait shows face, neck or background there: no hair
     known = silhouette | bare
     room = (extent - SPLAT_INSET_M - r_head).clamp(min=0)  # the outer Gaussians' footprint stays inside too
@@ -360,16 +353,17 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     gen = generator if generator is not None else torch.Generator().manual_seed(SEED)
     pixels = _project(camera, outer.permute(1, 2, 0).reshape(-1, 3))
     outer_cos = smoothstep(cos, SEEN_COS - 0.1, SEEN_COS + 0.1)
-    seen = outer_cos * (_sample(mask, pixels).view(1, A, B) > 0.5)
+    seen = outer_cos * (sample_pixels(mask, pixels).T.view(1, A, B) > 0.5)
     wears_hat = headwear is not None and float(headwear.sum()) >= MIN_HAIR_PX
-    hat = _sample(headwear[None].float(), pixels).view(1, A, B) > 0.5 if wears_hat else torch.zeros_like(seen).bool()
+    hat = sample_pixels(headwear[..., None], pixels).T.view(1, A, B) > 0.5 if wears_hat else \
+        torch.zeros_like(seen).bool()
     hat_colour = dominant_colour(image, headwear) if wears_hat else torch.zeros(3)
     if hair_colour is None:
-        hair_colour = mask[0] * (1 - headwear.float()) if wears_hat else mask[0]
+        hair_colour = mask[..., 0] * (1 - headwear.float()) if wears_hat else mask[..., 0]
     if float(hair_colour.sum()) < MIN_HAIR_PX:  # too little of the hair's own colour: what the hair mask holds
-        hair_colour = mask[0]
+        hair_colour = mask[..., 0]
     colour = image[hair_colour > 0.5].median(0).values  # [3]
-    on_colour = _sample(hair_colour[None].float(), pixels).view(1, A, B) > 0.5
+    on_colour = sample_pixels(hair_colour[..., None], pixels).T.view(1, A, B) > 0.5
     px_per_m = float(camera.K[0, 0]) / float(camera.project(centre[None])[1][0])
     measured = portrait_band_spread(image, hair_colour, px_per_m)
     measured = torch.where(measured > 0, measured, torch.tensor(TYPICAL_BAND_SPREAD))
@@ -381,8 +375,8 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     texture = hair_texture(image, pixels, seen, hat, hat_colour, on_colour, colour, strands,
                            up.expand(1, A, B).float())
     fine_pixels = _project(camera, shell_subcells(outer, DETAIL).permute(1, 2, 0).reshape(-1, 3))
-    in_hair = _sample(mask, fine_pixels).view(1, DETAIL * A, DETAIL * B) > 0.5
+    in_hair = sample_pixels(mask, fine_pixels).T.view(1, DETAIL * A, DETAIL * B) > 0.5
     cell_colour = texture.repeat_interleave(DETAIL, 1).repeat_interleave(DETAIL, 2)
-    detail = torch.where(in_hair, _sample(image.permute(2, 0, 1), fine_pixels).view(3, DETAIL * A, DETAIL * B),
+    detail = torch.where(in_hair, sample_pixels(image, fine_pixels).T.view(3, DETAIL * A, DETAIL * B),
                          cell_colour)  # a sub-cell off the hair (face, background) keeps its cell's colour
     return HairShell(centre, base + r_head * direction, outer, texture, coverage, seen, detail)
