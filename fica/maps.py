@@ -55,7 +55,9 @@ class HairShell:
     The chart is a capsule around ``centre`` (see ``fica.complete.hair``): A rows from the top of the head down
     past the neck, B columns of azimuth around the vertical axis. ``coverage`` is 0 where there is no hair.
     ``detail`` holds the portrait's colour at D × D sub-cells of each cell (``shell_subcells``) so that the hair
-    the portrait shows (``seen``) keeps the photo's detail, finer than the chart.
+    the portrait shows (``seen``) keeps the photo's detail, finer than the chart; ``fine_coverage`` the coverage
+    there, so that the hair's outline (its lower edge, its sides) runs between the sub-cells, not along the
+    cells' edges in steps.
     """
 
     centre: torch.Tensor  # [3] head frame, metres
@@ -65,6 +67,7 @@ class HairShell:
     coverage: torch.Tensor  # [1, A, B] 0..1
     seen: torch.Tensor  # [1, A, B] 0..1: how much of the cell's colour is the portrait's
     detail: torch.Tensor  # [3, D·A, D·B] sRGB 0..1, the portrait's colour at the sub-cells (meaningful where seen)
+    fine_coverage: torch.Tensor  # [1, D·A, D·B] 0..1, the coverage at the sub-cells: its outline between them
 
     def to(self, device) -> "HairShell":
         return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})

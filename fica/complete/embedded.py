@@ -18,7 +18,8 @@ CPU, no weights.
    from the seen skin near it and grained like it (``fica.complete.skin``), lit no darker than the outline's
    hand-over band. The rest of each region is filled smoothly (push-pull + Laplace sweeps) from its trusted and
    mirrored texels: lips from lips, the scalp from the hair seen in the portrait
-   (texels near the median hair colour; a dark hair colour when none is seen), eyeballs as a white sclera
+   (texels near the median hair colour; a dark hair colour when none is seen; the scalp a hair shell leaves bare,
+   ``fica.complete.hair.bare_scalp``, is completed as skin), eyeballs as a white sclera
    around an iris coloured from the seen eyes, the mouth cavity dark red with teeth just behind the lips.
 
 The colour step that remains where completed texels meet seen ones (what the lighting fit missed, an asymmetric
@@ -36,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from fica.complete.base import Completer
-from fica.complete.hair import complete_hair
+from fica.complete.hair import bare_scalp, complete_hair
 from fica.complete.skin import CONFIDENT, anchor_decay, handover_weight, match_brightness, skin_grain, skin_median, skin_offset
 from fica.head.chart_seams import ChartSeams, chart_seams
 from fica.head.model import HeadModel, UVLayout, default_head
@@ -219,11 +220,13 @@ def _mouth_texture(geometry: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:
 
 
 def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tensor, trusted: torch.Tensor,
-                     source: torch.Tensor, cos: torch.Tensor, hair_cover: torch.Tensor, cuts: ChartSeams
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+                     source: torch.Tensor, cos: torch.Tensor, hair_cover: torch.Tensor, cuts: ChartSeams,
+                     bare: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The complete texture ``[3, R, R]`` from ``partial`` on ``layout``, its ``trusted`` texels (which the
     lighting is fitted on), the texel sources ``source`` (``choose_sources``), the view cosines ``cos`` and the
-    hair mask's cover of the seen texels ``hair_cover`` (``hair_cover``; all ``[1, R, R]``), lit and with eyes and mouth placed by the neutral ``geometry [3, R, R]``; and the sources
+    hair mask's cover of the seen texels ``hair_cover`` (``hair_cover``; all ``[1, R, R]``), lit and with eyes
+    and mouth placed by the neutral ``geometry [3, R, R]``; the scalp texels no hair shell covers, ``bare``
+    (``bare_scalp``; None: none), are completed as skin where the portrait does not show them. And the sources
     with the skin the portrait sees edge-on near the face's outline marked BLENDED (``handover_weight``). SEEN
     texels keep their colour; every valid texel gets one."""
     valid = partial.valid > 0.5
@@ -231,6 +234,7 @@ def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tenso
     skin, lips, scalp = region("face", "ears", "neck"), region("lips"), region("scalp")
     eyes, mouth = region("eyes"), region("mouth")
     photo = source == int(Source.SEEN)
+    bare = torch.zeros_like(scalp) if bare is None else bare & scalp
     mirrored = source == int(Source.MIRRORED)
     known = photo | mirrored
 
@@ -251,18 +255,18 @@ def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tenso
     anchors = known & skin & (weight >= CONFIDENT)
     decay = anchor_decay(anchors, partial.resolution)
     completion = skin_colour + skin_offset(albedo, skin_colour, spread, anchors, decay)
-    completion = completion * skin_grain(albedo, square, skin & (weight < 1), decay, layout).exp()
+    completion = completion * skin_grain(albedo, square, (skin | bare) & (weight < 1), decay, layout).exp()
     unknown = ~known & valid
     far = unknown & (layout.mirror(unknown.float()) > 0.5)
     # Where neither a texel nor its mirror was seen (the back of the head and neck), the fill is made
     # left/right symmetric, so the two sides meet without a seam down the back midline.
     symmetric = lambda maps: torch.where(far, 0.5 * (maps + layout.mirror(maps)), maps)  # noqa: E731
     completion = symmetric(completion)
-    albedo = torch.where(skin & ~known, completion, albedo)
+    albedo = torch.where((skin | bare) & ~known, completion, albedo)
     albedo = _fill_region(albedo, known, lips, skin_colour * _colour(LIP_TINT, albedo))
     hair = _median_colour(albedo, known & scalp, HAIR_FALLBACK)
     hair_like = (albedo - hair).norm(dim=0, keepdim=True) < HAIR_TOLERANCE  # not background or forehead
-    albedo = symmetric(_fill_region(albedo, known & hair_like, scalp, hair))
+    albedo = symmetric(_fill_region(albedo, known & hair_like, scalp & ~(bare & ~known), hair))
 
     # The completion is lit no darker than the outline's hand-over band beside it: beyond the normals the portrait
     # shows the light is unknown, and a side darker than the face's edge reads as a mask's rim. The floor is the
@@ -277,11 +281,11 @@ def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tenso
     texture = albedo * shading
     completed = completion * torch.maximum(shading, floor)
     handed_over = weight * match_brightness(texture, completed, photo & skin, weight) + (1 - weight) * completed
-    texture = torch.where(skin, handed_over, texture)
+    texture = torch.where(skin | (bare & ~known), handed_over, texture)
     # Re-lighting extrapolates onto normals the portrait never showed: completed skin is kept no brighter than
     # the brightest seen skin.
     texture = torch.where(seen, partial.rgb, texture)
-    texture = cap_luminance(texture, seen & skin, skin & ~seen, BRIGHTEST_SEEN)
+    texture = cap_luminance(texture, seen & skin, (skin | bare) & ~seen, BRIGHTEST_SEEN)
     texture = torch.where(eyes & ~known, _eyeball_texture(partial, seen, geometry, eyes), texture)
     texture = torch.where(mouth & ~known, _mouth_texture(geometry, mouth), texture)
     return (texture * partial.valid).clamp(0, 1), source
@@ -308,8 +312,6 @@ class EmbeddedCompleter(Completer):
             unseen = unseen_face_texels(partial, cos, layout)  # completed, though the lighting fit may use them
             source = choose_sources(replace(partial, visibility=partial.visibility * ~unseen), trusted, cos, layout)
             cover = hair_cover(partial, unwrapped.camera.to(partial.rgb.device), unwrapped.hair_mask)
-            cuts = chart_seams(head, partial.resolution)
-            texture, source = complete_texture(partial, layout, geometry, trusted, source, cos, cover, cuts)
             hair = None if unwrapped.hair_mask is None else \
                 complete_hair(image.cpu().float(), unwrapped.hair_mask.cpu(), unwrapped.camera.to("cpu"),
                               geometry.cpu(), layout, unwrapped.dense.mask.cpu(), generator,
@@ -317,4 +319,7 @@ class EmbeddedCompleter(Completer):
                                                                          unwrapped.person_mask,
                                                                          unwrapped.hair_colour_mask))
                               ).to(partial.rgb.device)
+            cuts = chart_seams(head, partial.resolution)
+            texture, source = complete_texture(partial, layout, geometry, trusted, source, cos, cover, cuts,
+                                               bare_scalp(geometry, layout, hair))
         return CompleteUV(texture, geometry.clone(), partial.valid.clone(), hair, source)

@@ -25,6 +25,10 @@ below it (long hair down the back and over the shoulders). A cell's point at rad
    A hat (the headwear mask, ``fica.unwrap.headwear``) is not hair: the cells that project onto it, hidden ones
    included (a band around the head at the heights the portrait shows it), get the hat's dominant colour with no
    strands, and only the hair beside and below it sets the strands' colour and spread.
+4. Outline: a part of the hair apart from the rest on few cells (a blob over an ear) is dropped, and the hair's
+   outline is cut between ``DETAIL`` × ``DETAIL`` sub-cells along a smoothed line (``fine_coverage``), not along
+   the cells' edges: turned, the hair ends in a clean line, not a staircase of ~5 mm cells. The scalp the shell
+   leaves bare is skin (``bare_scalp``; the completer paints it so).
 
 A head whose portrait shows no hair gets an empty shell (coverage 0): short hair stays short, bald stays bald.
 """
@@ -76,6 +80,12 @@ TOP_LIGHT = 0.3  # unseen hair is lit from above: relative brightness gained fro
 DETAIL = 2  # the portrait's colour is kept at DETAIL x DETAIL sub-cells of the cells it shows
 COLOUR_BINS = 8  # levels a channel when the hat's dominant colour is counted
 MIN_COLOUR_CELLS = 20  # fewer seen cells of the hair's own colour than this: the unseen hair gets its one colour
+OUTLINE_COVERAGE = 0.05  # a cell with more coverage than this lies inside the hair's outline on the chart
+ISLAND_SHARE = 0.05  # a part of the hair apart from the rest on fewer than this share of its cells is none: on
+# Grace Hopper a blob of 50 cells (of 4470) stood over her ear, and each part of the hair of the examples is whole
+OUTLINE_SIGMA = 1.0  # cells: the outline is smoothed this much before it is cut between the sub-cells ...
+OUTLINE_SOFTNESS = 0.15  # ... with a soft edge this wide (in the smoothed inside share about its 0.5 line)
+COVERING = 0.4  # the shell covers the head where its coverage reaches this (thin hair reaches 0.5)
 SEED = 0
 
 
@@ -93,19 +103,49 @@ def capsule_frame(centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return base, direction
 
 
-def cell_of(points: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat cell index ``[N]`` and radius ``[N]`` of head-frame ``points [N, 3]`` on the chart around ``centre``."""
+def chart_position(points: torch.Tensor, centre: torch.Tensor, factor: int = 1
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row ``[N]`` and column ``[N]`` (long) of the cell, or with ``factor`` > 1 of the ``factor`` × ``factor``
+    sub-cell (``shell_subcells``), that head-frame ``points [N, 3]`` lie in on the chart around ``centre``, and
+    their radius ``[N]``."""
     d = points - centre
     horizontal = d[:, [0, 2]].norm(dim=1)
     phi = torch.atan2(d[:, 0], d[:, 2]) % (2 * math.pi)
-    col = (phi / (2 * math.pi) * COLUMNS).long().clamp(0, COLUMNS - 1)
+    col = (phi / (2 * math.pi) * factor * COLUMNS).long().clamp(0, factor * COLUMNS - 1)
     above = d[:, 1] >= 0
     theta = torch.atan2(horizontal, d[:, 1])
-    row = torch.where(above, (theta / (math.pi / 2) * CAP_ROWS).long(),
-                      CAP_ROWS + (-d[:, 1] / HANG_DEPTH_M * HANG_ROWS).long())
-    row = row.clamp(0, CAP_ROWS + HANG_ROWS - 1)
-    radius = torch.where(above, d.norm(dim=1), horizontal)
+    row = torch.where(above, (theta / (math.pi / 2) * factor * CAP_ROWS).long(),
+                      factor * CAP_ROWS + (-d[:, 1] / HANG_DEPTH_M * factor * HANG_ROWS).long())
+    row = row.clamp(0, factor * (CAP_ROWS + HANG_ROWS) - 1)
+    return row, col, torch.where(above, d.norm(dim=1), horizontal)
+
+
+def cell_of(points: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat cell index ``[N]`` and radius ``[N]`` of head-frame ``points [N, 3]`` on the chart around ``centre``."""
+    row, col, radius = chart_position(points, centre)
     return row * COLUMNS + col, radius
+
+
+def shell_cover(shell: HairShell, points: torch.Tensor) -> torch.Tensor:
+    """``[N]`` 0..1: whether the hair of ``shell`` covers head-frame ``points [N, 3]`` (on the head's surface):
+    its ``fine_coverage`` at their sub-cell, rising from the outline's faint fringe to full where the hair is
+    ``COVERING`` (thin hair, its cells half covered, covers too)."""
+    factor = shell.fine_coverage.shape[-1] // COLUMNS
+    row, col, _ = chart_position(points, shell.centre, factor)
+    return smoothstep(shell.fine_coverage[0, row, col], 0.5 * COVERING, COVERING)
+
+
+def bare_scalp(geometry: torch.Tensor, layout: UVLayout, hair: HairShell | None) -> torch.Tensor:
+    """``[1, R, R]`` bool: the scalp texels (at their point of ``geometry [3, R, R]``) that the hair shell ``hair``
+    does not cover (``shell_cover``): the nape below a bob, behind and above the ears. They are skin: painted with
+    the hair's colour they showed beyond the shell's outline as dark blocks, stepped along the scalp region's
+    texels. None without a shell (short hair, bald: the scalp keeps its hair colour)."""
+    bare = torch.zeros_like(geometry[:1], dtype=torch.bool)
+    if hair is None or not bool((hair.coverage > 0).any()):
+        return bare
+    scalp = layout.region_mask("scalp").to(geometry.device) > 0.5
+    bare[scalp] = shell_cover(hair, geometry[:, scalp[0]].T) < 0.5
+    return bare
 
 
 def wrapped_fill(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -263,6 +303,31 @@ def hair_ends(thickness: torch.Tensor, r_head: torch.Tensor) -> torch.Tensor:
     return torch.where(hanging, fade, torch.ones_like(fade))[None]
 
 
+def drop_islands(inside: torch.Tensor) -> torch.Tensor:
+    """``inside [1, A, B]`` (bool) less its islands: the cells of connected parts (8 neighbours, wrapping around
+    the azimuth) holding less than ``ISLAND_SHARE`` of its cells."""
+    B = inside.shape[-1]
+    twice = inside[0].repeat(1, 2).numpy().astype("uint8")  # [A, 2B]: a part across the seam is whole once
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(twice, connectivity=8)
+    size = torch.from_numpy(stats[:, cv2.CC_STAT_AREA][labels])  # [A, 2B] cells in each cell's part
+    size = torch.maximum(size[:, :B], size[:, B:])
+    return inside & (size >= ISLAND_SHARE * int(inside.sum()))[None]
+
+
+def fine_coverage(coverage: torch.Tensor, factor: int) -> torch.Tensor:
+    """``[1, f·A, f·B]``: ``coverage [1, A, B]`` at ``factor`` × ``factor`` sub-cells (``shell_subcells``), its
+    outline cut between the sub-cells instead of along the cells' edges: the cells inside the outline
+    (``OUTLINE_COVERAGE``) are smoothed into a share (``OUTLINE_SIGMA``) whose 0.5 line, found at
+    each sub-cell, is the outline: a straight or gently curved line where the cells make a staircase. Inside it,
+    the coverage interpolated, the covered cells' carried on beyond them up to the outline."""
+    inside = (coverage > OUTLINE_COVERAGE).float()
+    share = _blur(inside, OUTLINE_SIGMA, OUTLINE_SIGMA)
+    carried = _blur(coverage * inside, OUTLINE_SIGMA, OUTLINE_SIGMA) / share.clamp(min=1e-6)
+    level = torch.where(inside > 0, coverage, carried)
+    edge = smoothstep(shell_subcells(share, factor), 0.5 - OUTLINE_SOFTNESS, 0.5 + OUTLINE_SOFTNESS)
+    return shell_subcells(level, factor).clamp(0, 1) * edge
+
+
 def dominant_colour(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``[3]``: the mean of the most frequent colour (``COLOUR_BINS`` levels a channel) of ``image [H, W, 3]``
     inside ``mask [H, W]`` (not empty)."""
@@ -321,7 +386,8 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     if float(hair_mask.sum()) < MIN_HAIR_PX:
         inner = base + r_head * direction
         return HairShell(centre, inner, inner.clone(), torch.zeros(3, A, B), torch.zeros(1, A, B),
-                         torch.zeros(1, A, B), torch.zeros(3, DETAIL * A, DETAIL * B))
+                         torch.zeros(1, A, B), torch.zeros(3, DETAIL * A, DETAIL * B),
+                         torch.zeros(1, DETAIL * A, DETAIL * B))
 
     at = lambda r: (base + r * direction).permute(1, 2, 0).reshape(-1, 3)  # noqa: E731  radius [1, A, B] -> [N, 3]
     to_camera = F.normalize(camera.center[:, None, None] - (base + r_head * direction), dim=0)
@@ -348,6 +414,7 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     thickness = torch.minimum(thickness, room)
     thickness = torch.where(bare, torch.zeros_like(thickness), thickness)
     coverage = smoothstep(thickness, MIN_THICKNESS_M, 2 * MIN_THICKNESS_M) * hair_ends(thickness, r_head)
+    coverage = coverage * drop_islands(coverage > OUTLINE_COVERAGE)
     outer = base + (r_head + thickness) * direction
 
     gen = generator if generator is not None else torch.Generator().manual_seed(SEED)
@@ -374,9 +441,12 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     up = torch.where(hanging, -(torch.arange(A)[None, :, None] - CAP_ROWS) / HANG_ROWS, direction[1:2])
     texture = hair_texture(image, pixels, seen, hat, hat_colour, on_colour, colour, strands,
                            up.expand(1, A, B).float())
+    inside = (coverage > OUTLINE_COVERAGE).float()  # the cells outside lend the outline's sub-cells their colour:
+    texture = torch.where(inside > 0, texture, wrapped_fill(texture * inside, inside))  # the hair's, not the photo's
     fine_pixels = _project(camera, shell_subcells(outer, DETAIL).permute(1, 2, 0).reshape(-1, 3))
     in_hair = sample_pixels(mask, fine_pixels).T.view(1, DETAIL * A, DETAIL * B) > 0.5
     cell_colour = texture.repeat_interleave(DETAIL, 1).repeat_interleave(DETAIL, 2)
     detail = torch.where(in_hair, sample_pixels(image, fine_pixels).T.view(3, DETAIL * A, DETAIL * B),
                          cell_colour)  # a sub-cell off the hair (face, background) keeps its cell's colour
-    return HairShell(centre, base + r_head * direction, outer, texture, coverage, seen, detail)
+    return HairShell(centre, base + r_head * direction, outer, texture, coverage, seen, detail,
+                     fine_coverage(coverage, DETAIL))

@@ -20,6 +20,7 @@ SHELL_MIN_COVERAGE = 0.05
 SHELL_OPACITY = 0.9
 SHELL_SCALE_RANGE_M = (2e-4, 1.5e-2)
 DETAIL_SEEN = 0.5  # an outer-layer cell whose colour is at least this much the portrait's gets the detail
+OUTLINE_SPREAD = 0.25  # a cell whose sub-cells' coverage differs more than this holds the hair's outline
 
 
 def _clamp_norm(v: torch.Tensor, most: float = 1.25) -> torch.Tensor:
@@ -30,13 +31,21 @@ def _clamp_norm(v: torch.Tensor, most: float = 1.25) -> torch.Tensor:
 
 def shell_gaussians(shell: HairShell | None) -> GaussianSet:
     """Gaussians ``[N]`` filling a hair shell: one per covered cell and layer, flat along the shell, longer
-    down the strands (the chart's rows) than across them; on the outer layer, the cells the portrait shows
-    (``seen`` above ``DETAIL_SEEN``) are split into D × D Gaussians a D-th the size, coloured from
-    ``shell.detail``, so the seen hair keeps the photo's detail, and have no inner layer (the finer, denser
-    outer layer hides it). Empty without a shell."""
-    if shell is None or not bool((shell.coverage > SHELL_MIN_COVERAGE).any()):
+    down the strands (the chart's rows) than across them, as opaque as the cell's sub-cells' coverage on average.
+    Two kinds of cells are split into D × D Gaussians a D-th the size, one per sub-cell, as opaque as its
+    ``fine_coverage`` (none where it has none): the cells the hair's outline crosses (their sub-cells' coverage
+    differs by more than ``OUTLINE_SPREAD``), in both layers, so that the hair ends along a line between the
+    sub-cells, not in steps of whole cells; and on the outer layer the cells the portrait shows (``seen`` above
+    ``DETAIL_SEEN``), coloured from ``shell.detail``, so the seen hair keeps the photo's detail; these have no
+    inner layer (the finer, denser outer layer hides it). Empty without a shell."""
+    if shell is None or not bool((shell.fine_coverage > SHELL_MIN_COVERAGE).any()):
         return GaussianSet(torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 3))
-    covered = shell.coverage[0] > SHELL_MIN_COVERAGE  # [A, B]
+    A, B = shell.coverage.shape[-2:]
+    D = shell.fine_coverage.shape[-1] // B
+    blocks = shell.fine_coverage[0].view(A, D, B, D)
+    most, least = blocks.amax((1, 3)), blocks.amin((1, 3))  # [A, B]
+    covered = most > SHELL_MIN_COVERAGE
+    outline = covered & (most - least > OUTLINE_SPREAD)
     detailed = covered & (shell.seen[0] > DETAIL_SEEN)  # [A, B]
     sets = []
     for fraction in SHELL_LAYERS:
@@ -55,31 +64,36 @@ def shell_gaussians(shell: HairShell | None) -> GaussianSet:
                               torch.full((len(a),), SHELL_THICKNESS_M)], 1)
         darken = SHELL_INNER_DARKEN + (1 - SHELL_INNER_DARKEN) * fraction
         layer = GaussianSet(pick(surface), matrix_to_quat(torch.stack([e1, e2, normal], 2)),
-                            scales.clamp(*SHELL_SCALE_RANGE_M), shell.coverage[0][layer_cells].clamp(max=SHELL_OPACITY),
-                            pick(shell.texture) * darken)
-        if outermost:
-            layer = _with_detail(layer, scales, surface, shell, covered, detailed)
-        sets.append(layer)
+                            scales.clamp(*SHELL_SCALE_RANGE_M),
+                            blocks.mean((1, 3))[layer_cells].clamp(max=SHELL_OPACITY), pick(shell.texture) * darken)
+        split = (outline | detailed) & layer_cells if outermost else outline & layer_cells
+        sets.append(_split(layer, scales, surface, shell, layer_cells, split, detailed if outermost else None))
     return GaussianSet.concat(sets)
 
 
-def _with_detail(layer: GaussianSet, scales: torch.Tensor, surface: torch.Tensor, shell: HairShell,
-                 covered: torch.Tensor, split: torch.Tensor) -> GaussianSet:
-    """``layer`` (one Gaussian ``[N]`` per ``covered [A, B]`` cell, unclamped ``scales [N, 3]``, on ``surface
-    [3, A, B]``) with each ``split [A, B]`` cell replaced by D × D Gaussians at its sub-cells, the detail's
-    colours."""
-    D = shell.detail.shape[-1] // covered.shape[-1]
+def _split(layer: GaussianSet, scales: torch.Tensor, surface: torch.Tensor, shell: HairShell,
+           cells: torch.Tensor, split: torch.Tensor, detailed: torch.Tensor | None) -> GaussianSet:
+    """``layer`` (one Gaussian ``[N]`` per ``cells [A, B]`` cell, unclamped ``scales [N, 3]``, on ``surface
+    [3, A, B]``) with each ``split [A, B]`` cell replaced by D × D Gaussians at its sub-cells, as opaque as the
+    shell's ``fine_coverage`` there (the sub-cells with none dropped), coloured as their cell, or from the
+    shell's ``detail`` in the ``detailed [A, B]`` cells (None: none)."""
+    D = shell.detail.shape[-1] // cells.shape[-1]
     if D < 2 or not bool(split.any()):
         return layer
-    index = torch.full(covered.shape, -1, dtype=torch.long)
-    index[covered] = torch.arange(int(covered.sum()))
-    fine = split.repeat_interleave(D, 0).repeat_interleave(D, 1)  # [D·A, D·B]
-    parent = index.repeat_interleave(D, 0).repeat_interleave(D, 1)[fine]  # [M] into the layer
+    index = torch.full(cells.shape, -1, dtype=torch.long)
+    index[cells] = torch.arange(int(cells.sum()))
+    up = lambda m: m.repeat_interleave(D, -2).repeat_interleave(D, -1)  # noqa: E731  [.., A, B] -> [.., DA, DB]
+    opacity = shell.fine_coverage[0]  # [D·A, D·B]
+    fine = up(split) & (opacity > SHELL_MIN_COVERAGE)
+    parent = up(index)[fine]  # [M] into the layer
+    colours = layer.colors[parent]
+    if detailed is not None:
+        from_detail = up(detailed)[fine]
+        colours[from_detail] = shell.detail[:, fine].T[from_detail].clamp(0, 1)
     fine_scales = scales[parent] * scales.new_tensor([1.0 / D, 1.0 / D, 1.0])
-    detailed = GaussianSet(shell_subcells(surface, D)[:, fine].T, layer.quats[parent],
-                           fine_scales.clamp(*SHELL_SCALE_RANGE_M), layer.opacities[parent],
-                           shell.detail[:, fine].T.clamp(0, 1))
-    keep = ~split[covered]
-    coarse = GaussianSet(layer.means[keep], layer.quats[keep], layer.scales[keep], layer.opacities[keep],
-                         layer.colors[keep])
-    return GaussianSet.concat([coarse, detailed])
+    pieces = GaussianSet(shell_subcells(surface, D)[:, fine].T, layer.quats[parent],
+                         fine_scales.clamp(*SHELL_SCALE_RANGE_M), opacity[fine].clamp(max=SHELL_OPACITY), colours)
+    keep = ~split[cells]
+    whole = GaussianSet(layer.means[keep], layer.quats[keep], layer.scales[keep], layer.opacities[keep],
+                        layer.colors[keep])
+    return GaussianSet.concat([whole, pieces])

@@ -11,8 +11,9 @@ this refiner reads that map instead of re-deriving it:
    it is) it is the step to that glimpse; elsewhere it is harmonic (``harmonic_fill``). So no colour step or seam
    remains at the visibility boundary, and a far side that a light from one side darkens keeps the brightness the
    portrait glimpses. The membrane is solved per region group (skin and face features, scalp), so hair and skin
-   do not bleed into each other. After a completer that reports no sources, texels with visibility >= 0.9 count
-   as seen.
+   do not bleed into each other; the scalp a hair shell leaves bare is skin, as the completer made it
+   (``fica.complete.hair.bare_scalp``). After a completer that reports no sources, texels with visibility >= 0.9
+   count as seen.
    The chart is cut into islands (the under-jaw ends on the face island, the neck goes on on its own island), so
    a membrane solved on the chart's grid steps where two islands meet on the head: the neck took the step of its
    seen front, the under-jaw beside it that of the jaw. The completed skin is then made to agree across the cuts
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from fica.complete.hair import bare_scalp
 from fica.head.chart_seams import chart_seams
 from fica.head.model import HeadModel, UVLayout, default_head
 from fica.maps import CompleteUV, PartialUV, Source
@@ -116,6 +118,7 @@ class EmbeddedRefiner(Refiner):
         seen = seen_texels(complete, visibility)
         valid = complete.valid > 0.5
         scalp = layout.region_mask("scalp").to(complete.texture.device) > 0.5
+        scalp = scalp & ~bare_scalp(complete.geometry, layout, complete.hair)  # the completer made the bare scalp skin
         texture = blend_seam(complete.texture, seen, complete.valid, [valid & ~scalp, scalp],
                              unwrapped.partial.to(complete.texture.device),
                              mirrored_texels(complete, seen, layout)).clamp(0, 1)
