@@ -38,6 +38,7 @@ OUTLINE_TEXELS = 20  # at R = 256: the outline's band (portrait_view_cosine)
 LEVELS = {"outline": (0.15, 0.3, 0.45), "cut": (0.5,)}  # iso-levels of each line's indicator
 STEP_PX = 0.02  # the step compares means over this fraction of the render's size on either side of the line
 CONTROL_SHIFTS = (-3, 3)  # the gradient beside the line is read on lines these many step widths to either side
+TEXTURE_PX = 5  # fine texture: luminance against its mean over this many pixels square (at 384-512²: ~2-3 mm)
 CELL = 0.05  # line pixels are grouped in square cells of this fraction of the render's size
 MIN_CELL_PIXELS = 8
 MIN_CELLS = 3  # fewer cells than this on skin: the line is not measured at this view
@@ -52,6 +53,7 @@ YAWS = (60.0, 90.0, -60.0, -90.0)
 @dataclass
 class SeamResult:
     edge: float  # grey levels (RGB length, 0..255): the line's edge (line_edge), at the worst level
+    texture: float  # octaves: how much more fine texture one side of the line has than the other (worst level)
     cells: int  # cells of that line measured on skin
     render: torch.Tensor  # [S, S, 3] the avatar at the side view
     line: torch.Tensor  # [S, S] bool, the line's pixels (worst level)
@@ -110,16 +112,16 @@ def indicators(output, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _cell_means(rgb: torch.Tensor, skin: torch.Tensor, points: torch.Tensor, normals: torch.Tensor,
                 bands: list[tuple[float, float]], size: int) -> dict[int, torch.Tensor]:
-    """Per cell of the line (points ``[P, 2]``, unit ``normals [P, 2]``), the mean colour ``[B, 3]`` of
-    ``rgb [H, W, 3]`` over each band ``(near, far)`` of ``bands`` (pixels along the normal, one sample a pixel);
+    """Per cell of the line (points ``[P, 2]``, unit ``normals [P, 2]``), the mean ``[B, C]`` of the image
+    ``rgb [H, W, C]`` over each band ``(near, far)`` of ``bands`` (pixels along the normal, one sample a pixel);
     only points whose samples all fall on ``skin [H, W]`` count. Keys: cell ids."""
     samples = [torch.arange(near, far, dtype=torch.float32) + 0.5 for near, far in bands]
     offsets = torch.cat(samples)  # [K]
     pts = (points[:, None] + offsets[None, :, None] * normals[:, None]).reshape(-1, 2)
     on_skin = (sample_pixels(skin[..., None], pts, padding_mode="border")[:, 0] > 0.99
                ).reshape(len(points), -1).all(1)
-    colours = sample_pixels(rgb, pts, padding_mode="border").reshape(len(points), -1, 3)[on_skin]  # [P', K, 3]
-    means = torch.stack([part.mean(1) for part in colours.split([len(x) for x in samples], 1)], 1)  # [P', B, 3]
+    colours = sample_pixels(rgb, pts, padding_mode="border").reshape(len(points), -1, rgb.shape[-1])[on_skin]
+    means = torch.stack([part.mean(1) for part in colours.split([len(x) for x in samples], 1)], 1)  # [P', B, C]
     cells = (points[on_skin] / (CELL * size)).long()
     keys = cells[:, 0] * 10_000 + cells[:, 1]
     out = {}
@@ -131,13 +133,15 @@ def _cell_means(rgb: torch.Tensor, skin: torch.Tensor, points: torch.Tensor, nor
 
 
 def line_edge(rgb: torch.Tensor, skin: torch.Tensor, field: torch.Tensor, level: float
-              ) -> tuple[float, int, torch.Tensor]:
-    """The edge along the iso-line at ``level`` of ``field [H, W]`` in ``rgb [H, W, 3]``, on ``skin [H, W]``
-    (bool), in grey levels, with the number of cells and the line's pixels ``[H, W]``. Per cell, two colour
-    differences: the step across the line beyond the mean step on the lines moved ``CONTROL_SHIFTS`` widths
-    aside (a change of tone at the line), and the line's own band against the mean of the bands beside it (a
-    dark or light rim along it); each is reduced per channel by its median over the cells, and the larger length
-    is the edge. NaN and 0 cells when fewer than ``MIN_CELLS`` cells lie on skin."""
+              ) -> tuple[float, float, int, torch.Tensor]:
+    """The edge along the iso-line at ``level`` of ``field [H, W]`` in ``rgb [H, W, 4]`` (colour, then the local
+    amplitude of its fine texture, ``fine_texture``), on ``skin [H, W]`` (bool), with the number of cells and the
+    line's pixels ``[H, W]``. Per cell, two colour differences: the step across the line beyond the gradient the
+    skin carries beside it (on the lines moved ``CONTROL_SHIFTS`` widths aside), a change of tone at the line; and
+    the line's own band against the bands beside it, a dark or light rim along it. Each is reduced per channel by
+    its median over the cells, and the larger length, in grey levels, is the edge. The texture change is the
+    median over the cells of log2 of the texture amplitude ahead of the line over that behind it, in octaves (its
+    size). NaN and 0 cells when fewer than ``MIN_CELLS`` cells lie on skin."""
     size = rgb.shape[1]
     below = field < level
     line = below ^ F.max_pool2d(below[None, None].float(), 3, 1, 1)[0, 0].bool()  # pixels just above level
@@ -154,17 +158,27 @@ def line_edge(rgb: torch.Tensor, skin: torch.Tensor, field: torch.Tensor, level:
         [(s * w - w, s * w) for s in CONTROL_SHIFTS] + [(-half, half), (half, half + w), (-half - w, -half)]
     cells = _cell_means(rgb, skin, points, normals, bands, size)
     if len(cells) < MIN_CELLS:
-        return float("nan"), 0, line
-    m = torch.stack(list(cells.values()))  # [cells, bands, 3]
+        return float("nan"), float("nan"), 0, line
+    m = torch.stack(list(cells.values()))  # [cells, bands, 4]
+    colour, texture = m[..., :3], m[:, :2, 3].clamp(min=1e-4)
     n = len(CONTROL_SHIFTS)  # the bands: [0] ahead, [1] behind, then the shifted ones, then the rim's three
-    step = m[:, 0] - m[:, 1]
-    before, after = (m[:, 2:2 + n] - m[:, 2 + n:2 + 2 * n]).unbind(1)  # the steps beside, either side of the line
+    step = colour[:, 0] - colour[:, 1]
+    before, after = (colour[:, 2:2 + n] - colour[:, 2 + n:2 + 2 * n]).unbind(1)  # the steps beside the line
     # the gradient the skin carries through: the smaller of the two where they agree in sign, else none (a
     # structure on one side only, such as the chin's shadow, is no gradient to subtract)
     beside = torch.where(before * after > 0, torch.sign(before) * torch.minimum(before.abs(), after.abs()), 0.0)
-    rim = m[:, -3] - 0.5 * (m[:, -2] + m[:, -1])
+    rim = colour[:, -3] - 0.5 * (colour[:, -2] + colour[:, -1])
     edge = max(float((step - beside).median(0).values.norm()), float(rim.median(0).values.norm()))
-    return edge * 255, len(cells), line
+    octaves = abs(float(torch.log2(texture[:, 0] / texture[:, 1]).median()))
+    return edge * 255, octaves, len(cells), line
+
+
+def fine_texture(rgb: torch.Tensor) -> torch.Tensor:
+    """``[H, W]`` the local amplitude of ``rgb [H, W, 3]``'s fine texture: the absolute difference of its
+    luminance from the mean over ``TEXTURE_PX``² pixels (pores, wrinkles, grain; not shading)."""
+    luminance = rgb.mean(-1)[None, None]
+    return (luminance - F.avg_pool2d(luminance, TEXTURE_PX, 1, TEXTURE_PX // 2, count_include_pad=False)
+            ).abs()[0, 0]
 
 
 @torch.no_grad()
@@ -179,14 +193,15 @@ def side_seam(output, camera: Camera, backend: str | None = None) -> dict[str, S
     lines, _ = indicator_avatar(output, torch.cat([fields, torch.zeros_like(fields[:1])])).render(
         camera, background=(0.0, 0.0, 0.0), backend=backend)
     skin = (flags[..., 0] >= SKIN_FLAG) & (alpha > OPAQUE) & (flag_alpha > OPAQUE)
+    with_texture = torch.cat([rgb, fine_texture(rgb)[..., None]], -1)
     out = {}
     for channel, (kind, levels) in enumerate(LEVELS.items()):
         square = skin & (flags[..., 1] >= SQUARE_COS[kind])
-        found = [line_edge(rgb, square, lines[..., channel], level) for level in levels]
-        found = [f for f in found if f[1] > 0]
+        found = [line_edge(with_texture, square, lines[..., channel], level) for level in levels]
+        found = [f for f in found if f[2] > 0]
         if found:
-            edge, cells, line = max(found, key=lambda f: f[0])
-            out[kind] = SeamResult(edge, cells, rgb, line)
+            edge, _, cells, line = max(found, key=lambda f: f[0])
+            out[kind] = SeamResult(edge, max(f[1] for f in found), cells, rgb, line)
     return out
 
 

@@ -21,6 +21,8 @@ SIZE_PX = 384
 # (5 as the RGB length the measure gives). Grace Hopper's under-jaw before the chart's cuts were closed read 7.6 at
 # yaw -60 and showed as a diagonal from the chin to the ear; the astronaut's light neck band read 25-30.
 EDGE_MAX = 7.0
+# The fine texture (pores, wrinkles, grain) on the two sides of the outline within a factor of 1.4: half an octave.
+TEXTURE_OCTAVES_MAX = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +37,9 @@ def seams(outputs) -> dict:
             for backend in BACKENDS}
 
 
-def _edges(seams, backend: str, kind: str) -> dict:
-    return {(name, yaw): round(views[kind].edge, 1) for (name, b), per_yaw in seams.items() if b == backend
-            for yaw, views in per_yaw.items() if kind in views}
+def _edges(seams, backend: str, kind: str, measure: str = "edge") -> dict:
+    return {(name, yaw): round(getattr(views[kind], measure), 2) for (name, b), per_yaw in seams.items()
+            if b == backend for yaw, views in per_yaw.items() if kind in views}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -58,6 +60,16 @@ def test_the_under_jaw_runs_into_the_neck_without_an_edge(seams, backend):
 def test_the_face_s_outline_does_not_show_from_the_side(seams, backend):
     edges = _edges(seams, backend, "outline")
     assert max(edges.values()) <= EDGE_MAX, edges
+
+
+@pytest.mark.xfail(strict=True, reason="issue 7 bar not reached: the seen skin has 1.7-2.4 times the fine texture of the "
+                   "completion beyond Grace Hopper's outline (0.7-1.3 octaves at yaw ±60, exact and surface), 1.2-1.8 "
+                   "times on the astronaut's (0.2-0.8): her wrinkles end in smooth skin. Noise grain at the seen "
+                   "skin's strength read as leather, not as skin")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_completed_skin_carries_the_seen_skin_s_texture_past_the_outline(seams, backend):
+    textures = _edges(seams, backend, "outline", "texture")
+    assert max(textures.values()) <= TEXTURE_OCTAVES_MAX, textures
 
 
 def test_the_measure_sees_a_painted_seam(outputs, seams):
