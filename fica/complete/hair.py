@@ -13,9 +13,10 @@ below it (long hair down the back and over the shoulders). A cell's point at rad
    Where the ray runs across the portrait camera's line of sight (the silhouette), that radius is the hair's true
    extent; facing the camera or away from it, it is only an upper bound.
 2. Hair thickness above the head = seen extent − r_head on the silhouette cells, zero on the cells facing the
-   camera that the portrait shows as face or neck; every other cell (the back, the hair seen from the front) is
-   filled smoothly from those, around the azimuth (so the back of the head continues the sides at the same
-   height: a wide bob stays wide); on the hanging rows it is interpolated within its row between the sides, so
+   camera that the portrait shows as face or neck; a hidden cell whose left / right mirror is one of those takes
+   its value (a turned portrait's far side mirrors its near side); every other cell (the back, the hair seen from
+   the front) is filled smoothly from those, around the azimuth (so the back of the head continues the sides at
+   the same height: a wide bob stays wide); on the hanging rows it is interpolated within its row between the sides, so
    long hair hangs down the back as a curtain. Then it is clamped to the upper bound.
 3. Colour: cells the portrait shows, inside the hair mask, take the portrait's colour (also at ``DETAIL`` ×
    ``DETAIL`` sub-cells, so the seen hair keeps the photo's detail); the rest get the seen
@@ -146,6 +147,17 @@ def bare_scalp(geometry: torch.Tensor, layout: UVLayout, hair: HairShell | None)
     scalp = layout.region_mask("scalp").to(geometry.device) > 0.5
     bare[scalp] = shell_cover(hair, geometry[:, scalp[0]].T) < 0.5
     return bare
+
+
+def mirror_known(values: torch.Tensor, known: torch.Tensor, hidden: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chart maps ``values [C, A, B]`` and ``known [1, A, B]`` (bool) with the ``hidden [1, A, B]`` cells (the
+    portrait does not show them) that are not known taking their left / right mirror's value (azimuth φ ↔ −φ:
+    column b ↔ B − 1 − b) where it is known: hair is about as long and full on the side a turned portrait does not
+    show as on the side it does (a bob seen from 45° covered the near ear down to the jaw and was cut above the far
+    one). Cells the portrait shows keep their own hair (a fringe swept to one side)."""
+    borrowed = hidden & ~known & known.flip(-1)
+    return torch.where(borrowed, values.flip(-1), values), known | borrowed
 
 
 def wrapped_fill(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -406,6 +418,7 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     # hair only where the outline reaches beyond the fitted head's own (a bald scalp, or a ray passing an ear or
     # the jaw, adds nothing)
     thickness = torch.where(bare | ~beyond_head, torch.zeros_like(extent), room)
+    thickness, known = mirror_known(thickness, known, cos < 0)
     hanging = (torch.arange(A) >= CAP_ROWS)[None, :, None]
     filled = torch.where(hanging, azimuth_fill(thickness, known), wrapped_fill(thickness * known, known.float()))
     thickness = _blur(filled, FILL_BLUR_ROWS, 1.0)
