@@ -85,7 +85,7 @@ OUTLINE_COVERAGE = 0.05  # a cell with more coverage than this lies inside the h
 ISLAND_SHARE = 0.05  # a part of the hair apart from the rest on fewer than this share of its cells is none: on
 # Grace Hopper a blob of 50 cells (of 4470) stood over her ear, and each part of the hair of the examples is whole
 OUTLINE_SIGMA = 1.0  # cells: the outline is smoothed this much before it is cut between the sub-cells ...
-OUTLINE_SOFTNESS = 0.15  # ... with a soft edge this wide (in the smoothed inside share about its 0.5 line)
+OUTLINE_SOFTNESS = 0.05  # ... with a soft edge this wide (in the smoothed inside share about its 0.5 line)
 COVERING = 0.4  # the shell covers the head where its coverage reaches this (thin hair reaches 0.5)
 SEED = 0
 
@@ -457,9 +457,12 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     inside = (coverage > OUTLINE_COVERAGE).float()  # the cells outside lend the outline's sub-cells their colour:
     texture = torch.where(inside > 0, texture, wrapped_fill(texture * inside, inside))  # the hair's, not the photo's
     fine_pixels = _project(camera, shell_subcells(outer, DETAIL).permute(1, 2, 0).reshape(-1, 3))
-    in_hair = sample_pixels(mask, fine_pixels).T.view(1, DETAIL * A, DETAIL * B) > 0.5
+    on_hair = sample_pixels(mask, fine_pixels).T.view(1, DETAIL * A, DETAIL * B) > 0.5
+    in_hair = on_hair & (shell_subcells(outer_cos, DETAIL) > 0.5)  # and the portrait shows the sub-cell
     cell_colour = texture.repeat_interleave(DETAIL, 1).repeat_interleave(DETAIL, 2)
     detail = torch.where(in_hair, sample_pixels(image, fine_pixels).T.view(3, DETAIL * A, DETAIL * B),
-                         cell_colour)  # a sub-cell off the hair (face, background) keeps its cell's colour
+                         cell_colour)  # a sub-cell off the hair (face, background) or hidden keeps its cell's colour
+    # facing the camera, the portrait's hair mask is the outline: no sub-cell of hair on the face it shows
+    bare = (shell_subcells(cos, DETAIL) > FACING_COS) & ~on_hair
     return HairShell(centre, base + r_head * direction, outer, texture, coverage, seen, detail,
-                     fine_coverage(coverage, DETAIL))
+                     fine_coverage(coverage, DETAIL) * ~bare)

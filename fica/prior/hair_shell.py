@@ -45,7 +45,7 @@ def shell_gaussians(shell: HairShell | None) -> GaussianSet:
     blocks = shell.fine_coverage[0].view(A, D, B, D)
     most, least = blocks.amax((1, 3)), blocks.amin((1, 3))  # [A, B]
     covered = most > SHELL_MIN_COVERAGE
-    outline = covered & (most - least > OUTLINE_SPREAD)
+    outline = covered & (most - least > OUTLINE_SPREAD * most)
     detailed = covered & (shell.seen[0] > DETAIL_SEEN)  # [A, B]
     sets = []
     for fraction in SHELL_LAYERS:
@@ -67,16 +67,17 @@ def shell_gaussians(shell: HairShell | None) -> GaussianSet:
                             scales.clamp(*SHELL_SCALE_RANGE_M),
                             blocks.mean((1, 3))[layer_cells].clamp(max=SHELL_OPACITY), pick(shell.texture) * darken)
         split = (outline | detailed) & layer_cells if outermost else outline & layer_cells
-        sets.append(_split(layer, scales, surface, shell, layer_cells, split, detailed if outermost else None))
+        sets.append(_split(layer, scales, surface, shell, layer_cells, split, outermost))
     return GaussianSet.concat(sets)
 
 
 def _split(layer: GaussianSet, scales: torch.Tensor, surface: torch.Tensor, shell: HairShell,
-           cells: torch.Tensor, split: torch.Tensor, detailed: torch.Tensor | None) -> GaussianSet:
+           cells: torch.Tensor, split: torch.Tensor, outermost: bool) -> GaussianSet:
     """``layer`` (one Gaussian ``[N]`` per ``cells [A, B]`` cell, unclamped ``scales [N, 3]``, on ``surface
     [3, A, B]``) with each ``split [A, B]`` cell replaced by D × D Gaussians at its sub-cells, as opaque as the
-    shell's ``fine_coverage`` there (the sub-cells with none dropped), coloured as their cell, or from the
-    shell's ``detail`` in the ``detailed [A, B]`` cells (None: none)."""
+    shell's ``fine_coverage`` there (the sub-cells with none dropped), coloured as their cell, or on the
+    ``outermost`` layer from the shell's ``detail`` (the portrait's colour where it shows the sub-cell's hair, the
+    cell's colour elsewhere): the outline's pieces next to the seen hair are the photo's hair too."""
     D = shell.detail.shape[-1] // cells.shape[-1]
     if D < 2 or not bool(split.any()):
         return layer
@@ -86,10 +87,7 @@ def _split(layer: GaussianSet, scales: torch.Tensor, surface: torch.Tensor, shel
     opacity = shell.fine_coverage[0]  # [D·A, D·B]
     fine = up(split) & (opacity > SHELL_MIN_COVERAGE)
     parent = up(index)[fine]  # [M] into the layer
-    colours = layer.colors[parent]
-    if detailed is not None:
-        from_detail = up(detailed)[fine]
-        colours[from_detail] = shell.detail[:, fine].T[from_detail].clamp(0, 1)
+    colours = shell.detail[:, fine].T.clamp(0, 1) if outermost else layer.colors[parent]
     fine_scales = scales[parent] * scales.new_tensor([1.0 / D, 1.0 / D, 1.0])
     pieces = GaussianSet(shell_subcells(surface, D)[:, fine].T, layer.quats[parent],
                          fine_scales.clamp(*SHELL_SCALE_RANGE_M), opacity[fine].clamp(max=SHELL_OPACITY), colours)
