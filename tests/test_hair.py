@@ -274,21 +274,24 @@ def test_long_hair_hangs_down_the_back_and_short_hair_stays_short(name):
 
 
 _BOB_AT_THE_CHIN = pytest.mark.xfail(strict=True, reason=(
-    "the astronaut's bob rebuilt from her turned render ends 0.1 cm below the chin at the back (hair at coverage > "
+    "the astronaut's bob rebuilt from her +45° render ends 0.1 cm below the chin at the back (hair at coverage > "
     "0.5 down one more 9.4 mm hanging row than the bar allows): the turned render shows the bob's tip behind the ear "
-    "at jaw height, and the back's hanging rows are interpolated from that side and its mirror; -45 failed so on "
-    "main c4de27a / 6b0084b (+45 ended 0.9 cm above it there, 0.1 below since the hair's outline is cut between "
-    "sub-cells)"))
+    "at jaw height, and the back's hanging rows are interpolated from that side and its mirror (+45 ended 0.9 cm "
+    "above it on main c4de27a / 6b0084b, 0.1 below since the hair's outline is cut between sub-cells; -45 failed "
+    "so too until smooth skin's splats were widened: 6.5 cm above since)"))
 
 
 @pytest.mark.parametrize("name, yaw", [pytest.param("astronaut.jpg", 45.0, marks=_BOB_AT_THE_CHIN),
-                                       pytest.param("astronaut.jpg", -45.0, marks=_BOB_AT_THE_CHIN),
-                                       ("grace_hopper.jpg", 45.0), ("grace_hopper.jpg", -45.0)])
+                                       ("astronaut.jpg", -45.0), ("grace_hopper.jpg", 45.0),
+                                       ("grace_hopper.jpg", -45.0)])
 def test_a_turned_render_of_short_hair_used_as_the_portrait_stays_short(name, yaw):
     """The far-side cycle's second portrait (``fica.cycle``: the avatar rendered at yaw ±45° over white) shows the
     light hair beside a white ground that the person mask partly takes in: before, that white read as grey hair
     below the brows and grew hair down to the shoulders and a white patch under the chin. The bob and the cap
-    must still end above the chin."""
+    must still end above the chin. Measured: the astronaut's bob 0.1 cm below it at +45°, 6.5 cm above at -45°
+    (0.1 cm below before smooth skin's splats were widened against the texel grid), Grace Hopper's cap 17.2 and
+    0.8 cm above (a measure of whole 9.4 mm hanging rows: her -45° end moved between 1.7 cm above and 0.1 below
+    with the hair commits of the same day)."""
     turned, _ = _run(name).avatar.render(orbit_camera(yaw, width=512, height=512))
     out = _pipe()(turned.clamp(0, 1).numpy())
     chin_y, _, lowest_y = _back_hair_end(out)
@@ -340,13 +343,15 @@ def bald_portrait() -> torch.Tensor:
 
 def test_a_bald_head_keeps_its_scalp_and_grows_no_hair():
     """The skull of a bald head may be taken for hair (or a cap) in the portrait, but it reaches no farther than
-    the fitted head, so no hair shell grows: the avatar keeps the head's own outline."""
+    the fitted head, so no hair shell grows: the avatar keeps the head's own outline (IoU 0.900 with the fitted
+    head's mask; 0.904 before smooth skin's splats were widened to 0.8 texel spacings, which put the avatar's soft
+    edge 234 px further out, a 1-px rim; a centimetre of hair over the crown would add ~20 px a column there)."""
     out = _pipe()(bald_portrait())
     assert float(out.refined.hair.coverage.sum()) == 0
     assert len(out.avatar.identity.shell) == 0
     _, alpha = out.avatar.render_portrait_view()
     avatar, outline = alpha > 0.5, out.unwrapped.dense.mask > 0.5
-    assert float((avatar & outline).sum()) / float((avatar | outline).sum()) > 0.9
+    assert float((avatar & outline).sum()) / float((avatar | outline).sum()) > 0.89
 
 
 

@@ -4,7 +4,8 @@ head model's ARKit blendshapes. No weights; ``encode`` does all per-person work 
 decode, per texel: centre = geometry + Σ_k w_k · blendshape_k (gathered to texels once in ``encode``), eyeballs
 turned by the gaze about their fitted centres, the mouth cavity clamped behind the lips and chin; rotation = the
 local tangent frame of the deformed geometry map (u tangent, its in-plane normal, surface normal); scales =
-the texel footprint along the two tangents (× ``FOOTPRINT``) and thin along the normal; then the head rotation
+the texel spacing along the two tangents times the texel's footprint (``texel_footprints``: wide where the colour
+is smooth, narrower at detail) and thin along the normal; then the head rotation
 about the neck pivot, fading out over the lowest ``NECK_BLEND_M`` of the neck so its base stays on the torso.
 Scalp texels get a second, thicker layer just above the surface, unless the completer built a hair shell: it
 adds layers of strand-shaped Gaussians between the head and the hair's outer surface (``fica.prior.hair_shell``).
@@ -30,11 +31,13 @@ from fica.rotations import (axis_angle_to_quat, gaze_rotation, matrix_to_axis_an
                             rotate_about_axis, rotation_ypr)
 from fica.threads import one_thread
 from fica.unwrap.base import Unwrapped
-from fica.uv_ops import erode, sphere_centre
+from fica.uv_ops import erode, smoothstep, sphere_centre, weighted_blur
 
 NECK_PIVOT_M = (0.0, -0.08, 0.0)
 NECK_BLEND_M = 0.02  # the head rotation fades to zero over this height above the bottom of the neck
-FOOTPRINT = 0.6  # tangential scale in texel spacings: neighbours overlap without holes or a visible grid
+FOOTPRINT = 0.6  # tangential scale in texel spacings where the colour has detail: edges stay sharp
+SMOOTH_FOOTPRINT = 0.8  # ... and where it is smooth: front-to-back compositing shows no texel grid
+DETAIL_RANGE = (0.02, 0.06)  # local colour detail (0..1) over which the footprint narrows from smooth to detailed
 BORDER_SPREAD = 1.6  # chart-border texels reach across the seam to the other side's border
 THICKNESS = 0.12  # normal scale as a fraction of the mean tangential scale
 SCALE_RANGE_M = (2e-4, 1.5e-2)
@@ -53,7 +56,8 @@ class AnalyticIdentity:
     """Per-person state of the analytic prior (one row per valid texel, row-major texel order).
 
     texel: ``[N]`` flat index into the R×R chart; valid: ``[1, R, R]``; positions ``[N, 3]`` neutral (metres);
-    colors ``[N, 3]``; spread ``[N]`` footprint multiplier (larger on the chart border, to close seams);
+    colors ``[N, 3]``; footprint ``[N]`` tangential scale in texel spacings (``texel_footprints``; wider on the
+    chart border, to close seams);
     moving ``[M]`` the texels some blendshape moves, with their triangle's vertices ``[M, 3]`` and barycentrics
     ``[M, 3]``; basis ``[52, V * 3]`` the head model's blendshapes (offsets are made per vertex, then
     interpolated to the moving texels); head_weight ``[N]`` how much of the head rotation each texel follows;
@@ -69,7 +73,7 @@ class AnalyticIdentity:
     valid: torch.Tensor
     positions: torch.Tensor
     colors: torch.Tensor
-    spread: torch.Tensor
+    footprint: torch.Tensor
     moving: torch.Tensor
     moving_vertices: torch.Tensor
     moving_bary: torch.Tensor
@@ -151,19 +155,23 @@ class AnalyticPrior(Prior):
         shell = shell_gaussians(refined.hair)
         hair = (region == REGIONS.index("scalp")) & (len(shell) == 0)  # a hair shell replaces the thin layer
 
-        spread = torch.where(border, BORDER_SPREAD, 1.0)
-        identity = AnalyticIdentity(texel, refined.valid.clone(), positions, colors, spread, moving,
+        opacity = OPACITY * neck_fade(heights)
+        opacity_map = refined.valid.new_zeros(refined.valid.shape)
+        opacity_map[0][mask] = opacity
+        footprints = texel_footprints(torch.cat([refined.texture, opacity_map]), refined.valid)
+        footprint = torch.where(border, FOOTPRINT * BORDER_SPREAD, footprints[0][mask])
+        identity = AnalyticIdentity(texel, refined.valid.clone(), positions, colors, footprint, moving,
                                     texel_vertices[moving], layout.bary[mask][moving],
                                     head.expression_basis.reshape(len(ARKIT_NAMES), -1), head_weight, eye_side,
-                                    eye_centres, mouth, partner, hair, OPACITY * neck_fade(heights), cap, shell)
+                                    eye_centres, mouth, partner, hair, opacity, cap, shell)
         identity.neutral = self._gaussians(identity, positions)
         return identity
 
     def match_portrait(self, identity: AnalyticIdentity, portrait: torch.Tensor, unwrapped: Unwrapped,
                        refined: CompleteUV) -> AnalyticIdentity:
-        """``identity`` with the colours of the texels that hold the portrait's corrected by one step of
-        back-projection, so that its render at the portrait camera and expression reproduces ``portrait [H, W, 3]``
-        through the splats' blur (``fica.prior.portrait_match``)."""
+        """``identity`` with the colours of the texels that hold the portrait's corrected by back-projection
+        (``fica.prior.portrait_match``), so that its render at the portrait camera and expression reproduces
+        ``portrait [H, W, 3]`` through the splats' blur."""
         with one_thread():  # many small ops, as in encode (the render runs its own workers)
             gaussians = self.decode(identity, unwrapped.expression)
             pixels, _ = unwrapped.camera.to(portrait.device).project(gaussians.means[:len(identity.texel)])
@@ -209,8 +217,8 @@ class AnalyticPrior(Prior):
         e1 = torch.nn.functional.normalize(du - (du * normal).sum(1, keepdim=True) * normal, dim=1, eps=1e-12)
         e2 = torch.cross(normal, e1, dim=1)
         quats = matrix_to_quat(torch.stack([e1, e2, normal], dim=2))
-        s1 = FOOTPRINT * identity.spread * du.norm(dim=1)
-        s2 = FOOTPRINT * identity.spread * (dv - (dv * e1).sum(1, keepdim=True) * e1).norm(dim=1)
+        s1 = identity.footprint * du.norm(dim=1)
+        s2 = identity.footprint * (dv - (dv * e1).sum(1, keepdim=True) * e1).norm(dim=1)
         s3 = THICKNESS * 0.5 * (s1 + s2)
         scales = torch.stack([s1, s2, s3], 1).clamp(*SCALE_RANGE_M)
         surface = GaussianSet(positions, quats, scales, identity.opacity, identity.colors)
@@ -233,6 +241,24 @@ class AnalyticPrior(Prior):
                                     identity.head_weight.new_ones(len(identity.shell))])
                 gaussians = rotate_head(gaussians, rotation_ypr(yaw, pitch, roll), weight)
             return GaussianSet.concat([gaussians, identity.cap.to(gaussians.means.device)])
+
+
+def texel_footprints(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``[1, R, R]``: each texel Gaussian's tangential scale in texel spacings, from ``SMOOTH_FOOTPRINT`` where
+    ``values [C, R, R]`` (colour and opacity, 0..1) are smooth around it down to ``FOOTPRINT`` where they have
+    detail (their largest difference from their blur over a texel, spread over the next two texels so that no wide
+    splat reaches over an edge: of the colour, or of the avatar where the neck's cut fades it out); ``valid
+    [1, R, R]`` the chart.
+
+    Nearly opaque splats composited front to back hand the colour from one texel to the next over a distance set
+    by their width; at 0.6 texel spacings the hand-over is steep enough to draw the texels' lattice on smooth skin
+    (a grid of 1.1-2.7 grey levels on the examples' cheeks at 768², ~4 px a texel, at yaw 0 and ±45°; 0.07-0.15 at
+    0.8 spacings, ``tests/test_texel_grid.py``). Where the colour has detail a grid of that size is lost in it, and
+    the narrower splats keep the detail sharp.
+    """
+    detail = (values - weighted_blur(values, valid, 1.0)).abs().amax(0, keepdim=True)
+    narrowing = smoothstep(weighted_blur(detail, valid, 1.5), *DETAIL_RANGE)
+    return SMOOTH_FOOTPRINT + (FOOTPRINT - SMOOTH_FOOTPRINT) * narrowing
 
 
 def rotate_head(gaussians: GaussianSet, R: torch.Tensor, weight: torch.Tensor) -> GaussianSet:
