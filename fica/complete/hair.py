@@ -14,10 +14,12 @@ below it (long hair down the back and over the shoulders). A cell's point at rad
    extent; facing the camera or away from it, it is only an upper bound.
 2. Hair thickness above the head = seen extent − r_head on the silhouette cells, zero on the cells facing the
    camera that the portrait shows as face or neck; a hidden cell whose left / right mirror is one of those takes
-   its value (a turned portrait's far side mirrors its near side); every other cell (the back, the hair seen from
+   its value; every other cell (the back, the hair seen from
    the front) is filled smoothly from those, around the azimuth (so the back of the head continues the sides at
    the same height: a wide bob stays wide); on the hanging rows it is interpolated within its row between the sides, so
-   long hair hangs down the back as a curtain. Then it is clamped to the upper bound.
+   long hair hangs down the back as a curtain. Then it is clamped to the upper bound, and a hidden cell whose
+   mirror the portrait shows takes that cell's thickness and colour: a turned portrait's far side is the mirror
+   image of its near side.
 3. Colour: cells the portrait shows, inside the hair mask, take the portrait's colour (also at ``DETAIL`` ×
    ``DETAIL`` sub-cells, so the seen hair keeps the photo's detail); the rest get the seen
    hair's smooth colour, lit softly from above, times a texture with the seen hair's luminance spread in each of
@@ -426,6 +428,8 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
         thickness = torch.where(on_scalp, thickness.clamp(min=SCALP_HAIR_M), thickness)
     thickness = torch.minimum(thickness, room)
     thickness = torch.where(bare, torch.zeros_like(thickness), thickness)
+    mirrored = (cos < 0) & (cos.flip(-1) >= 0)  # hidden cells whose mirror the portrait shows: its mirror image
+    thickness = torch.where(mirrored, thickness.flip(-1), thickness)
     coverage = smoothstep(thickness, MIN_THICKNESS_M, 2 * MIN_THICKNESS_M) * hair_ends(thickness, r_head)
     coverage = coverage * drop_islands(coverage > OUTLINE_COVERAGE)
     outer = base + (r_head + thickness) * direction
@@ -454,6 +458,7 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     up = torch.where(hanging, -(torch.arange(A)[None, :, None] - CAP_ROWS) / HANG_ROWS, direction[1:2])
     texture = hair_texture(image, pixels, seen, hat, hat_colour, on_colour, colour, strands,
                            up.expand(1, A, B).float())
+    texture = torch.where(mirrored, texture.flip(-1), texture)
     inside = (coverage > OUTLINE_COVERAGE).float()  # the cells outside lend the outline's sub-cells their colour:
     texture = torch.where(inside > 0, texture, wrapped_fill(texture * inside, inside))  # the hair's, not the photo's
     fine_pixels = _project(camera, shell_subcells(outer, DETAIL).permute(1, 2, 0).reshape(-1, 3))
