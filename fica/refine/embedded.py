@@ -6,9 +6,10 @@ this refiner reads that map instead of re-deriving it:
 
 1. Texture: the texels the completer kept from the portrait (SEEN) stay exactly. The completed ones keep their
    detail (their gradients) but take a smooth offset, a membrane: at the boundary it is the colour step between
-   the seen texels and the completed colours continued beneath them; at completed texels the portrait still
+   the seen texels and the completed colours beside them; at completed texels the portrait still
    glimpses and whose mirror it shows (the far side of a turned face, seen obliquely: blurred, but as bright as
-   it is) it is the step to that glimpse; elsewhere it is harmonic (``harmonic_fill``). So no colour step or seam
+   it is) it is the step to that glimpse, unless the glimpse is far brighter than the mirrored colour (background
+   mixed in at the silhouette); elsewhere it is harmonic (``harmonic_fill``). So no colour step or seam
    remains at the visibility boundary, and a far side that a light from one side darkens keeps the brightness the
    portrait glimpses. The membrane is solved per region group (skin and face features, scalp), so hair and skin
    do not bleed into each other; the scalp a hair shell leaves bare is skin, as the completer made it
@@ -32,11 +33,13 @@ from fica.refine.base import Refiner
 from fica.unwrap.base import Unwrapped
 from fica.threads import one_thread
 from fica.uv_ops import (cap_luminance, close_seams, dilate, erode, harmonic_fill, neighbour_mean,
-                          push_pull_fill, weighted_blur)
+                          weighted_blur)
 
 KEEP_VISIBILITY = 0.9  # without a source map, texels at least this visible count as seen
 BAND_TEXELS = 2  # seen texels this close to the completed ones set the membrane's boundary
-GLIMPSE_VISIBILITY = 0.2  # completed texels the portrait shows at least this well, their mirror seen, set it too
+GLIMPSE_VISIBILITY = 0.2  # completed texels the portrait shows at least this well, their mirror seen, set it too,
+GLIMPSE_MARGIN_TEXELS = 4  # ... unless, this close (at R = 256) to texels it does not see (the silhouette), ...
+GLARE_RATIO = 1.25  # ... they are brighter than this times their mirrored colour (the background mixed in)
 STEP_BLUR_TEXELS = 3.0  # the boundary step is smoothed along the boundary first (no streaks from single texels)
 MEMBRANE_SWEEPS = 20
 BRIGHTEST_SEEN = 0.99  # quantile of the seen skin's luminance that completed skin may not exceed
@@ -63,30 +66,53 @@ def mirrored_texels(complete: CompleteUV, seen: torch.Tensor, layout: UVLayout) 
     return ~seen & (complete.valid > 0.5) & (layout.mirror(seen.float()) > 0.5)
 
 
+def trusted_glimpses(texture: torch.Tensor, completed: torch.Tensor, valid: torch.Tensor, partial: PartialUV,
+                     mirrored: torch.Tensor) -> torch.Tensor:
+    """``[1, R, R]`` bool: the ``mirrored`` completed texels whose glimpse in the portrait (``partial``) may set the
+    membrane: seen at least ``GLIMPSE_VISIBILITY``, and unless they lie within ``GLIMPSE_MARGIN_TEXELS`` of a
+    texel of the chart the portrait does not see, at most ``GLARE_RATIO`` times as bright as their mirrored colour
+    ``texture [3, R, R]``. At the silhouette of a turned face a pixel mixes in the background: a white one through
+    the far cheek's outline drew glare streaks down the completed cheek; inside it, a far side the light
+    brightens is what the glimpse shows."""
+    visible = (partial.visibility > GLIMPSE_VISIBILITY) & valid
+    margin = round(GLIMPSE_MARGIN_TEXELS * partial.resolution / 256)
+    inside = erode((visible | ~valid).float(), margin) > 0.5
+    not_glare = partial.rgb.mean(0, keepdim=True) <= GLARE_RATIO * texture.mean(0, keepdim=True)
+    return mirrored & completed & visible & (inside | not_glare)
+
+
 def blend_seam(texture: torch.Tensor, seen: torch.Tensor, valid: torch.Tensor, groups: list[torch.Tensor],
                partial: PartialUV, mirrored: torch.Tensor) -> torch.Tensor:
     """Membrane blend (step 1) of the completed texels of ``texture [3, R, R]`` onto the ``seen [1, R, R]`` ones
     and toward the ``partial`` colours of the ``mirrored [1, R, R]`` texels (those completed from their mirror)
-    that the portrait glimpses; groups: ``[1, R, R]`` bool region groups solved separately. Seen texels keep
-    their colour. ``[3, R, R]``."""
-    completed = (valid > 0.5) & ~seen
-    under = push_pull_fill(texture, completed.float())  # the completion, continued under the seen texels
-    band = seen & (dilate(completed.float(), BAND_TEXELS) > 0.5)
-    glimpsed = mirrored & completed & (partial.visibility > GLIMPSE_VISIBILITY)
-    weight = band.float() + partial.visibility * glimpsed
-    step = weighted_blur(torch.where(band, texture - under, partial.rgb - texture), weight, STEP_BLUR_TEXELS)
+    that the portrait glimpses (``trusted_glimpses``); groups: ``[1, R, R]`` bool region groups solved
+    separately. The step at a seen texel of the boundary band is its colour minus the completion beside it (the
+    group's completed texels' mean within about ``BAND_TEXELS``): the completion continued further, from colours
+    farther away (a push-pull), gave steps the texels at the boundary did not have, and the membrane carried
+    those past the seen colour (a light line down a turned face's nose). Seen texels keep their colour.
+    ``[3, R, R]``."""
+    valid = valid > 0.5
+    completed = valid & ~seen
+    glimpsed = trusted_glimpses(texture, completed, valid, partial, mirrored)
     out = texture
     for group in groups:
-        known, domain = (band | glimpsed) & group, completed & group
-        if bool(known.any()) and bool(domain.any()):
-            membrane = harmonic_fill(step, known.float(), domain.float(), MEMBRANE_SWEEPS)
-            seen_colours = texture[:, (seen & group)[0]]
-            if seen_colours.shape[1] >= 20:  # the offset never takes a colour outside what the portrait shows
-                lo = torch.quantile(seen_colours, SEEN_RANGE[0], dim=1)[:, None, None]
-                hi = torch.quantile(seen_colours, SEEN_RANGE[1], dim=1)[:, None, None]
-                membrane = torch.minimum(torch.maximum(texture + membrane, torch.minimum(texture, lo)),
-                                         torch.maximum(texture, hi)) - texture
-            out = torch.where(domain, texture + membrane, out)
+        domain, glimpsed_here = completed & group, glimpsed & group
+        band_here = seen & group & (dilate(domain.float(), BAND_TEXELS) > 0.5)
+        known = band_here | glimpsed_here
+        if not (bool(known.any()) and bool(domain.any())):
+            continue
+        beside = weighted_blur(texture, domain.float(), BAND_TEXELS)  # the completion next to the band
+        weight = band_here.float() + partial.visibility * glimpsed_here
+        step = weighted_blur(torch.where(band_here, texture - beside, partial.rgb - texture), weight,
+                             STEP_BLUR_TEXELS)
+        membrane = harmonic_fill(step, known.float(), domain.float(), MEMBRANE_SWEEPS)
+        seen_colours = texture[:, (seen & group)[0]]
+        if seen_colours.shape[1] >= 20:  # the offset never takes a colour outside what the portrait shows
+            lo = torch.quantile(seen_colours, SEEN_RANGE[0], dim=1)[:, None, None]
+            hi = torch.quantile(seen_colours, SEEN_RANGE[1], dim=1)[:, None, None]
+            membrane = torch.minimum(torch.maximum(texture + membrane, torch.minimum(texture, lo)),
+                                     torch.maximum(texture, hi)) - texture
+        out = torch.where(domain, texture + membrane, out)
     return out * valid
 
 
