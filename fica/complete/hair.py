@@ -428,9 +428,12 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
         thickness = torch.where(on_scalp, thickness.clamp(min=SCALP_HAIR_M), thickness)
     thickness = torch.minimum(thickness, room)
     thickness = torch.where(bare, torch.zeros_like(thickness), thickness)
-    mirrored = (cos < 0) & (cos.flip(-1) >= 0)  # hidden cells whose mirror the portrait shows: its mirror image
-    thickness = torch.where(mirrored, thickness.flip(-1), thickness)
     coverage = smoothstep(thickness, MIN_THICKNESS_M, 2 * MIN_THICKNESS_M) * hair_ends(thickness, r_head)
+    # hidden cells whose mirror the portrait shows (beyond the silhouette band, so a frontal portrait's slight turn
+    # changes nothing): its mirror image
+    mirrored = (cos < -SILHOUETTE_COS) & (cos.flip(-1) > SILHOUETTE_COS)
+    thickness = torch.where(mirrored, thickness.flip(-1), thickness)
+    coverage = torch.where(mirrored, coverage.flip(-1), coverage)
     coverage = coverage * drop_islands(coverage > OUTLINE_COVERAGE)
     outer = base + (r_head + thickness) * direction
 
