@@ -273,25 +273,15 @@ def test_long_hair_hangs_down_the_back_and_short_hair_stays_short(name):
         assert lowest_y > chin_y
 
 
-_BOB_AT_THE_CHIN = pytest.mark.xfail(strict=True, reason=(
-    "the astronaut's bob rebuilt from her +45° render ends 0.1 cm below the chin at the back (hair at coverage > "
-    "0.5 down one more 9.4 mm hanging row than the bar allows): the turned render shows the bob's tip behind the ear "
-    "at jaw height, and the back's hanging rows are interpolated from that side and its mirror (+45 ended 0.9 cm "
-    "above it on main c4de27a / 6b0084b, 0.1 below since the hair's outline is cut between sub-cells; -45 failed "
-    "so too until smooth skin's splats were widened: 6.5 cm above since)"))
-
-
-@pytest.mark.parametrize("name, yaw", [pytest.param("astronaut.jpg", 45.0, marks=_BOB_AT_THE_CHIN),
-                                       ("astronaut.jpg", -45.0), ("grace_hopper.jpg", 45.0),
+@pytest.mark.parametrize("name, yaw", [("astronaut.jpg", 45.0), ("astronaut.jpg", -45.0), ("grace_hopper.jpg", 45.0),
                                        ("grace_hopper.jpg", -45.0)])
 def test_a_turned_render_of_short_hair_used_as_the_portrait_stays_short(name, yaw):
     """The far-side cycle's second portrait (``fica.cycle``: the avatar rendered at yaw ±45° over white) shows the
     light hair beside a white ground that the person mask partly takes in: before, that white read as grey hair
     below the brows and grew hair down to the shoulders and a white patch under the chin. The bob and the cap
-    must still end above the chin. Measured: the astronaut's bob 0.1 cm below it at +45°, 6.5 cm above at -45°
-    (0.1 cm below before smooth skin's splats were widened against the texel grid), Grace Hopper's cap 17.2 and
-    0.8 cm above (a measure of whole 9.4 mm hanging rows: her -45° end moved between 1.7 cm above and 0.1 below
-    with the hair commits of the same day)."""
+    must still end above the chin. Measured: the astronaut's bob 0.9 and 7.4 cm above it at +45° and -45° (0.1 cm
+    below at both, one 9.4 mm hanging row too far, before smooth skin's splats were widened against the texel
+    grid: a measure in whole hanging rows, which the turned render's edges move), Grace Hopper's cap 17.7 and 2.7."""
     turned, _ = _run(name).avatar.render(orbit_camera(yaw, width=512, height=512))
     out = _pipe()(turned.clamp(0, 1).numpy())
     chin_y, _, lowest_y = _back_hair_end(out)
