@@ -19,12 +19,16 @@ below it (long hair down the back and over the shoulders). A cell's point at rad
    the same height: a wide bob stays wide); on the hanging rows it is interpolated within its row between the sides, so
    long hair hangs down the back as a curtain. Then it is clamped to the upper bound, and a hidden cell whose
    mirror the portrait shows takes that cell's thickness and colour: a turned portrait's far side is the mirror
-   image of its near side.
+   image of its near side. On the cap, toward the crown, the thickness is smoothed around the azimuth in metres
+   (``azimuth_blur``): its columns narrow to nothing there, and values filled a column at a time met at the pole
+   as a star of folds.
 3. Colour: cells the portrait shows, inside the hair mask, take the portrait's colour (also at ``DETAIL`` ×
    ``DETAIL`` sub-cells, so the seen hair keeps the photo's detail); the rest get the seen
    hair's smooth colour, lit softly from above, times a texture with the seen hair's luminance spread in each of
    a few bands of scale (measured in the portrait in metres, synthesised on the chart a little longer along the
    strands than across): fine strands at low contrast and a few broad soft variations, no regular stripes.
+   The hair the portrait does not show is smoothed around the azimuth in metres like the thickness: seen from
+   above, strands and colours made a column at a time converged on the crown as a star of light and dark spokes.
    A hat (the headwear mask, ``fica.unwrap.headwear``) is not hair: the cells that project onto it, hidden ones
    included (a band around the head at the heights the portrait shows it), get the hat's dominant colour with no
    strands, and only the hair beside and below it sets the strands' colour and spread.
@@ -255,6 +259,20 @@ def _blur(maps: torch.Tensor, sigma_rows: float, sigma_columns: float) -> torch.
     return x[:, 0, :, WRAP:-WRAP]
 
 
+def azimuth_blur(maps: torch.Tensor, column_m: torch.Tensor, sigma_m: float) -> torch.Tensor:
+    """Chart maps ``[C, A, B]`` blurred around the azimuth (wrapping) in metres, not in columns: each row by a
+    Gaussian that, added to its columns' own width ``column_m [A]`` (metres), makes ``sigma_m``; rows whose
+    columns are that wide already keep their values. Toward the crown the columns narrow to nothing, so values
+    made or filled a column at a time (thickness, strands, colour) converge on the pole as a star of folds and
+    streaks (a lamp shade seen from above); blurred in metres, the crown is as smooth across as the sides are, and
+    at the pole every column holds the same value."""
+    B = maps.shape[-1]
+    sigma = ((sigma_m / column_m.clamp(min=1e-6)) ** 2 - 1).clamp(min=0).sqrt()  # [A] columns
+    frequency = torch.arange(B // 2 + 1, dtype=maps.dtype)
+    gain = torch.exp(-0.5 * (2 * math.pi * frequency[None] * sigma[:, None] / B) ** 2)  # [A, B // 2 + 1]
+    return torch.fft.irfft(torch.fft.rfft(maps, dim=-1) * gain, n=B, dim=-1)
+
+
 def band_spread(lum: torch.Tensor, weight: torch.Tensor, sigmas: tuple[float, ...], blur) -> torch.Tensor:
     """``[K]``: the luminance spread of ``lum [H, W]`` inside ``weight [H, W]`` (0/1) in bands between each of
     ``sigmas`` and twice it (normalised differences of ``blur(x [H, W], sigma)``), each the standard deviation of
@@ -423,7 +441,12 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     thickness, known = mirror_known(thickness, known, cos < 0)
     hanging = (torch.arange(A) >= CAP_ROWS)[None, :, None]
     filled = torch.where(hanging, azimuth_fill(thickness, known), wrapped_fill(thickness * known, known.float()))
-    thickness = _blur(filled, FILL_BLUR_ROWS, 1.0)
+    # a column's width on the cap's rows, which narrow toward the pole; the hanging rows' columns are not narrower
+    # than the hair is (only the neck's radius is, or none below it)
+    column_m = torch.where(torch.arange(A) < CAP_ROWS, r_head[0].amax(1) * direction[[0, 2], :, 0].norm(dim=0),
+                           torch.tensor(math.inf)) * (2 * math.pi / B)  # [A]
+    typical_m = math.pi * float(r_head.max()) / B  # half a column's width at the head's widest
+    thickness = azimuth_blur(_blur(filled, FILL_BLUR_ROWS, 1.0), column_m, typical_m)
     if int((thickness > 2 * MIN_THICKNESS_M).sum()) >= MIN_VOLUME_CELLS:  # hair with volume covers the scalp
         thickness = torch.where(on_scalp, thickness.clamp(min=SCALP_HAIR_M), thickness)
     thickness = torch.minimum(thickness, room)
@@ -462,6 +485,7 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     texture = hair_texture(image, pixels, seen, hat, hat_colour, on_colour, colour, strands,
                            up.expand(1, A, B).float())
     texture = torch.where(mirrored, texture.flip(-1), texture)
+    texture = seen * texture + (1 - seen) * azimuth_blur(texture, column_m, cell_m)  # the photo keeps its detail
     inside = (coverage > OUTLINE_COVERAGE).float()  # the cells outside lend the outline's sub-cells their colour:
     texture = torch.where(inside > 0, texture, wrapped_fill(texture * inside, inside))  # the hair's, not the photo's
     fine_pixels = _project(camera, shell_subcells(outer, DETAIL).permute(1, 2, 0).reshape(-1, 3))
