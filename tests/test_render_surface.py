@@ -186,3 +186,48 @@ def test_the_face_is_opaque_in_both_renderers(request, name, yaw, expression):
         lowest[backend] = (float(alpha.quantile(0.01)), float(alpha.min()))
     print(name, yaw, expression is not None, {k: (round(a, 4), round(b, 3)) for k, (a, b) in lowest.items()})
     assert all(p1 >= OPAQUE_MIN and low >= LOWEST_MIN for p1, low in lowest.values()), lowest
+
+
+HAIR_VIEWS = [(0, 30), (0, 60), (45, 30), (45, 60), (-45, 30), (-45, 60), (180, 30), (180, 60)]  # yaw, pitch
+HAIR_OPAQUE_MIN = 0.99  # alpha of 99 % of the hair's pixels over the head: less greys dark hair over white
+
+
+@pytest.mark.parametrize("name", ["astronaut", "grace", "long_hair"])
+def test_the_hair_over_the_head_is_opaque_in_surface_splatting(request, name):
+    """The hair over the head (the pixels where the compositor shows the hair's Gaussians in front of the head's
+    surface, both covering, eroded by 3 px) hides the background in surface splatting as in the compositor, seen
+    from above, the sides and behind (512²): alpha of its 1st percentile >= ``HAIR_OPAQUE_MIN`` and its render
+    over white and over black differ by at most 1 % (99th percentile). Before the opaque surface behind a
+    translucent layer was drawn (it failed the depth test against the hair in front of it), 1st percentile
+    0.88-0.95 on the astronaut and Grace Hopper, 0.96-0.99 on the drawing, 1-12 % of the background through; since,
+    0.9999-1.0 and at most 0.01 %. Hair beyond the head (a long hair's hanging ends, a bob's sides) is left out: no
+    opaque surface lies behind it, and there the shell's layers alone let 1-5 % through (1st percentile of the
+    whole hair 0.94-0.99 on the drawing, the compositor's 0.998)."""
+    if name == "long_hair":
+        from fica import FiCAPipeline
+
+        avatar = FiCAPipeline.from_pretrained()("examples/long_hair_clipart.jpg").avatar
+    else:
+        avatar = request.getfixturevalue("avatar" if name == "astronaut" else name)
+    head = len(avatar.identity.positions)  # the prior's order: the head's surface first, then the hair's layers
+    measured = []
+    for yaw, pitch in HAIR_VIEWS:
+        cam = orbit_camera(yaw, pitch, width=512, height=512)
+        g = avatar.gaussians(None, cam)
+        flag = torch.zeros(len(g), 3)
+        flag[head:, 0] = 1.0
+        flag[:head, 1] = 1.0
+        flags, covered = rasterize_torch(*_args(GaussianSet(g.means, g.quats, g.scales, g.opacities, flag), cam,
+                                                (0, 0, 0)))
+        _, under = rasterize_torch(*_args(GaussianSet(g.means[:head], g.quats[:head], g.scales[:head],
+                                                      g.opacities[:head], g.colors[:head]), cam))
+        hair = (flags[..., 0] > 0.9 * covered) & (covered > 0.99) & (under > 0.99)
+        hair = torch.from_numpy(binary_erosion(hair.numpy(), iterations=3))
+        assert int(hair.sum()) > 10000
+        over_white, alpha = render(g, cam, background=(1.0, 1.0, 1.0), backend="surface")
+        over_black, _ = render(g, cam, background=(0.0, 0.0, 0.0), backend="surface")
+        through = (over_white - over_black)[hair].abs().amax(-1)
+        measured.append((yaw, pitch, round(float(alpha[hair].quantile(0.01)), 4),
+                         round(float(through.quantile(0.99)), 4)))
+    print(name, measured)
+    assert all(p1 >= HAIR_OPAQUE_MIN and through <= 0.01 for _, _, p1, through in measured), measured
