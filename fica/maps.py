@@ -66,7 +66,7 @@ class HairShell:
     texture: torch.Tensor  # [3, A, B] sRGB 0..1
     coverage: torch.Tensor  # [1, A, B] 0..1
     seen: torch.Tensor  # [1, A, B] 0..1: how much of the cell's colour is the portrait's
-    detail: torch.Tensor  # [3, D·A, D·B] sRGB 0..1, the portrait's colour at the sub-cells (meaningful where seen)
+    detail: torch.Tensor  # [3, D·A, D·B] sRGB 0..1, the cell's colour plus the portrait's detail, as much as seen
     fine_coverage: torch.Tensor  # [1, D·A, D·B] 0..1, the coverage at the sub-cells: its outline between them
 
     def to(self, device) -> "HairShell":

@@ -23,7 +23,9 @@ below it (long hair down the back and over the shoulders). A cell's point at rad
    (``azimuth_blur``): its columns narrow to nothing there, and values filled a column at a time met at the pole
    as a star of folds.
 3. Colour: cells the portrait shows, inside the hair mask, take the portrait's colour (also at ``DETAIL`` ×
-   ``DETAIL`` sub-cells, so the seen hair keeps the photo's detail); the rest get the seen
+   ``DETAIL`` sub-cells, so the seen hair keeps the photo's detail), handed over to the synthesised hair, colour
+   and detail alike, across a band of azimuth toward the portrait's silhouette (``SEEN_COS``), so no line shows
+   where they meet; the rest get the seen
    hair's smooth colour, lit softly from above, times a texture with the seen hair's luminance spread in each of
    a few bands of scale (measured in the portrait in metres, synthesised on the chart a little longer along the
    strands than across): fine strands at low contrast and a few broad soft variations, no regular stripes.
@@ -61,7 +63,10 @@ MAX_RADIUS_M = 0.22
 RADIUS_STEPS = 48
 SILHOUETTE_COS = 0.25  # |cos(ray, line of sight)| below this: the ray's seen extent is the hair's extent
 FACING_COS = 0.35  # cos above this: the cell faces the portrait camera (the portrait shows it)
-SEEN_COS = 0.15  # cos above this: the portrait shows the cell's colour (the top of the head seen from the front)
+SEEN_COS = (0.0, 0.4)  # cos of the cell to the portrait camera: from none to all of the cell's colour is the
+# portrait's (the top of the head seen from the front is seen), a band ~24° of azimuth wide (~4 cm on the astronaut):
+# over 0.05-0.25 the photo's hair met the synthesised strands in a vertical line at yaw ±90; over 0.05-0.5 the
+# far-side cycle's turned render grew the astronaut's short hair a hanging row lower
 MIN_THICKNESS_M = 0.004  # thinner than this is the scalp layer's job
 MIN_HAIR_PX = 50
 MIN_VOLUME_CELLS = 40  # hair thicker than the scalp layer on fewer cells than this is short hair: no shell
@@ -462,7 +467,7 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
 
     gen = generator if generator is not None else torch.Generator().manual_seed(SEED)
     pixels = _project(camera, outer.permute(1, 2, 0).reshape(-1, 3))
-    outer_cos = smoothstep(cos, SEEN_COS - 0.1, SEEN_COS + 0.1)
+    outer_cos = smoothstep(cos, *SEEN_COS)
     seen = outer_cos * (sample_pixels(mask, pixels).T.view(1, A, B) > 0.5)
     wears_hat = headwear is not None and float(headwear.sum()) >= MIN_HAIR_PX
     hat = sample_pixels(headwear[..., None], pixels).T.view(1, A, B) > 0.5 if wears_hat else \
@@ -490,9 +495,14 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     texture = torch.where(inside > 0, texture, wrapped_fill(texture * inside, inside))  # the hair's, not the photo's
     fine_pixels = _project(camera, shell_subcells(outer, DETAIL).permute(1, 2, 0).reshape(-1, 3))
     on_hair = sample_pixels(mask, fine_pixels).T.view(1, DETAIL * A, DETAIL * B) > 0.5
-    in_hair = on_hair & (shell_subcells(outer_cos, DETAIL) > 0.5)  # and the portrait shows the sub-cell
-    cell_colour = texture.repeat_interleave(DETAIL, 1).repeat_interleave(DETAIL, 2)
-    detail = torch.where(in_hair, sample_pixels(image, fine_pixels).T.view(3, DETAIL * A, DETAIL * B),
+    in_hair = on_hair & (shell_subcells(outer_cos, DETAIL) > 0)  # and the portrait shows the sub-cell
+    up_cells = lambda m: m.repeat_interleave(DETAIL, 1).repeat_interleave(DETAIL, 2)  # noqa: E731
+    cell_colour = up_cells(texture)
+    # the photo's detail about its cell's colour, as much as the cell's colour is the photo's: across the seen
+    # band the detail fades out with the photo's colour (the cell's colour already blends it with the strands)
+    photo_detail = sample_pixels(image, fine_pixels).T.view(3, DETAIL * A, DETAIL * B) \
+        - up_cells(sample_pixels(image, pixels).T.view(3, A, B))
+    detail = torch.where(in_hair, cell_colour + up_cells(seen) * photo_detail,
                          cell_colour)  # a sub-cell off the hair (face, background) or hidden keeps its cell's colour
     # facing the camera, the portrait's hair mask is the outline: no sub-cell of hair on the face it shows
     bare = (shell_subcells(cos, DETAIL) > FACING_COS) & ~on_hair
