@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fica.bench import silhouette_iou
+from fica.bench import PHOTOGRAPH_OF, silhouette_iou
 from fica.complete.hair import BAND_SIGMAS_M, band_spread, portrait_band_spread
 from fica.drive.expression import Expression
 from fica.head.model import default_head
@@ -57,6 +57,17 @@ def test_hair_mask_holds_the_hair_above_the_face_and_not_the_face_or_the_clothes
     assert hair[below].mean() < 0.05
 
 
+@pytest.mark.parametrize("name", STYLIZED)
+def test_hair_mask_of_a_stylized_portrait_takes_no_background(name):
+    """Each stylized example is its photograph redrawn, with the same outline: its hair mask stays inside the
+    photograph's person mask. The posterized sky's flat patches leak into the person mask as unsure pixels; taken
+    as hair they grew a lump on the side of the hair. Measured: 10.3% of the posterized astronaut's hair mask was
+    background, 3.8% now (the outline's fringe; the stylized one's 3.9% before and after)."""
+    hair = _run(name).unwrapped.hair_mask.numpy() > 0.5
+    person = _run(PHOTOGRAPH_OF[name]).unwrapped.person_mask.numpy() > 0.5
+    assert (hair & ~person).sum() < 0.05 * hair.sum()
+
+
 @pytest.mark.parametrize("name", LONG_HAIR)
 def test_hair_mask_holds_long_hair_and_not_the_forehead_or_the_shoulders(name):
     """The drawing's hair is its one dark colour: the mask holds it down to the shoulders, and none of the skin
@@ -76,9 +87,10 @@ def test_hair_mask_holds_long_hair_and_not_the_forehead_or_the_shoulders(name):
 
 @pytest.mark.parametrize("name", PHOTOS + STYLIZED + LONG_HAIR)
 def test_avatar_silhouette_matches_the_person_above_the_chin(name):
-    """IoU >= 0.85 at the portrait camera. The reference is MediaPipe's person mask, which on some portraits
-    also holds a raised suit collar or a patch of background above the chin that no head covers."""
-    assert silhouette_iou(_run(name)) >= 0.85
+    """IoU >= 0.85 at the portrait camera. The reference is MediaPipe's person mask (a stylized example's is its
+    photograph's: the posterized sky's patches leak into its own), which on some portraits also holds a raised suit
+    collar or a patch of background above the chin that no head covers."""
+    assert silhouette_iou(_run(name), _run(PHOTOGRAPH_OF.get(name, name)).unwrapped.person_mask) >= 0.85
 
 
 @pytest.mark.parametrize("name", HAIR_EXAMPLES + LONG_HAIR)

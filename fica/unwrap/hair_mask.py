@@ -5,8 +5,10 @@ Everything is measured in the face's own frame so a tilted head works the same: 
 chin landmark, 1 at the forehead landmark), ``s`` across it (0 mid-face, in face widths).
 
 - Above the eyes (``t`` > ``SURE_T``) every person pixel outside the oval is hair (or a hat: it has the same
-  job, the head's outline), except the bare forehead above the oval: skin-coloured pixels joined to the face.
-  Those pixels also give the hair's colours.
+  job, the head's outline), except the bare forehead above the oval: skin-coloured pixels joined to the face,
+  and the background the person mask is unsure of: pixels of the background's colours away from the outline's
+  fringe (a posterized sky's flat patches leak into the mask and grew a lump on the hair). Those pixels also
+  give the hair's colours.
 - Lower down (the sides of a bob, long hair over the shoulders) a person pixel is hair when its colour is nearer
   the hair's colours than the face skin's, is not of the background's colours (the person mask takes in some
   background; light hair on a white ground would grow down to the image's edge) and it is joined to the hair
@@ -37,6 +39,8 @@ SKIN_DARKEST_QUANTILE = 0.25  # the darkest quarter of the cheeks and nose (nost
 FOREHEAD_SKIN_DISTANCE = 0.06  # above the brows, a pixel this close to the skin's colours and joined to the face
 MAX_FOREHEAD_SHARE = 0.3  # is bare forehead, unless such pixels are more than this share of the hair up there
 PERSON_THRESHOLD = 0.5
+PERSON_DOUBT = 0.9  # a person pixel below this, farther than DOUBT_MARGIN (face widths) from any above it, that
+DOUBT_MARGIN = 0.035  # has the background's colours is background even above the eyes (the outline's fringe stays)
 MIN_HAIR_PX = 30  # fewer hair pixels than this above the eyes: no hair (bald, or a tight crop)
 WORK_SIDE_PX = 384  # the mask is worked out at most this large on the long side
 HUE_DEG = 25.0  # a pixel within this of the skin's or the background's hue and more saturated than SATURATION
@@ -83,10 +87,16 @@ def oval_mask(landmarks: np.ndarray, size: tuple[int, int], grow_px: float = 0.0
     """``[H, W]`` bool: inside the face-mesh oval, grown by ``grow_px``."""
     mask = np.zeros(size, np.uint8)
     cv2.fillPoly(mask, [np.round(landmarks[list(FACE_OVAL), :2] - 0.5).astype(np.int32)], 1)
+    return _grow(mask > 0, grow_px)
+
+
+def _grow(mask: np.ndarray, grow_px: float) -> np.ndarray:
+    """``mask [H, W]`` bool grown by ``grow_px`` (a disc)."""
     radius = int(round(grow_px))
-    if radius > 0:
-        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
-    return mask > 0
+    if radius <= 0:
+        return mask
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(mask.astype(np.uint8), disc) > 0
 
 
 def _palette(pixels: np.ndarray, k: int) -> np.ndarray:
@@ -121,7 +131,7 @@ def hair_mask(image, landmarks, person) -> torch.Tensor:
         rgb = cv2.resize(rgb, small, interpolation=cv2.INTER_AREA)
         in_person = cv2.resize(in_person, small, interpolation=cv2.INTER_AREA)
         lm *= np.array([small[0] / size[1], small[1] / size[0]], dtype=np.float32)
-    hair = _hair_mask(rgb, lm, in_person > PERSON_THRESHOLD).astype(np.float32)
+    hair = _hair_mask(rgb, lm, in_person).astype(np.float32)
     if scale < 1.0:
         hair = (cv2.resize(hair, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) > 0.5).astype(np.float32)
     return torch.from_numpy(hair)
@@ -200,14 +210,20 @@ def _bare_forehead(rgb: np.ndarray, sure: np.ndarray, skin_palette: np.ndarray, 
     return forehead if forehead.sum() <= MAX_FOREHEAD_SHARE * sure.sum() else np.zeros_like(forehead)
 
 
-def _hair_mask(rgb: np.ndarray, lm: np.ndarray, in_person: np.ndarray) -> np.ndarray:
-    """``hair_mask`` on ``rgb [h, w, 3]`` float, landmarks ``[478, 2]`` and ``in_person [h, w]`` bool -> bool."""
+def _hair_mask(rgb: np.ndarray, lm: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """``hair_mask`` on ``rgb [h, w, 3]`` float, landmarks ``[478, 2]`` and ``person [h, w]`` 0..1 -> bool."""
     size = rgb.shape[:2]
     frame = face_frame(lm, size)
     face = oval_mask(lm, size, OVAL_MARGIN * frame.width_px)
     near_head = (np.abs(frame.s) < WIDEST_S) & (frame.t > LOWEST_T)
+    in_person = person > PERSON_THRESHOLD
     candidates = in_person & ~face & near_head
+    background = ~in_person & near_head
+    background_palette = _palette(rgb[background], PALETTE_SIZE[0]) if background.sum() >= PALETTE_SIZE[0] else None
     sure = candidates & (frame.t > SURE_T)
+    if background_palette is not None:  # the background the person mask is unsure of (a posterized sky's patch)
+        doubtful = sure & ~_grow(person >= PERSON_DOUBT, DOUBT_MARGIN * frame.width_px)
+        sure[doubtful] = _distance(rgb[doubtful], background_palette) > COLOUR_BACKGROUND_DISTANCE
     skin_palette = _skin_palette(rgb, lm, frame)
     if skin_palette is not None:
         sure &= ~_bare_forehead(rgb, sure, skin_palette, oval_mask(lm, size, (OVAL_MARGIN + 0.03) * frame.width_px))
@@ -221,9 +237,8 @@ def _hair_mask(rgb: np.ndarray, lm: np.ndarray, in_person: np.ndarray) -> np.nda
         keep = d_hair < HAIR_DISTANCE
         if skin_palette is not None:
             keep &= d_hair < _distance(pixels, skin_palette)
-        background = ~in_person & near_head
-        if background.sum() >= PALETTE_SIZE[0]:  # the background the person mask takes in (light hair on white)
-            keep &= _distance(pixels, _palette(rgb[background], PALETTE_SIZE[0])) > COLOUR_BACKGROUND_DISTANCE
+        if background_palette is not None:  # the background the person mask takes in (light hair on white)
+            keep &= _distance(pixels, background_palette) > COLOUR_BACKGROUND_DISTANCE
         hair_like[lower] = keep
     hair = (sure | hair_like).astype(np.uint8)
     hair = cv2.morphologyEx(hair, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
