@@ -438,18 +438,20 @@ def test_fitted_head_textured_with_the_partial_map_reproduces_the_photo(example_
     assert psnr > 26.0  # measured 31.1 (astronaut) and 28.4 dB (Grace Hopper: her face outresolves a 256² chart)
 
 
-def test_a_face_like_badge_the_detector_does_not_confirm_is_set_aside():
-    """Grace Hopper's avatar seen from 20° above: the face mesh also finds a 'face' in her cap's eagle badge, which
-    the face detector does not confirm. The avatar is of the detected face, and the note says why (it used to
-    stop with "2 faces were found")."""
-    from fica import FiCAPipeline
-    from fica.render.camera import orbit_camera
-    from fica.unwrap.landmarks import find_face
+def test_a_face_like_badge_the_detector_does_not_confirm_is_set_aside(example_image, monkeypatch):
+    """The face mesh can find a 'face' the face detector does not confirm: Grace Hopper's avatar seen from 20°
+    above once stopped with "2 faces were found" because the mesh read her cap's eagle badge as one (the render
+    that showed it changes with every avatar, so the mesh's answer is replayed here: her real landmarks, and a
+    copy shrunk onto her cap). The avatar is of the detected face, and the note says why."""
+    from fica.unwrap import landmarks as lm
 
-    avatar = FiCAPipeline.from_pretrained()(EXAMPLES / "grace_hopper.jpg").avatar
-    rgb, _ = avatar.render(orbit_camera(0.0, 20.0, width=512, height=512))
-    face = find_face(rgb.clamp(0, 1).numpy())
-    centre = face.landmarks[:, :2].mean(0)
-    assert 200 < centre[0] < 312 and 260 < centre[1] < 420, "the landmarks sit on the face, below the cap"
-    assert float(np.ptp(face.landmarks[:, 0].numpy())) > 150
-    assert "does not confirm" in face.note
+    image = example_image("grace_hopper.jpg").numpy()
+    face = lm.find_face(image).landmarks.numpy()
+    centre = face[:, :2].mean(0)
+    badge = face.copy()
+    badge[:, :2] = (face[:, :2] - centre) * 0.4 + centre - np.array([0.0, 0.45 * image.shape[0] * 0.5])
+    run_mesh = lm._run_face_mesh
+    monkeypatch.setattr(lm, "_run_face_mesh", lambda rgb: [badge, *run_mesh(rgb)])
+    chosen = lm.find_face(image)
+    assert (chosen.landmarks.numpy() == face).all(), "the detected face is used, not the badge"
+    assert "does not confirm" in chosen.note
