@@ -58,25 +58,35 @@ def test_learned_avatar_renders_and_follows_expressions(learned_run):
     assert (jaw.means - out.avatar.gaussians().means).norm(dim=1).max() > 0.005
 
 
-def test_the_rig_of_a_learned_prior_follows_it_like_the_analytic_one(learned_run):
-    """The rig is the prior's linearisation at neutral whichever prior decodes (README, rig file): over every
-    preset's frames its means are within the bar the analytic prior's rig meets (0.3 mm mean, 2 mm 99th
-    percentile, tests/test_rig.py)."""
+def test_the_rig_of_a_learned_prior_is_its_linearisation(learned_run, tmp_path):
+    """The rig is the prior's linearisation at neutral whichever prior decodes (README, rig file). Read back from
+    its file, it reproduces the learned prior where a linearisation is exact: each ARKit weight alone at 1 (its
+    secant, within float16 rounding).
+
+    How far it departs on combined weights is the network's own non-additivity, not the rig's: the same code on
+    the same tiny prior gave a 99th percentile of 1.8 mm in one environment and 4.1 mm in another, and 1.4 / 3.3 mm
+    after 120 / 240 training steps; it is printed. The tiny prior does not learn to turn the head (head weights
+    below 0.001), so head turns, and the bar on combined weights, are tests/test_rig.py's, on the shipped prior.
+    """
     import numpy as np
 
+    from fica.drive.expression import ARKIT_NAMES
     from fica.drive.presets import PRESETS, preset_clip
-    from fica.rig import build_rig
+    from fica.rig import build_rig, load_rig, save_rig
 
     _, out = learned_run
-    rig = build_rig(out.avatar)
+    rig = load_rig(save_rig(build_rig(out.avatar), tmp_path / "avatar_rig.zip"))
     assert len(rig.moving) > 0, "the trained prior moves Gaussians with the expression"
-    errors = [np.linalg.norm(rig.means(e.weights.numpy(), e.rotation_deg.numpy())
-                             - out.avatar.gaussians(e).means.numpy(), axis=1)
-              for name in PRESETS for e in preset_clip(name, fps=6, seconds=4).frames]
-    errors_mm = np.concatenate(errors) * 1000
-    print(f"learned rig vs its prior: mean {errors_mm.mean():.3f} mm, 99th percentile "
-          f"{np.percentile(errors_mm, 99):.3f} mm")
-    assert errors_mm.mean() <= 0.3 and np.percentile(errors_mm, 99) <= 2.0
+    decode = lambda e: out.avatar.gaussians(e).means.double().numpy()  # noqa: E731
+
+    secant_mm = max(np.abs(rig.means(np.eye(len(ARKIT_NAMES))[k]) - decode(Expression.from_dict({name: 1.0}))).max()
+                    for k, name in enumerate(ARKIT_NAMES)) * 1000
+    combined_mm = np.concatenate([np.linalg.norm(rig.means(e.weights.numpy(), e.rotation_deg.numpy()) - decode(e),
+                                                 axis=1) for name in PRESETS
+                                  for e in preset_clip(name, fps=6, seconds=4).frames]) * 1000
+    print(f"learned rig: single weights within {secant_mm:.3f} mm; every preset frame (the prior's non-additivity) "
+          f"mean {combined_mm.mean():.3f} / 99th percentile {np.percentile(combined_mm, 99):.3f} mm")
+    assert secant_mm <= 0.05  # float16 deltas: a few micrometres on motions of a few centimetres
 
 
 def test_sampling_is_seeded_and_reproducible(learned_run, portrait):
