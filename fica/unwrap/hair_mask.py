@@ -43,14 +43,21 @@ PERSON_DOUBT = 0.9  # a person pixel below this, farther than DOUBT_MARGIN (face
 DOUBT_MARGIN = 0.035  # has the background's colours is background even above the eyes (the outline's fringe stays)
 MIN_HAIR_PX = 30  # fewer hair pixels than this above the eyes: no hair (bald, or a tight crop)
 WORK_SIDE_PX = 384  # the mask is worked out at most this large on the long side
-HUE_DEG = 25.0  # a pixel within this of the skin's or the background's hue and more saturated than SATURATION
-SATURATION = 0.2  # shows skin (an ear, a shadowed temple) or the sky through the hair's edge, not the hair's colour
+HUE_DEG = 25.0  # a pixel within this of the skin's hue (CIE Lab hue angle) and at least as saturated (chroma) shows
+# skin (an ear, a shadowed temple); grey or white hair of the skin's hue is paler: Grace Hopper's hair, chroma
+# 25 at her temple and 35 behind her ear, beside the face's mean skin colour of 38 and her ear's 44
+MIN_SKIN_CHROMA = 10.0  # a mean skin colour paler than this (a grey portrait) has no hue to compare
 COLOUR_HAT_DISTANCE = 0.25  # a pixel this close to the hat's colour (RGB 0..1) is the hat's edge
 TEMPLE_T = (0.3, 1.0)  # under a hat, the hair shows beside the face between these heights (face heights) ...
-TEMPLE_S = 0.85  # ... and no farther than this from the middle (face widths), in the person,
-BACKGROUND_PERSON = 0.05  # not this close to the colours of the background beside the head there (person mask
-COLOUR_BACKGROUND_DISTANCE = 0.12  # below BACKGROUND_PERSON; RGB 0..1: light hair's edge mixes with the sky);
-# below the brows, no hair pixel is this close to the background's colours either
+TEMPLE_S = 0.85  # ... and no farther than this from the middle (face widths), where the person mask is not sure
+# it is background (it misses grey hair behind an ear)
+BACKGROUND_PERSON = 0.05  # a pixel the person mask gives less than this is background
+LOCAL_BACKGROUND_SIGMA = 0.05  # face widths: the background's colour beside a pixel is its blur over this
+NEAR_BACKGROUND = 0.02  # a pixel with more than this share of background in that blur lies on the outline's fringe
+MAX_BACKGROUND_SHARE = 0.5  # a fringe pixel mixed more than this toward the background beside it (from the
+# hair's colour inside the fringe) shows the background through the hair's edge (a blue sky through grey hair)
+COLOUR_BACKGROUND_DISTANCE = 0.12  # RGB 0..1: below the brows, no hair pixel is this close to the background's
+# colours (light hair's edge mixes with the sky)
 
 @dataclass
 class FaceFrame:
@@ -145,8 +152,8 @@ def hair_colour_mask(image, landmarks, person, hair, headwear) -> torch.Tensor:
     a hat, the hair. Under a hat, whose brim hides the hairline and what the hair mask keeps beside it is mostly
     skin or the hat's edge, the hair pixels and the person pixels beside the face at the temples (``TEMPLE_T``,
     ``TEMPLE_S``; grey or white hair, close to the skin's colours, that the hair mask misses) that are neither of
-    the hat's colour, nor of the background's colours beside the head, nor of the skin's or the background's hue
-    (an ear, a shadowed temple, the sky through the hair's edge).
+    the hat's colour, nor skin (``_skin_like``: an ear, a shadowed temple), nor mixed with the background beside
+    them (``_background_share``: the sky through the hair's edge).
     """
     on_hair = np.asarray(torch.as_tensor(hair).cpu()) > 0.5
     on_hat = np.asarray(torch.as_tensor(headwear).cpu()) > 0.5
@@ -154,35 +161,53 @@ def hair_colour_mask(image, landmarks, person, hair, headwear) -> torch.Tensor:
         return torch.from_numpy(on_hair.astype(np.float32))
     rgb = np.asarray(torch.as_tensor(image).float().cpu(), dtype=np.float32)
     lm = np.asarray(torch.as_tensor(landmarks).float().cpu())[:, :2]
-    in_person = np.asarray(torch.as_tensor(person).float().cpu())
+    in_person = np.asarray(torch.as_tensor(person).float().cpu(), dtype=np.float32)
     frame = face_frame(lm, on_hair.shape)
     beside = (np.abs(frame.s) < TEMPLE_S) & (frame.t > TEMPLE_T[0]) & (frame.t < TEMPLE_T[1])
-    temples = beside & (in_person > PERSON_THRESHOLD) & ~oval_mask(lm, on_hair.shape, OVAL_MARGIN * frame.width_px)
-    background = beside & (in_person < BACKGROUND_PERSON)
-    unlike = []  # colours the hair's is not: the skin's, the background's
-    if background.sum() >= PALETTE_SIZE[0]:
-        background_palette = _palette(rgb[background], PALETTE_SIZE[0])
-        temples[temples] = _distance(rgb[temples], background_palette) > COLOUR_BACKGROUND_DISTANCE
-        unlike.append(background_palette)
-    skin_palette = _skin_palette(rgb, lm, frame)
-    if skin_palette is not None:
-        unlike.append(skin_palette.mean(0, keepdims=True))
+    temples = beside & (in_person > BACKGROUND_PERSON) & ~oval_mask(lm, on_hair.shape, OVAL_MARGIN * frame.width_px)
     keep = (on_hair | temples) & ~on_hat
     keep &= np.sqrt(((rgb - np.median(rgb[on_hat], 0)) ** 2).sum(-1)) > COLOUR_HAT_DISTANCE
-    if unlike and keep.any():
-        keep[keep] = ~_hued_like(rgb[keep], np.concatenate(unlike))
+    skin_palette = _skin_palette(rgb, lm, frame)
+    if skin_palette is not None and keep.any():
+        keep[keep] = ~_skin_like(rgb[keep], skin_palette)
+    if keep.any():
+        share, fringe = _background_share(rgb, in_person, keep, LOCAL_BACKGROUND_SIGMA * frame.width_px)
+        keep &= ~(fringe & (share > MAX_BACKGROUND_SHARE))
     return torch.from_numpy(keep.astype(np.float32))
 
 
-def _hued_like(pixels: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    """``[N]`` bool: ``pixels [N, 3]`` more saturated than ``SATURATION`` and within ``HUE_DEG`` of the hue of one
-    of the saturated ``colours [k, 3]``."""
-    hsv = cv2.cvtColor(np.concatenate([pixels, colours])[None].astype(np.float32), cv2.COLOR_RGB2HSV)[0]
-    pixel, colour = hsv[:len(pixels)], hsv[len(pixels):]  # hue in degrees, saturation 0..1
-    colour = colour[colour[:, 1] > SATURATION]
-    difference = np.abs(pixel[:, None, 0] - colour[None, :, 0])  # [N, k']
-    near = (np.minimum(difference, 360 - difference) < HUE_DEG).any(1)
-    return near & (pixel[:, 1] > SATURATION)
+def _background_share(rgb: np.ndarray, person: np.ndarray, region: np.ndarray, sigma_px: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """How far each pixel of ``rgb [H, W, 3]`` is mixed toward the background beside it, and where that can be.
+
+    The background is the pixels ``person [H, W]`` gives less than ``BACKGROUND_PERSON``; its colour beside a
+    pixel is their blur over ``sigma_px``, normalised. The fringe (``[H, W]`` bool) is the pixels of ``region
+    [H, W]`` (bool) with more than ``NEAR_BACKGROUND`` of background in that blur; the region's median colour
+    inside the fringe (of all of it when nothing is inside) is the colour a pixel is unmixed from: its share
+    (``[H, W]`` float, 0 at that colour, 1 at the background's) is its colour projected on the line between
+    the two."""
+    background = (person < BACKGROUND_PERSON).astype(np.float32)
+    weight = cv2.GaussianBlur(background, (0, 0), sigma_px)
+    local = cv2.GaussianBlur(rgb * background[..., None], (0, 0), sigma_px) / np.maximum(weight, 1e-6)[..., None]
+    fringe = region & (weight > NEAR_BACKGROUND)
+    inside = region & ~fringe
+    core = np.median(rgb[inside if inside.any() else region], 0)
+    toward = local - core
+    share = ((rgb - core) * toward).sum(-1) / np.maximum((toward ** 2).sum(-1), 1e-6)
+    return share, fringe
+
+
+def _skin_like(pixels: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """``[N]`` bool: ``pixels [N, 3]`` within ``FOREHEAD_SKIN_DISTANCE`` of one of the ``skin [k, 3]`` colours
+    (``_skin_palette``; the only test in a grey portrait), or within ``HUE_DEG`` of the CIE Lab hue of their mean
+    colour and at least as saturated (chroma), when that is at least ``MIN_SKIN_CHROMA``."""
+    lab = cv2.cvtColor(np.concatenate([pixels, skin.mean(0, keepdims=True)])[None].astype(np.float32),
+                       cv2.COLOR_RGB2Lab)[0]
+    chroma, hue = np.hypot(lab[:, 1], lab[:, 2]), np.degrees(np.arctan2(lab[:, 2], lab[:, 1]))
+    difference = np.abs(hue[:-1] - hue[-1]) % 360
+    hued = (np.minimum(difference, 360 - difference) < HUE_DEG) & (chroma[:-1] >= chroma[-1]) & \
+        (chroma[-1] >= MIN_SKIN_CHROMA)
+    return hued | (_distance(pixels, skin) < FOREHEAD_SKIN_DISTANCE)
 
 
 def _skin_palette(rgb: np.ndarray, lm: np.ndarray, frame: FaceFrame) -> np.ndarray | None:
