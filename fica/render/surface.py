@@ -22,9 +22,9 @@ long front-to-back list. This renders that with a few vectorised scatters instea
    hair stays (dropped, it let 5-13 % of the background through the crown at yaw 0, ±45, 180 from 30-60° above,
    where the compositor lets 0.1 %; keeping it adds 12-40 % to this step's (splat, pixel) pairs, 15 % frontally).
    The others add, over their footprint (``WEIGHT_SIGMA`` standard deviations, a translucent splat's
-   ``TRANSLUCENT_WEIGHT_SIGMA``; at a silhouette also ``RIM_SIGMA`` across the ellipse's short axis), a factor
-   (1 − wᵢ) to the transmittance (``scatter_reduce`` "prod") and, where their plane lies within the tolerance of
-   the surface, Σ wᵢ' and Σ wᵢ' cᵢ, with wᵢ = opacity · exp(−½ dᵀ Σ⁻¹ d) and the colour weight
+   ``TRANSLUCENT_WEIGHT_SIGMA``; at a silhouette also ``RIM_SIGMA`` across the ellipse's short axis),
+   log(1 − wᵢ) to the log transmittance and, where their plane lies within the tolerance of the surface,
+   Σ wᵢ' and Σ wᵢ' cᵢ, with wᵢ = opacity · exp(−½ dᵀ Σ⁻¹ d) and the colour weight
    wᵢ' = wᵢ · exp((z_surface − zᵢ) / ``DEPTH_FALLOFF_M``), zᵢ the splat's centre depth (at most
    e^``FRONT_BONUS`` above wᵢ): nearer splats weigh more, as they would come first in front-to-back compositing
    (weighted blended order-independent transparency, McGuire and Bavoil 2013). The surface here is the opaque
@@ -64,6 +64,7 @@ from functools import lru_cache, reduce
 from typing import Iterator
 
 import torch
+from torch.nn.functional import interpolate
 
 from fica.render._workers import cores, parallel_map
 from fica.render.projection import ALPHA_MAX, ALPHA_MIN, NEAR_PLANE_M, project_gaussian_rows
@@ -124,7 +125,7 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
             behind = _depth_pass(splats, near[~faint.index_select(0, near)], canvas)
             return splats, torch.cat([kept[first], near]), torch.minimum(front, behind)
 
-        def accumulate(splats: dict, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def accumulate(splats: dict, candidates: torch.Tensor) -> torch.Tensor:
             """A share's sums: its opaque splats tested against the opaque surface (a translucent layer in front,
             the hair over the scalp, hides none of them), its translucent ones against the nearest surface."""
             translucent = splats["translucent"].index_select(0, candidates)
@@ -136,7 +137,7 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
         parts = parallel_map(depth_pass, range(n_parts))
         surface = reduce(torch.minimum, [zbuf for _, _, zbuf in parts]) + tolerance  # [2, H · W]
         nearest = surface.amin(0)
-        sums, transmittance = zip(*parallel_map(lambda part: accumulate(*part[:2]), parts))
+        sums = parallel_map(lambda part: accumulate(*part[:2]), parts)
         rgb, alpha = torch.empty(height, width, 3, **f32), torch.empty(height, width, **f32)
 
         def finish(rows: tuple[int, int]) -> None:
@@ -147,37 +148,21 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
             top, bottom = max(first // stride - 1, 0), min((last - 1) // stride + 2, low_h)  # sample rows
             window = (slice(pad + top, pad + bottom), slice(pad, pad + low_w))
             layers = (slice(None), slice(None), *window)
-            (opaque, front) = reduce(torch.add, [x.view(4, 2, *canvas)[layers] for x in sums]).unbind(1)
-            t_opaque, t_front = reduce(torch.mul, [x.view(2, *canvas)[layers[1:]] for x in transmittance])
-            t_opaque = t_opaque * t_opaque  # the closed head's far side behind the gaps (step 4)
+            (opaque, front) = reduce(torch.add, [x.view(5, 2, *canvas)[layers] for x in sums]).unbind(1)
+            t_opaque = opaque[4].mul(2).exp_()  # the closed head's far side behind the gaps (step 4)
+            t_front = front[4].exp()
             rgb_opaque = (opaque[1:4] * ((1 - t_opaque) / opaque[0].clamp(min=1e-30))
                           + t_opaque * background[:, None, None])
             rgb_front = front[1:4] * ((1 - t_front) / front[0].clamp(min=1e-30))
             image = torch.cat([rgb_front + t_front * rgb_opaque, 1 - (t_front * t_opaque)[None]])
             if stride > 1:
-                image = _upsample_2x(_upsample_2x(image, 1), 2)
+                image = interpolate(image[None], scale_factor=2, mode="bilinear", align_corners=False)[0]
             image = image[:, first - stride * top:last - stride * top, :width]  # [4, last - first, W]
             rgb[first:last] = image[:3].permute(1, 2, 0)
             alpha[first:last] = image[3]
 
         parallel_map(finish, [(height * k // n_parts, height * (k + 1) // n_parts) for k in range(n_parts)])
         return rgb, alpha
-
-
-def _upsample_2x(image: torch.Tensor, dim: int) -> torch.Tensor:
-    """``image`` twice as long along ``dim``, sampled linearly at the centres of the finer samples (as
-    ``interpolate(..., scale_factor=2, mode="bilinear", align_corners=False)`` does along each axis): each sample
-    is 3/4 of the nearest coarse one and 1/4 of the next nearest, the edges held."""
-    n = image.shape[dim]
-    padded = torch.cat([image.narrow(dim, 0, 1), image, image.narrow(dim, n - 1, 1)], dim)
-    middle = padded.narrow(dim, 1, n)
-    shape = list(image.shape)
-    shape.insert(dim + 1, 2)
-    out = torch.empty(shape, dtype=image.dtype, device=image.device)
-    torch.lerp(middle, padded.narrow(dim, 0, n), 0.25, out=out.select(dim + 1, 0))
-    torch.lerp(middle, padded.narrow(dim, 2, n), 0.25, out=out.select(dim + 1, 1))
-    shape[dim:dim + 2] = [2 * n]
-    return out.view(shape)
 
 
 def _sampling_stride(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, viewmat: torch.Tensor,
@@ -208,7 +193,7 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
 
     Returns ``kept`` ``[M]`` the indices of the splats that may reach the image, ``facing`` ``[M]`` whether their
     tangent plane's normal (the axis of the smallest scale) points to the camera, and per-splat tensors over all
-    N: ``base`` ``[N]`` flat canvas index of the pixel holding the centre; ``table`` ``[22, N]``: over the
+    N: ``base`` ``[N]`` (int32) flat canvas index of the pixel holding the centre; ``table`` ``[22, N]``: over the
     monomials (ox², ox·oy, oy², ox, oy, 1) of a pixel's offset from ``base``, the plane depth pushed far back
     outside the depth footprint (rows 0-5), the plane depth (6-11) and log w (log opacity − ½ dᵀ Σ⁻¹ d, 12-17),
     then the centre depth plus the tolerance (18; depths in units of ``DEPTH_FALLOFF_M``) and the colour (19-21):
@@ -262,7 +247,7 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     torch.div(depth + DEPTH_TOLERANCE_M, DEPTH_FALLOFF_M, out=table[18])
     table[19:] = colors.T
     canvas_width = width + 2 * pad
-    base = (py.clamp(-pad, height + pad).long() + pad) * canvas_width + px.clamp(-pad, width + pad).long() + pad
+    base = ((py.clamp(-pad, height + pad) + pad) * canvas_width + px.clamp(-pad, width + pad) + pad).int()
     return {"kept": kept, "facing": facing, "base": base, "table": table, "sigma": sigma, "sigma_xy": sigma_xy,
             "sigma_min": sigma_min, "translucent": opacities < TRANSLUCENT_OPACITY,
             "faint": opacities < SURFACE_MIN_OPACITY, "canvas_width": canvas_width}
@@ -301,13 +286,13 @@ def _windows(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, table: t
 
 @lru_cache(maxsize=256)
 def _window(radius_x: int, radius_y: int, canvas_width: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``(2 radius_x + 1) · (2 radius_y + 1)`` pixels of a window: flat canvas offsets ``[P]`` from its
+    """The ``(2 radius_x + 1) · (2 radius_y + 1)`` pixels of a window: flat canvas offsets ``[P]`` (int32) from its
     centre and the monomials ``[P, 6]`` (ox², ox·oy, oy², ox, oy, 1) of their offsets."""
     oy, ox = torch.meshgrid(torch.arange(-radius_y, radius_y + 1, device=device),
                             torch.arange(-radius_x, radius_x + 1, device=device), indexing="ij")
     ox, oy = ox.reshape(-1), oy.reshape(-1)
     monomials = torch.stack([ox * ox, ox * oy, oy * oy, ox, oy, torch.ones_like(ox)], 1).float()
-    return oy * canvas_width + ox, monomials
+    return (oy * canvas_width + ox).int(), monomials
 
 
 def _depth_pass(splats: dict, kept: torch.Tensor, canvas: tuple[int, int]) -> torch.Tensor:
@@ -319,10 +304,10 @@ def _depth_pass(splats: dict, kept: torch.Tensor, canvas: tuple[int, int]) -> to
     # the pixel centres within DEPTH_SIGMA standard deviations along x and y of a centre anywhere in the base
     # pixel: a window half-width of round(reach), which is ceil(reach - 1/2)
     reach = DEPTH_SIGMA * splats["sigma_xy"].index_select(1, kept) - 0.5
-    layer_base = splats["base"] + size * splats["translucent"]
+    layer_base = splats["base"] + size * splats["translucent"].int()
     for rows, pixels, monomials in _windows(splats, kept, reach, planes, layer_base):
         pushed, z = monomials @ rows.view(2, 6, -1)  # each [P, B]
-        zbuf.scatter_reduce_(0, pixels.view(-1), torch.maximum(z, pushed).view(-1), "amin")
+        zbuf.scatter_reduce_(0, pixels.view(-1).long(), torch.maximum(z, pushed).view(-1), "amin")
     return zbuf.view(2, size)
 
 
@@ -355,37 +340,38 @@ def _visible(splats: dict, kept: torch.Tensor, surface: torch.Tensor) -> tuple[t
 
 
 def _accumulate(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, surface: torch.Tensor,
-                canvas: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ w' and Σ w'·rgb ``[4, 2 · H · W]`` and the transmittance Π (1 − w) ``[2 · H · W]`` per canvas pixel over
-    the splats ``part`` ``[S]`` with footprint radii ``radius_px`` ``[2, S]``: first the opaque surface's, then
-    those of the translucent layer in front of it. ``surface`` ``[2, H · W]``: the opaque and the translucent
-    splats' nearest depths plus the tolerance.
+                canvas: tuple[int, int]) -> torch.Tensor:
+    """Σ w', Σ w'·rgb and the log transmittance Σ log(1 − w) (one scatter, ``[5, 2 · H · W]``) per canvas
+    pixel over the splats ``part`` ``[S]`` with footprint radii ``radius_px`` ``[2, S]``: first the opaque
+    surface's, then those of the translucent layer in front of it. ``surface`` ``[2, H · W]``: the opaque and the
+    translucent splats' nearest depths plus the tolerance.
 
     A splat whose plane lies in front of the opaque surface by more than the tolerance at a pixel (a translucent
     layer such as a cap or hair, or an opaque splat's tail beyond its depth footprint) belongs to the front layer
     there, whose reference is the translucent splats' nearest depth.
     Exponents are clamped to ``MIN_LOG_WEIGHT`` before ``exp``: it is many times slower where the result would
-    be subnormal or zero.
+    be subnormal or zero. The pixel indices are int32 (half the memory traffic) except for ``index_add_``, which is
+    many times slower with them.
     """
     size = canvas[0] * canvas[1]
-    sums = torch.zeros(4, 2 * size, device=surface.device)
-    transmittance = torch.ones(2 * size, device=surface.device)
+    sums = torch.zeros(5, 2 * size, device=surface.device)
     front_limit = surface[0] - 2 * DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M
     references = surface.view(-1)
     for rows, pixels, monomials in _windows(splats, part, radius_px, splats["table"][6:], splats["base"]):
         z, log_w = monomials @ rows[:12].view(2, 6, -1)  # each [P, B]
-        in_front = torch.lt(z, front_limit.take(pixels)).view(-1)
-        pixels = pixels.view(-1).add_(in_front, alpha=size)  # the pixel in the layer the splat lies in there
-        nearest = references.take(pixels).view(log_w.shape)
+        pixels = pixels.view(-1)
+        in_front = torch.lt(z.view(-1), front_limit.index_select(0, pixels))
+        pixels.add_(in_front, alpha=size)  # the pixel in the layer the splat lies in there
+        nearest = references.index_select(0, pixels).view(log_w.shape)
         log_w.clamp_(min=MIN_LOG_WEIGHT)
         # colour: nearer splats weigh more, by e^(z_surface − z_centre) / falloff, at most e^FRONT_BONUS, and
         # splats off the surface (plane behind the nearest one by more than the tolerance) by e^(−BIG·excess)
         off_surface = z.sub_(nearest).clamp_(min=0)
         log_wc = nearest.sub_(rows[12]).clamp_(-_FAR_BEHIND, FRONT_BONUS).add_(log_w)
         log_wc.add_(off_surface, alpha=-_BIG).clamp_(min=MIN_LOG_WEIGHT - _FAR_BEHIND)
-        weighted = torch.empty(4, *log_w.shape, device=log_w.device)
+        weighted = torch.empty(5, *log_w.shape, device=log_w.device)
         torch.exp(log_wc, out=weighted[0])
-        torch.mul(weighted[0], rows[13:, None], out=weighted[1:])
-        sums.index_add_(1, pixels, weighted.view(4, -1))
-        transmittance.scatter_reduce_(0, pixels, log_w.expm1_().neg_().view(-1), "prod")  # 1 − w
-    return sums, transmittance
+        torch.mul(weighted[0], rows[13:, None], out=weighted[1:4])
+        torch.exp(log_w, out=weighted[4]).neg_().log1p_()  # log(1 − w)
+        sums.index_add_(1, pixels.long(), weighted.view(5, -1))
+    return sums
