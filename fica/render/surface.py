@@ -329,7 +329,8 @@ def _visible(splats: dict, kept: torch.Tensor, surface: torch.Tensor) -> tuple[t
     oy = torch.stack([zero, zero, zero, step, -step])
     gx, gy, z = splats["table"][9:12].index_select(1, kept)
     plane = z + gx * ox + gy * oy
-    at_probes = surface.take(splats["base"].index_select(0, kept) + (oy * splats["canvas_width"] + ox).long())
+    probes = splats["base"].index_select(0, kept) + (oy * splats["canvas_width"] + ox).int()  # [5, M]
+    at_probes = surface.index_select(0, probes.view(-1)).view(probes.shape)
     rim = (plane + 2 * DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M < at_probes).any(0)
     shown = (plane <= at_probes).any(0)
     reach = torch.where(splats["translucent"].index_select(0, kept), TRANSLUCENT_WEIGHT_SIGMA, WEIGHT_SIGMA)
@@ -372,6 +373,6 @@ def _accumulate(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, surfa
         weighted = torch.empty(5, *log_w.shape, device=log_w.device)
         torch.exp(log_wc, out=weighted[0])
         torch.mul(weighted[0], rows[13:, None], out=weighted[1:4])
-        torch.exp(log_w, out=weighted[4]).neg_().log1p_()  # log(1 − w)
+        torch.exp(log_w, out=weighted[4]).neg_().add_(1).log_()  # log(1 − w) (log1p is 5x slower here)
         sums.index_add_(1, pixels.long(), weighted.view(5, -1))
     return sums
