@@ -47,8 +47,10 @@ depth are quadratic and linear in the pixel offset, so one matrix product per bu
 window pixel. When the splats are wide (median projected standard deviation >= ``STRIDE_2_MIN_SIGMA_PX``, the
 default avatar at 512²) the image is smooth enough to be evaluated at every other pixel (exact point samples of
 the full-resolution splats), composited over the background there and interpolated bilinearly. The Gaussians are
-split over one single-threaded worker per core (``fica.render._workers``); only the depth buffers and the sums
-meet, and the workers finish the image in bands of rows.
+split over one single-threaded worker per core (``fica.render._workers``) where there are at least
+``SPLIT_MIN_CORES``; only the depth buffers and the sums meet, and the workers finish the image in bands of rows.
+On two cores the shares ran no faster than the whole did on one: run at once, each half took as long as the whole
+alone (astronaut 512², idle 2-core box: 39 ms a frame on two shares, 35.5 ms on one).
 
 Unlike the compositor it does not order splats within a surface (the blend is normalised and smoother), and a
 translucent layer within the tolerance of a surface (the analytic prior's hair, 2.5 mm above the scalp) blends
@@ -83,6 +85,7 @@ DEPTH_FALLOFF_M = 7e-4  # colour weights fall by e for each such distance a spla
 FRONT_BONUS = 1.0  # the colour weight of a splat in front of the surface grows by at most e^FRONT_BONUS
 SLOPE_EXTENT = 3.0  # the plane depth changes by at most this many largest scales across the footprint
 STRIDE_2_MIN_SIGMA_PX = 1.75  # sample every other pixel when the median splat is at least this wide
+SPLIT_MIN_CORES = 3  # fewer cores than this draw the splats in one share
 MIN_BUCKET_SPLATS = 128  # a window size with fewer splats than this is widened to a square one
 CHUNK_PAIRS = 1 << 19  # (splat, pixel) pairs evaluated at once: bounds the working memory
 MIN_LOG_WEIGHT = -30.0  # exp is many times slower where its result would be subnormal or zero
@@ -106,7 +109,7 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
     viewmat, K = viewmat.to(**f32), K.to(**f32)
     background = torch.as_tensor(background, **f32)
     pad = 2 * MAX_RADIUS_PX + 1  # splats centred up to MAX_RADIUS_PX off the image, windows as wide
-    n_parts = max(1, min(cores(), len(means) // 1024))  # shares of the Gaussians, one per worker
+    n_parts = max(1, min(cores(), len(means) // 1024)) if cores() >= SPLIT_MIN_CORES else 1  # shares, one a worker
     with torch.no_grad(), one_thread():
         stride = _sampling_stride(*gaussians[:3], viewmat, K, width, height)
         low_w, low_h = -(-width // stride), -(-height // stride)
