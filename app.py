@@ -24,7 +24,6 @@ import spaces
 
 from fica.app.generate import (APP_EXPRESSIONS, UV_RESOLUTIONS, VIDEO_SECONDS, GenerateOptions, generate_steps,
                                run_device_work)
-from fica.app.memory import limit_heaps
 from fica.app.pipelines import load_pipeline
 from fica.app.storage import OUTPUT_MAX_AGE_S, sweep_every
 from fica.app.viewer import model3d_head
@@ -32,6 +31,7 @@ from fica.device_work import DeviceResult, DeviceWork
 from fica.drive.presets import PRESETS
 from fica.errors import FiCAError
 from fica.io.image import load_portrait
+from fica.memory import limit_heaps
 from fica.web import WEB_DIR
 from fica.web.page import app_viewer_js
 
@@ -125,7 +125,7 @@ def _readable_portrait_errors(component: gr.Image) -> gr.Image:
 
 
 def build_demo() -> gr.Blocks:
-    limit_heaps()  # before the server's worker threads each grow a heap of their own (fica/app/memory.py)
+    limit_heaps()  # before the server's worker threads each grow a heap of their own (fica/memory.py)
     _, note = load_pipeline()  # build the default pipeline now, so the first visitor does not wait for it
     with gr.Blocks(title="FiCA: instant Gaussian avatar from one portrait",
                    delete_cache=(RETENTION_S, RETENTION_S)) as demo:

@@ -16,7 +16,6 @@ from typing import Callable, Iterator
 
 import torch
 
-from fica.app.memory import release_freed_memory
 from fica.app.pipelines import load_pipeline
 from fica.app.storage import OUTPUT_ROOT, request_folder
 from fica.app.viewer import to_gradio_viewer
@@ -28,6 +27,7 @@ from fica.export import (RIG_FILE, UV_MAP_FILES, VIEWER_FILE, preset_clips, rend
                          write_videos)
 from fica.hub import resolve_source
 from fica.io.splat_files import save_splat
+from fica.memory import release_freed_memory
 from fica.rig import build_rig
 
 UV_RESOLUTIONS = (128, 256, 512)

@@ -7,15 +7,10 @@ cores) each barrier can wait for a scheduler time slice: a frame measured 0.2 s 
 torch's 2 threads on 2 cores. Parts handed to workers that each run torch single-threaded never wait for one
 another, and the caller runs single-threaded meanwhile so that its own idle threads do not spin.
 
-The renderers allocate and free a few megabytes per image several times a frame. glibc's malloc hands such freed
-blocks back to the kernel and takes them again page by page: a 512² surface-splatting frame took 4000-5500 fresh
-pages (16-22 MB), 4-13 ms of kernel time, during which the two workers queue on the process's page-table lock.
-``parallel_map`` therefore has malloc keep freed memory (below 32 MB a block from its heaps, up to 128 MB free at a
-heap's top before it trims): 20-50 fresh pages a frame.
+``parallel_map`` also has malloc keep what the renderers free between frames (``fica.memory.keep_freed_memory``).
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -23,13 +18,13 @@ from typing import Callable, Sequence, TypeVar
 
 import torch
 
+from fica.memory import keep_freed_memory
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 _pool: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
-_malloc_set = False
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
 def _become_single_threaded(barrier: threading.Barrier) -> None:
@@ -60,24 +55,9 @@ def _workers() -> ThreadPoolExecutor | None:
     return _pool
 
 
-def _keep_freed_memory() -> None:
-    """Once per process, where the C library is glibc: malloc serves blocks below 32 MB from its heaps (the most its
-    own adaptive threshold reaches) and trims a heap only when 128 MB lie free at its top."""
-    global _malloc_set
-    if _malloc_set:
-        return
-    _malloc_set = True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc
-        return
-    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
-    libc.mallopt(M_TRIM_THRESHOLD, 128 << 20)
-
-
 def parallel_map(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
     """``[fn(p) for p in parts]``, the parts run concurrently on single-threaded workers when there are cores."""
-    _keep_freed_memory()
+    keep_freed_memory()
     pool = _workers()
     if pool is None or len(parts) < 2:
         return [fn(part) for part in parts]
