@@ -11,8 +11,10 @@ import fica.render.surface as surface
 from fica.prior.gaussians import GaussianSet
 from fica.render.camera import orbit_camera
 from fica.render.dispatch import render
+from fica.render.projection import project_gaussian_rows
 from fica.render.rasterize import rasterize_torch
 from fica.render.surface import rasterize_surface
+from fica.rotations import quat_to_matrix_rows
 from scenes import flat_sphere
 
 
@@ -43,7 +45,9 @@ def test_surface_sphere_matches_exact_compositor(width, stride, yaw):
     sizes included)."""
     g = flat_sphere(8000, tangent_scale=0.6, normal_scale=0.07, opacity=0.99, striped=True)
     cam = orbit_camera(yaw, 15, width=width, height=width * 4 // 5)
-    assert surface._sampling_stride(g.means, g.quats, g.scales, cam.viewmat, cam.K, cam.width, cam.height) == stride
+    projected = project_gaussian_rows(g.means, quat_to_matrix_rows(g.quats), g.scales.T.contiguous(), cam.viewmat,
+                                      cam.K, cam.width, cam.height)
+    assert surface._sampling_stride(*projected, cam.width, cam.height) == stride
     rgb_exact, alpha_exact = rasterize_torch(*_args(g, cam))
     rgb, alpha = rasterize_surface(*_args(g, cam))
     assert rgb.shape == (cam.height, width, 3) and alpha.shape == (cam.height, width)

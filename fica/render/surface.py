@@ -111,7 +111,11 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
     pad = 2 * MAX_RADIUS_PX + 1  # splats centred up to MAX_RADIUS_PX off the image, windows as wide
     n_parts = max(1, min(cores(), len(means) // 1024)) if cores() >= SPLIT_MIN_CORES else 1  # shares, one a worker
     with torch.no_grad(), one_thread():
-        stride = _sampling_stride(*gaussians[:3], viewmat, K, width, height)
+        means, quats, scales, opacities, colors = gaussians
+        rotation, scale_rows = quat_to_matrix_rows(quats), scales.T.contiguous()  # row-major R [9, N], [3, N]
+        projected = project_gaussian_rows(means, rotation, scale_rows, viewmat, K, width, height)
+        stride = _sampling_stride(*projected, width, height)
+        per_splat = (means.T, rotation, scale_rows, *projected, opacities, colors.T)  # columns: splats
         low_w, low_h = -(-width // stride), -(-height // stride)
         canvas = (low_h + 2 * pad, low_w + 2 * pad)
         tolerance = DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M
@@ -120,7 +124,7 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
             """A share of the splats tabulated, those that may show and the nearest depths ``[2, H · W]`` they give
             (opaque splats', translucent splats'): the splats facing the camera first, then the others that the
             opaque surface does not hide (faint ones give none)."""
-            splats = _splats(*(x[i::n_parts] for x in gaussians), viewmat, K, width, height, pad, stride)
+            splats = _splats(*(x[..., i::n_parts] for x in per_splat), viewmat, K, width, height, pad, stride)
             kept, faint = splats["kept"], splats["faint"]
             first = splats["facing"] & ~faint.index_select(0, kept)
             front = _depth_pass(splats, kept[first], canvas)
@@ -168,13 +172,13 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
         return rgb, alpha
 
 
-def _sampling_stride(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, viewmat: torch.Tensor,
-                     K: torch.Tensor, width: int, height: int) -> int:
+def _sampling_stride(means2d: torch.Tensor, cov2d: torch.Tensor, conics: torch.Tensor, depths: torch.Tensor,
+                     width: int, height: int) -> int:
     """2 when the splats are wide enough that sampling every other pixel and interpolating loses nothing
-    (median projected standard deviation >= ``STRIDE_2_MIN_SIGMA_PX``, over ~4k of them), else 1."""
-    step = max(1, len(means) // 4096)
-    (x, y), cov2d, _, depths = project_gaussian_rows(means[::step], quat_to_matrix_rows(quats[::step]),
-                                                     scales[::step].T.contiguous(), viewmat, K, width, height)
+    (median projected standard deviation >= ``STRIDE_2_MIN_SIGMA_PX``, over ~4k of them), else 1. Takes the
+    projection's rows (``project_gaussian_rows``)."""
+    step = max(1, len(depths) // 4096)
+    (x, y), cov2d, depths = means2d[:, ::step], cov2d[:, ::step], depths[::step]
     on_screen = (depths > NEAR_PLANE_M) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
     sigma = torch.maximum(cov2d[0, on_screen], cov2d[2, on_screen]).sqrt()
     return 2 if len(sigma) and float(sigma.median()) >= STRIDE_2_MIN_SIGMA_PX else 1
@@ -189,10 +193,12 @@ def _smallest_axes(rotation: torch.Tensor, scales: torch.Tensor) -> torch.Tensor
     return rotation.gather(0, torch.stack([column, column + 3, column + 6]))
 
 
-def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, height: int, pad: int,
-            stride: int) -> dict:
-    """Project, cull and tabulate the splats on the grid of every ``stride``-th pixel (canvas coordinates: that
-    grid plus ``pad`` samples on every side; "px" below are samples).
+def _splats(means, rotation, scale_rows, means2d, cov2d, conics, depth, opacities, colors, viewmat, K, width: int,
+            height: int, pad: int, stride: int) -> dict:
+    """Cull and tabulate the projected splats on the grid of every ``stride``-th pixel (canvas coordinates: that
+    grid plus ``pad`` samples on every side; "px" below are samples). The splats come as columns: means ``[3, N]``,
+    rotations ``[9, N]`` (row-major), scales ``[3, N]``, the projection's rows (``project_gaussian_rows``),
+    opacities ``[N]``, colours ``[3, N]``.
 
     Returns ``kept`` ``[M]`` the indices of the splats that may reach the image, ``facing`` ``[M]`` whether their
     tangent plane's normal (the axis of the smallest scale) points to the camera, and per-splat tensors over all
@@ -205,9 +211,6 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     ellipse's short axis (px); ``translucent`` ``[N]`` bool (opacity below ``TRANSLUCENT_OPACITY``); ``faint``
     ``[N]`` bool (opacity below ``SURFACE_MIN_OPACITY``); ``canvas_width``.
     """
-    rotation = quat_to_matrix_rows(quats)  # row-major R, [9, N]
-    scale_rows = scales.T.contiguous()  # [3, N]
-    means2d, cov2d, conics, depth = project_gaussian_rows(means, rotation, scale_rows, viewmat, K, width, height)
     mx, my = means2d / stride  # sample grid coordinates
     var_x, cov_xy, var_y = cov2d / stride ** 2
     a, b, c = conics * stride ** 2
@@ -226,7 +229,7 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     # Plane depth: the tangent plane n·X = n·t in the camera frame, linearised about the projected centre.
     W = viewmat[:3, :3]
     normal = W @ _smallest_axes(rotation, scale_rows)  # [3, N]
-    n_dot_t = (normal * (W @ means.T + viewmat[:3, 3:])).sum(0)
+    n_dot_t = (normal * (W @ means + viewmat[:3, 3:])).sum(0)
     facing = n_dot_t.index_select(0, kept) < 0  # the plane's normal points to the camera
     n_dot_t = torch.where(n_dot_t.abs() < 1e-12, 1e-12, n_dot_t)
     gx = -stride * depth * depth * normal[0] / (K[0, 0] * n_dot_t)  # ∂z/∂x, m per sample
@@ -248,7 +251,7 @@ def _splats(means, quats, scales, opacities, colors, viewmat, K, width: int, hei
     torch.add(plane, log_w, alpha=-2 * _BIG, out=pushed)
     pushed[5] += _BIG * (2 * log_opacity - DEPTH_SIGMA ** 2)
     torch.div(depth + DEPTH_TOLERANCE_M, DEPTH_FALLOFF_M, out=table[18])
-    table[19:] = colors.T
+    table[19:] = colors
     canvas_width = width + 2 * pad
     base = ((py.clamp(-pad, height + pad) + pad) * canvas_width + px.clamp(-pad, width + pad) + pad).int()
     return {"kept": kept, "facing": facing, "base": base, "table": table, "sigma": sigma, "sigma_xy": sigma_xy,
