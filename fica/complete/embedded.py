@@ -15,9 +15,10 @@ CPU, no weights.
    spherical-harmonic shading is fitted on the trusted skin (``fica.shading``), divided out, and the mirrored and
    filled texels are lit again with their own normal.
 4. Fill. Skin (face, ears, neck) the portrait does not show takes the seen skin's robust median albedo, continued
-   from the seen skin near it and grained like it (``fica.complete.skin``), lit no darker than the outline's
-   hand-over band. The rest of each region is filled smoothly (push-pull + Laplace sweeps) from its trusted and
-   mirrored texels: lips from lips, the scalp from the hair seen in the portrait
+   from the seen skin near it, with the seen skin's own detail carried across the outline and grain farther away
+   (``fica.complete.skin``), lit no darker than the outline's hand-over band. The rest of each region is filled
+   smoothly (push-pull + Laplace sweeps) from its trusted and mirrored texels: lips from lips, the scalp from the
+   hair seen in the portrait
    (texels near the median hair colour; a dark hair colour when none is seen; the scalp a hair shell leaves bare,
    ``fica.complete.hair.bare_scalp``, is completed as skin), eyeballs as a white sclera
    around an iris coloured from the seen eyes, the mouth cavity dark red with teeth just behind the lips.
@@ -38,7 +39,8 @@ import torch.nn.functional as F
 
 from fica.complete.base import Completer
 from fica.complete.hair import bare_scalp, complete_hair
-from fica.complete.skin import CONFIDENT, anchor_decay, handover_weight, match_brightness, skin_grain, skin_median, skin_offset
+from fica.complete.skin import (CONFIDENT, anchor_decay, carried_detail, handover_weight, match_brightness,
+                               skin_grain, skin_median, skin_offset)
 from fica.head.chart_seams import ChartSeams, chart_seams
 from fica.head.model import HeadModel, UVLayout, default_head
 from fica.maps import CompleteUV, PartialUV, Source, geometry_normals
@@ -255,13 +257,15 @@ def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tenso
     anchors = known & skin & (weight >= CONFIDENT)
     decay = anchor_decay(anchors, partial.resolution)
     completion = skin_colour + skin_offset(albedo, skin_colour, spread, anchors, decay)
-    completion = completion * skin_grain(albedo, square, (skin | bare) & (weight < 1), decay, layout).exp()
+    domain = (skin | bare) & (weight < 1)
+    detail, carried = carried_detail(albedo, anchors, domain & ~anchors, valid, weight)
+    completion = completion * (skin_grain(albedo, square, domain, decay, layout) * (1 - carried).clamp(min=0)).exp()
     unknown = ~known & valid
     far = unknown & (layout.mirror(unknown.float()) > 0.5)
     # Where neither a texel nor its mirror was seen (the back of the head and neck), the fill is made
     # left/right symmetric, so the two sides meet without a seam down the back midline.
     symmetric = lambda maps: torch.where(far, 0.5 * (maps + layout.mirror(maps)), maps)  # noqa: E731
-    completion = symmetric(completion)
+    completion = symmetric(completion) * (detail * carried).exp()
     albedo = torch.where((skin | bare) & ~known, completion, albedo)
     albedo = _fill_region(albedo, known, lips, skin_colour * _colour(LIP_TINT, albedo))
     hair = _median_colour(albedo, known & scalp, HAIR_FALLBACK)

@@ -15,9 +15,13 @@ things made that edge, and each has its answer here (maps are ``[C, R, R]``, mas
    median, clipped, blurred and extended from the confidently seen texels) and decays with the distance from them
    over ``OFFSET_DECAY_TEXELS``: next to the face it matches what the portrait shows, far from it it is the
    face's typical skin, not a colour smeared from whatever the outline held.
-3. Texture (``skin_grain``). A flat fill reads as a mask's edge against photographed skin. The completed skin gets
-   grain with the seen skin's luminance spread in ``GRAIN_SCALES`` bands (robust spread, so wrinkles and brows do
-   not inflate it), from a fixed seed: the chart completion stays deterministic.
+3. Texture (``carried_detail``, ``skin_grain``). A flat fill reads as a mask's edge against photographed skin.
+   Next to the seen skin the completion carries the photo's own fine detail across the outline: each completed
+   texel takes the detail of its reflection across the border of the confidently seen skin, so wrinkles, pores and
+   freckles run on past the outline and fade over ``CARRY_TEXELS`` (grain at the seen skin's strength read as
+   leather; the photo's own detail reads as skin). Farther away it gets grain with the seen skin's luminance
+   spread in ``GRAIN_SCALES`` bands (robust spread, so wrinkles and brows do not inflate it), from a fixed seed:
+   the chart completion stays deterministic.
 """
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ import scipy.ndimage as ndi
 import torch
 
 from fica.head.model import UVLayout
-from fica.uv_ops import push_pull_fill, smoothstep, weighted_blur
+from fica.render.camera import sample_pixels
+from fica.uv_ops import dilate, push_pull_fill, smoothstep, weighted_blur
 
 HANDOVER_TEXELS = (4.0, 14.0)  # the outline's band (texels at R = 256), beyond which the portrait keeps its colour
 HANDOVER_COS = (0.15, 0.5)  # in the band the portrait's weight rises from 0 to 1 over this range of view cosines
@@ -47,6 +52,11 @@ GRAIN_GAIN = 0.35
 GRAIN_SEED = 0
 SMOOTH_TEXELS = 4.0  # the neighbourhood (texels at R = 256) over which skin counts as smooth for the grain
 MIN_SKIN_TEXELS = 50
+DETAIL_BLUR_TEXELS = 2.0  # the carried detail: the albedo's log against its blur at this scale (texels at R = 256)
+FEATURE_SIGMAS = 3.0  # seen texels whose detail exceeds this many robust sigmas (a glasses' rim, a mole, a deep
+FEATURE_TEXELS = 1  # ... fold), and those this close to them, are no skin texture to carry
+CARRY_TEXELS = (10.0, 30.0)  # the carried detail's strength falls from 1 to 0 over these distances from the skin
+MIX_GAIN_MAX = 2.0  # in the hand-over band the carried detail is raised by at most this much (carried_detail)
 
 
 def _scaled(texels: float, resolution: int) -> float:
@@ -121,6 +131,49 @@ def skin_offset(albedo: torch.Tensor, base: torch.Tensor, spread: torch.Tensor, 
 def _band(values: torch.Tensor, weight: torch.Tensor, sigma: float) -> torch.Tensor:
     """Difference of the ``weight``-normalised blurs of ``values`` at ``sigma`` and ``2 sigma``."""
     return weighted_blur(values, weight, sigma) - weighted_blur(values, weight, 2 * sigma)
+
+
+def carried_detail(albedo: torch.Tensor, anchors: torch.Tensor, domain: torch.Tensor, valid: torch.Tensor,
+                   share: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seen skin's own fine detail carried across its outline (step 3): ``[3, R, R]`` log-albedo detail over
+    ``domain`` and ``[1, R, R]`` its strength 0..1. The detail of the ``anchors`` texels (confidently seen skin) is
+    their log albedo against its blur over ``DETAIL_BLUR_TEXELS``; texels near detail beyond ``FEATURE_SIGMAS``
+    (``FEATURE_TEXELS``) carry none. A ``domain`` texel takes it from its reflection across the anchors' border,
+    within the same chart island of ``valid``: the texel as deep inside as it lies outside, so wrinkles and pores
+    run on across the border instead of ending there. The strength falls with the distance from the anchors
+    over ``CARRY_TEXELS``. Where the portrait keeps a ``share [1, R, R]`` w of the texel (the hand-over band), its
+    own detail and the carried one mix as independent textures, sqrt(w² + (1 - w)²) of either, a smoother strip
+    along the outline: the carried detail is raised by sqrt(1 - w²) / (1 - w) (up to ``MIX_GAIN_MAX``), so that
+    the mix keeps the detail of one."""
+    resolution = albedo.shape[-1]
+    detail = torch.zeros_like(albedo)
+    strength = torch.zeros_like(albedo[:1])
+    if int(anchors.sum()) < MIN_SKIN_TEXELS or not bool(domain.any()):
+        return detail, strength
+    log_albedo = albedo.clamp(min=1e-3).log()
+    own = log_albedo - weighted_blur(log_albedo, anchors.float(), _scaled(DETAIL_BLUR_TEXELS, resolution))
+    spread = _robust_sigma(own[:, anchors[0]])[:, None, None]
+    feature = ((own.abs() > FEATURE_SIGMAS * spread) & anchors).any(0, keepdim=True).float()
+    weight = anchors.float() * (dilate(feature, round(_scaled(FEATURE_TEXELS, resolution))) < 0.5)
+    source = torch.cat([own * weight, weight]).permute(1, 2, 0)  # [R, R, 4]: the detail premultiplied, its weight
+    labels, count = ndi.label(valid[0].cpu().numpy())
+    anchor_map, domain_map = anchors[0].cpu().numpy(), domain[0].cpu().numpy()
+    for island in range(1, count + 1):
+        here = labels == island
+        targets = domain_map & here
+        if not (targets.any() and (anchor_map & here).any()):
+            continue
+        distance, (iy, ix) = ndi.distance_transform_edt(~(anchor_map & here), return_indices=True)
+        ys, xs = np.nonzero(targets)
+        border = np.stack([ix[ys, xs], iy[ys, xs]], -1)
+        mirrored = torch.from_numpy(2 * border - np.stack([xs, ys], -1) + 0.5).to(source)
+        sampled = sample_pixels(source * torch.from_numpy(here)[..., None].to(source), mirrored)
+        carried = sampled[:, :3] / sampled[:, 3:].clamp(min=1e-3) * (sampled[:, 3:] > 0.1)
+        detail[:, ys, xs] = carried.T
+        strength[0, ys, xs] = 1 - smoothstep(torch.from_numpy(distance[ys, xs]).to(strength),
+                                             *(_scaled(t, resolution) for t in CARRY_TEXELS))
+    mix_gain = ((1 - share ** 2).clamp(min=0).sqrt() / (1 - share).clamp(min=1e-3)).clamp(max=MIX_GAIN_MAX)
+    return detail, strength * mix_gain
 
 
 def skin_grain(albedo: torch.Tensor, square: torch.Tensor, domain: torch.Tensor, decay: torch.Tensor,
