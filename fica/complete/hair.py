@@ -33,7 +33,11 @@ below it (long hair down the back and over the shoulders). A cell's point at rad
    above, strands and colours made a column at a time converged on the crown as a star of light and dark spokes.
    A hat (the headwear mask, ``fica.unwrap.headwear``) is not hair: the cells that project onto it, hidden ones
    included (a band around the head at the heights the portrait shows it), get the hat's dominant colour with no
-   strands, and only the hair beside and below it sets the strands' colour and spread.
+   strands, and only the hair beside and below it sets the strands' colour and spread. Its cells take the
+   portrait's colour only where the portrait sees them nearly square on (``HAT_SEEN_COS``): hair is a dome like
+   the shell, and its synthesised strands continue the seen hair's colour, but a hat's features (a badge, a white
+   crown, piping) seen at a slant lie on cells they do not belong to, and turned toward the viewer they spread
+   over its side where the hat's own colour belongs.
 4. Outline: a part of the hair apart from the rest on few cells (a blob over an ear) is dropped, and the hair's
    outline is cut between ``DETAIL`` × ``DETAIL`` sub-cells along a smoothed line (``fine_coverage``), not along
    the cells' edges: turned, the hair ends in a clean line, not a staircase of ~5 mm cells. The scalp the shell
@@ -67,6 +71,10 @@ SEEN_COS = (0.0, 0.4)  # cos of the cell to the portrait camera: from none to al
 # portrait's (the top of the head seen from the front is seen), a band ~24° of azimuth wide (~4 cm on the astronaut):
 # over 0.05-0.25 the photo's hair met the synthesised strands in a vertical line at yaw ±90; over 0.05-0.5 the
 # far-side cycle's turned render grew the astronaut's short hair a hanging row lower
+HAT_SEEN_COS = (0.3, 0.45)  # the same for the cells of a hat: the shell's dome is not a hat's shape (a crown's top,
+# a front panel standing up), so what the portrait shows on it at a slant lands on cells it does not belong to, and
+# turned toward the viewer it spreads over the hat's side: over (0, 0.4) Grace Hopper's white crown and badge, seen
+# at cos 0.1-0.4, were a white smear on 18-21% of her cap's side at yaw ±45-60 (0-0.6% over this band)
 MIN_THICKNESS_M = 0.004  # thinner than this is the scalp layer's job
 MIN_HAIR_PX = 50
 MIN_VOLUME_CELLS = 40  # hair thicker than the scalp layer on fewer cells than this is short hair: no shell
@@ -467,11 +475,11 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
 
     gen = generator if generator is not None else torch.Generator().manual_seed(SEED)
     pixels = _project(camera, outer.permute(1, 2, 0).reshape(-1, 3))
-    outer_cos = smoothstep(cos, *SEEN_COS)
-    seen = outer_cos * (sample_pixels(mask, pixels).T.view(1, A, B) > 0.5)
     wears_hat = headwear is not None and float(headwear.sum()) >= MIN_HAIR_PX
     hat = sample_pixels(headwear[..., None], pixels).T.view(1, A, B) > 0.5 if wears_hat else \
-        torch.zeros_like(seen).bool()
+        torch.zeros_like(cos).bool()
+    outer_cos = torch.where(hat, smoothstep(cos, *HAT_SEEN_COS), smoothstep(cos, *SEEN_COS))
+    seen = outer_cos * (sample_pixels(mask, pixels).T.view(1, A, B) > 0.5)
     hat_colour = dominant_colour(image, headwear) if wears_hat else torch.zeros(3)
     if hair_colour is None:
         hair_colour = mask[..., 0] * (1 - headwear.float()) if wears_hat else mask[..., 0]
