@@ -6,8 +6,9 @@ so identity and expression bases are gathered to the landmarks once per head). F
 Gauss-Newton (Levenberg-Marquardt) solve with an analytic Jacobian: 2D reprojection error plus a weak MediaPipe
 depth term, a Gaussian prior on identity and an L1 (sparse) prior on the expression weights, which stay in [0, 1]
 (projected Newton: weights held at a bound drop out of the step). A short first solve finds outlying landmarks,
-which the full second solve discounts with Cauchy weights; landmarks on no facial feature of their own (cheeks,
-forehead, jaw contour) count less as the fitted view turns away from frontal (``_view_trust``). A fixed field of
+which the full second solve discounts with Cauchy weights; as the fitted view turns away from frontal, landmarks on
+no facial feature of their own (cheeks, forehead, jaw contour) and the near half's features away from the midline
+count less (``_view_trust``), and the Cauchy weights narrow (``_robust_weights``). A fixed field of
 view stands in for the unknown focal length. The correction is one sparse linear solve, factorised once per head:
 a smooth (bending + membrane) displacement of every vertex that moves the landmarks onto their detections in the
 image plane.
@@ -52,7 +53,17 @@ IRIS_CENTRES = [468, 473]  # ...and give the gaze instead (gaze_from_landmarks)
 # (fica.cycle.turned_registration); frontal portraits keep their fit.
 TURNED_SHAPE_TRUST = 0.1
 TURN_DEG = (5.0, 30.0)
+# The same prior drags the near half's eye, brow and lip landmarks outward, the more the farther they lie from the
+# midline: on the examples' avatars at ±45° the near eye's inner corner errs 1-10 px, its outer corner 3-17 px, the
+# brow's tail up to 19 px (Grace Hopper's glasses, the stylized astronaut), while the far half's eye stays within
+# 2-5 px. A feature landmark on the near half loses trust like the featureless ones, in proportion to a smoothstep
+# of its distance from the midline (x of the mean head, metres) over NEAR_LATERAL_M.
+NEAR_LATERAL_M = (0.005, 0.035)
 ROBUST_SCALE = 0.06  # landmarks off by more than this fraction of the face width count less (Cauchy weights)
+# ...and by this fraction of it on a turned face, where many more landmarks come from MediaPipe's prior than from
+# the image (scaled like the trust, over TURN_DEG). With both, Grace Hopper's fits at +45° / -45° misregister 2.0 /
+# 2.7% of the face width instead of 4.9 / 3.1%; over the examples' avatars at ±30-60° 2.8% instead of 3.3%.
+TURNED_ROBUST_SCALE = 0.03
 # MediaPipe's relative depth is coarse: on renders of the head it correlates ~0.8-0.9 with the true depth and
 # spans ~0.6-0.8 of it, so it enters rescaled and with a small weight.
 DEPTH_WEIGHT = 0.02
@@ -294,20 +305,31 @@ def _reprojection_error_px(camera: Camera, points: torch.Tensor, landmarks: torc
 
 
 def _robust_weights(camera: Camera, points: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-    """Cauchy weights ``[478]`` of the landmarks' reprojection errors (1 for a perfect fit)."""
+    """Cauchy weights ``[478]`` of the landmarks' reprojection errors (1 for a perfect fit); their scale narrows
+    from ROBUST_SCALE to TURNED_ROBUST_SCALE as ``camera`` turns off the face's front (``_turn``)."""
     uv, _ = camera.project(points)
-    error = (uv - landmarks[:, :2]).norm(dim=1) / (ROBUST_SCALE * _face_width(landmarks))
+    scale = ROBUST_SCALE + (TURNED_ROBUST_SCALE - ROBUST_SCALE) * _turn(camera)
+    error = (uv - landmarks[:, :2]).norm(dim=1) / (scale * _face_width(landmarks))
     return 1.0 / (1.0 + error ** 2)
 
 
-def _view_trust(bases: _LandmarkBases, camera: Camera) -> torch.Tensor:
-    """Per-landmark trust ``[478]`` in the view of ``camera``: 1 for the facial-feature landmarks, for the others
-    falling from 1 to TURNED_SHAPE_TRUST as the camera's direction from the head turns TURN_DEG off the face's
-    front (+z in the head frame)."""
+def _turn(camera: Camera) -> torch.Tensor:
+    """How far ``camera`` has turned off the face's front (+z in the head frame): 0 within TURN_DEG[0] of it,
+    1 beyond TURN_DEG[1], a smoothstep between (scalar tensor)."""
     centre = camera.center.float()
     off_front = torch.rad2deg(torch.acos((centre[2] / centre.norm()).clamp(-1, 1)))
-    drop = (1 - TURNED_SHAPE_TRUST) * smoothstep(off_front, *TURN_DEG)
-    return torch.where(bases.shape_only, 1 - drop, torch.ones(()))
+    return smoothstep(off_front, *TURN_DEG)
+
+
+def _view_trust(bases: _LandmarkBases, camera: Camera) -> torch.Tensor:
+    """Per-landmark trust ``[478]`` in the view of ``camera``, falling toward TURNED_SHAPE_TRUST as the camera
+    turns off the face's front (``_turn``): fully for the landmarks on no facial feature, for the features on the
+    half nearer the camera by a smoothstep of their distance from the midline over NEAR_LATERAL_M; 1 for the
+    others and in a frontal view."""
+    centre = camera.center.float()
+    near_side = bases.neutral[:, 0] * torch.sign(centre[0])  # [478] metres toward the camera's side
+    reach = torch.where(bases.shape_only, torch.ones(()), smoothstep(near_side, *NEAR_LATERAL_M))
+    return 1 - (1 - TURNED_SHAPE_TRUST) * _turn(camera) * reach
 
 
 def _correction(head: HeadModel, camera: Camera, vertices: torch.Tensor, landmarks: torch.Tensor,
