@@ -53,7 +53,7 @@ IRIS_CENTRES = [468, 473]  # ...and give the gaze instead (gaze_from_landmarks)
 # (fica.cycle.turned_registration); frontal portraits keep their fit.
 TURNED_SHAPE_TRUST = 0.1
 TURN_DEG = (5.0, 30.0)
-# The same prior drags the near half's eye, brow and lip landmarks outward, the more the farther they lie from the
+# The same prior drags the near half's eye and brow landmarks outward, the more the farther they lie from the
 # midline: on the examples' avatars at ±45° the near eye's inner corner errs 1-10 px, its outer corner 3-17 px, the
 # brow's tail up to 19 px (Grace Hopper's glasses, the stylized astronaut), while the far half's eye stays within
 # 2-5 px. A feature landmark on the near half loses trust like the featureless ones, in proportion to a smoothstep
@@ -61,8 +61,8 @@ TURN_DEG = (5.0, 30.0)
 NEAR_LATERAL_M = (0.005, 0.035)
 ROBUST_SCALE = 0.06  # landmarks off by more than this fraction of the face width count less (Cauchy weights)
 # ...and by this fraction of it on a turned face, where many more landmarks come from MediaPipe's prior than from
-# the image (scaled like the trust, over TURN_DEG). With both, Grace Hopper's fits at +45° / -45° misregister 2.0 /
-# 2.7% of the face width instead of 4.9 / 3.1%; over the examples' avatars at ±30-60° 2.8% instead of 3.3%.
+# the image (scaled like the trust, over TURN_DEG). With both, Grace Hopper's fits at +45° / -45° misregister 1.9 /
+# 2.5% of the face width instead of 3.7 / 3.1%; over the examples' avatars at ±30-60° 2.8% instead of 3.3%.
 TURNED_ROBUST_SCALE = 0.03
 # MediaPipe's relative depth is coarse: on renders of the head it correlates ~0.8-0.9 with the true depth and
 # spans ~0.6-0.8 of it, so it enters rescaled and with a small weight.
