@@ -10,9 +10,10 @@ chin landmark, 1 at the forehead landmark), ``s`` across it (0 mid-face, in face
   fringe (a posterized sky's flat patches leak into the mask and grew a lump on the hair). Those pixels also
   give the hair's colours.
 - Lower down (the sides of a bob, long hair over the shoulders) a person pixel is hair when its colour is nearer
-  the hair's colours than the face skin's, is not of the background's colours (the person mask takes in some
-  background; light hair on a white ground would grow down to the image's edge) and it is joined to the hair
-  above; the neck, a collar or a suit are not. Nothing lower than ``LOWEST_T`` face heights below the chin or
+  the hair's colours than the face skin's, also in shadow (``SKIN_SHADES``: a neck under the jaw, the side of a
+  turned head, lit darker than the cheeks the skin's colours come from), is not of the background's colours (the
+  person mask takes in some background; light hair on a white ground would grow down to the image's edge) and it
+  is joined to the hair above; the neck, a collar or a suit are not. Nothing lower than ``LOWEST_T`` face heights below the chin or
   wider than ``WIDEST_S`` counts.
 
 The colours are compared as k-means palettes (a few centres each), so grey, posterized and painted portraits
@@ -35,6 +36,8 @@ WIDEST_S = 1.6  # and at most this far from the middle of the face (face widths)
 OVAL_MARGIN = 0.03  # the oval is grown by this fraction of the face width (its edge pixels are skin)
 PALETTE_SIZE = (6, 4)  # k-means centres for the hair and the skin colours
 HAIR_DISTANCE = 0.22  # a pixel farther than this from every hair colour (RGB 0..1) is not hair
+SKIN_SHADES = (1.0, 0.8, 0.65)  # below the brows the skin is also seen in shadow (a neck under the jaw, the side
+# of a turned head): its colours at these brightnesses are skin too
 SKIN_DARKEST_QUANTILE = 0.25  # the darkest quarter of the cheeks and nose (nostrils, lashes, brows) is not skin
 FOREHEAD_SKIN_DISTANCE = 0.06  # above the brows, a pixel this close to the skin's colours and joined to the face
 MAX_FOREHEAD_SHARE = 0.3  # is bare forehead, unless such pixels are more than this share of the hair up there
@@ -261,7 +264,7 @@ def _hair_mask(rgb: np.ndarray, lm: np.ndarray, person: np.ndarray) -> np.ndarra
         d_hair = _distance(pixels, _palette(rgb[sure], PALETTE_SIZE[0]))
         keep = d_hair < HAIR_DISTANCE
         if skin_palette is not None:
-            keep &= d_hair < _distance(pixels, skin_palette)
+            keep &= d_hair < _distance(pixels, np.concatenate([skin_palette * shade for shade in SKIN_SHADES]))
         if background_palette is not None:  # the background the person mask takes in (light hair on white)
             keep &= _distance(pixels, background_palette) > COLOUR_BACKGROUND_DISTANCE
         hair_like[lower] = keep
