@@ -16,12 +16,12 @@ CPU, no weights.
    filled texels are lit again with their own normal.
 4. Fill. Skin (face, ears, neck) the portrait does not show takes the seen skin's robust median albedo, continued
    from the seen skin near it, with the seen skin's own detail carried across the outline and grain farther away
-   (``fica.complete.skin``), lit no darker than the outline's hand-over band. The rest of each region is filled
-   smoothly (push-pull + Laplace sweeps) from its trusted and mirrored texels: lips from lips, the scalp from the
-   hair seen in the portrait
-   (texels near the median hair colour; a dark hair colour when none is seen; the scalp a hair shell leaves bare,
-   ``fica.complete.hair.bare_scalp``, is completed as skin), eyeballs as a white sclera
-   around an iris coloured from the seen eyes, the mouth cavity dark red with teeth just behind the lips.
+   (``fica.complete.skin``), lit no darker than the outline's hand-over band, the light near the outline evened
+   out across it. The rest of each region is filled smoothly (push-pull + Laplace sweeps) from its trusted and
+   mirrored texels: lips from lips, the scalp from the hair seen in the portrait (texels near the median hair
+   colour; a dark hair colour when none is seen; the scalp a hair shell leaves bare,
+   ``fica.complete.hair.bare_scalp``, is completed as skin), eyeballs as a white sclera around an iris coloured
+   from the seen eyes, the mouth cavity dark red with teeth just behind the lips.
 
 The colour step that remains where completed texels meet seen ones (what the lighting fit missed, an asymmetric
 face) is blended away in the gradient domain by the refiner, which reads ``source`` and also pulls the mirrored
@@ -39,8 +39,8 @@ import torch.nn.functional as F
 
 from fica.complete.base import Completer
 from fica.complete.hair import bare_scalp, complete_hair
-from fica.complete.skin import (CONFIDENT, anchor_decay, carried_detail, handover_weight, match_brightness,
-                               skin_grain, skin_median, skin_offset)
+from fica.complete.skin import (CONFIDENT, anchor_decay, carried_detail, even_light, handover_weight,
+                               match_brightness, skin_grain, skin_median, skin_offset)
 from fica.head.chart_seams import ChartSeams, chart_seams
 from fica.head.model import HeadModel, UVLayout, default_head
 from fica.maps import CompleteUV, PartialUV, Source, geometry_normals
@@ -286,6 +286,10 @@ def complete_texture(partial: PartialUV, layout: UVLayout, geometry: torch.Tenso
     completed = completion * torch.maximum(shading, floor)
     handed_over = weight * match_brightness(texture, completed, photo & skin, weight) + (1 - weight) * completed
     texture = torch.where(skin | (bare & ~known), handed_over, texture)
+    # The light evened out across the face's outline: not on the neck (its own chart island, which the refiner joins
+    # to the face across the cut) nor on mirrored texels (a turned portrait's far cheek, which the refiner pulls to
+    # the light of its glimpses); the SEEN texels take the photo's colour again just below.
+    texture = even_light(texture, region("face") & ~mirrored, photo & skin)
     # Re-lighting extrapolates onto normals the portrait never showed: completed skin is kept no brighter than
     # the brightest seen skin.
     texture = torch.where(seen, partial.rgb, texture)

@@ -1,6 +1,6 @@
 """Skin the portrait does not show, continued from the skin it shows (issue 7, "a seamless far side").
 
-Seen from the side, a frontal portrait's face must not end in an edge where the completed head begins. Three
+Seen from the side, a frontal portrait's face must not end in an edge where the completed head begins. Four
 things made that edge, and each has its answer here (maps are ``[C, R, R]``, masks ``[1, R, R]`` bool):
 
 1. Hand-over (``handover_weight``). Near the face's outline the portrait sees the skin edge-on: smeared, darkened,
@@ -22,6 +22,8 @@ things made that edge, and each has its answer here (maps are ``[C, R, R]``, mas
    leather; the photo's own detail reads as skin). Farther away it gets grain with the seen skin's luminance
    spread in ``GRAIN_SCALES`` bands (robust spread, so wrinkles and brows do not inflate it), from a fixed seed:
    the chart completion stays deterministic.
+4. Light (``even_light``). The photo darkens steeply toward its outline while the completion beyond it is lit
+   flat: near the outline, the light (the luminance's local mean) is evened out across it.
 """
 from __future__ import annotations
 
@@ -52,11 +54,15 @@ GRAIN_GAIN = 0.35
 GRAIN_SEED = 0
 SMOOTH_TEXELS = 4.0  # the neighbourhood (texels at R = 256) over which skin counts as smooth for the grain
 MIN_SKIN_TEXELS = 50
-DETAIL_BLUR_TEXELS = 2.0  # the carried detail: the albedo's log against its blur at this scale (texels at R = 256)
+DETAIL_BLUR_TEXELS = 3.0  # the carried detail: the albedo's log against its blur at this scale (texels at R = 256)
 FEATURE_SIGMAS = 3.0  # seen texels whose detail exceeds this many robust sigmas (a glasses' rim, a mole, a deep
 FEATURE_TEXELS = 1  # ... fold), and those this close to them, are no skin texture to carry
 CARRY_TEXELS = (10.0, 30.0)  # the carried detail's strength falls from 1 to 0 over these distances from the skin
-MIX_GAIN_MAX = 2.0  # in the hand-over band the carried detail is raised by at most this much (carried_detail)
+MIX_GAIN_MAX = 4.0  # in the hand-over band the carried detail is raised by at most this much (carried_detail)
+LIGHT_DETAIL_TEXELS = 2.0  # even_light: the luminance's mean over this scale (texels at R = 256) is its light, ...
+LIGHT_BLUR_TEXELS = 8.0  # ... evened out by a blur over this scale ...
+LIGHT_REACH_TEXELS = (8.0, 20.0)  # ... fully within the first distance of the outline, not beyond the second
+LIGHT_MAX_LOG = 0.15  # ... by at most this much (log luminance): hair strands in the band stay dark, not olive
 
 
 def _scaled(texels: float, resolution: int) -> float:
@@ -174,6 +180,26 @@ def carried_detail(albedo: torch.Tensor, anchors: torch.Tensor, domain: torch.Te
                                              *(_scaled(t, resolution) for t in CARRY_TEXELS))
     mix_gain = ((1 - share ** 2).clamp(min=0).sqrt() / (1 - share).clamp(min=1e-3)).clamp(max=MIX_GAIN_MAX)
     return detail, strength * mix_gain
+
+
+def even_light(texture: torch.Tensor, skin: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """``texture [3, R, R]`` with the light of its ``skin`` texels near the outline of the ``seen`` ones (both
+    ``[1, R, R]`` bool) evened out (step 4). The photo darkens steeply toward its outline (the cheek turning away
+    from the light, shadow) where the completion beyond it is lit flat: seen from the side, that kink in the light
+    reads as an edge, and where the completion is lit brighter than the band's outer rim, as a dark valley along
+    it. Within ``LIGHT_REACH_TEXELS`` of the outline (the border of ``seen`` with its holes closed), on either
+    side, the log luminance's local mean (over ``LIGHT_DETAIL_TEXELS``) is moved to its blur over
+    ``LIGHT_BLUR_TEXELS``, by at most ``LIGHT_MAX_LOG`` (strands of dark hair on the temple, brightened fully,
+    turned olive), fading back to the texture's own beyond; the hue and the finer detail stay."""
+    resolution = texture.shape[-1]
+    region = ndi.binary_fill_holes(seen[0].cpu().numpy())
+    distance = ndi.distance_transform_edt(region) + ndi.distance_transform_edt(~region)
+    near = 1 - smoothstep(torch.from_numpy(distance.astype(np.float32))[None].to(texture.device),
+                          *(_scaled(t, resolution) for t in LIGHT_REACH_TEXELS))
+    log_luminance = texture.mean(0, keepdim=True).clamp(min=1e-3).log()
+    light = weighted_blur(log_luminance, skin.float(), _scaled(LIGHT_DETAIL_TEXELS, resolution))
+    even = weighted_blur(light, skin.float(), _scaled(LIGHT_BLUR_TEXELS, resolution))
+    return texture * (near * skin * (even - light).clamp(-LIGHT_MAX_LOG, LIGHT_MAX_LOG)).exp()
 
 
 def skin_grain(albedo: torch.Tensor, square: torch.Tensor, domain: torch.Tensor, decay: torch.Tensor,
