@@ -38,7 +38,8 @@ below it (long hair down the back and over the shoulders). A cell's point at rad
    the shell, and its synthesised strands continue the seen hair's colour, but a hat's features (a badge, a white
    crown, piping) seen at a slant lie on cells they do not belong to, and turned toward the viewer they spread
    over its side where the hat's own colour belongs.
-4. Outline: a part of the hair apart from the rest on few cells (a blob over an ear) is dropped, and the hair's
+4. Outline: a part of the hair apart from the rest on few cells (a blob over an ear) is dropped, a hole in it on
+   few cells (a cap's top the portrait sees edge-on, too thin there to cover the scalp) is filled, and the hair's
    outline is cut between ``DETAIL`` × ``DETAIL`` sub-cells along a smoothed line (``fine_coverage``), not along
    the cells' edges: turned, the hair ends in a clean line, not a staircase of ~5 mm cells. The scalp the shell
    leaves bare is skin (``bare_scalp``; the completer paints it so).
@@ -102,7 +103,9 @@ COLOUR_BINS = 8  # levels a channel when the hat's dominant colour is counted
 MIN_COLOUR_CELLS = 20  # fewer seen cells of the hair's own colour than this: the unseen hair gets its one colour
 OUTLINE_COVERAGE = 0.05  # a cell with more coverage than this lies inside the hair's outline on the chart
 ISLAND_SHARE = 0.05  # a part of the hair apart from the rest on fewer than this share of its cells is none: on
-# Grace Hopper a blob of 50 cells (of 4470) stood over her ear, and each part of the hair of the examples is whole
+# Grace Hopper a blob of 50 cells (of 4470) stood over her ear, and each part of the hair of the examples is whole;
+# a hole in it on fewer than this share of the cells without hair is hair: 65 and 148 cells on top of the caps of
+# Grace Hopper and her smoothed variant showed the scalp as orange spots from above
 OUTLINE_SIGMA = 1.0  # cells: the outline is smoothed this much before it is cut between the sub-cells ...
 OUTLINE_SOFTNESS = 0.05  # ... with a soft edge this wide (in the smoothed inside share about its 0.5 line)
 COVERING = 0.4  # the shell covers the head where its coverage reaches this (thin hair reaches 0.5)
@@ -471,6 +474,11 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     thickness = torch.where(mirrored, thickness.flip(-1), thickness)
     coverage = torch.where(mirrored, coverage.flip(-1), coverage)
     coverage = coverage * drop_islands(coverage > OUTLINE_COVERAGE)
+    # a hole in the hair on few cells is hair (a cap's top seen edge-on, whose seen extent hugs the fitted head):
+    # left bare, its scalp showed through as spots of skin
+    covered = coverage >= COVERING
+    holes = ~covered & ~drop_islands(~covered)
+    coverage = torch.where(holes, wrapped_fill(coverage * covered, covered.float()), coverage)
     outer = base + (r_head + thickness) * direction
 
     gen = generator if generator is not None else torch.Generator().manual_seed(SEED)
