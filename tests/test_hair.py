@@ -239,8 +239,9 @@ def cap_side_bright_share(out, image: torch.Tensor, yaw: float, size: int = 256)
     azimuth = (torch.arange(B) + 0.5) / B * 360.0
     azimuth = azimuth if yaw > 0 else 360.0 - azimuth
     polar = (torch.arange(A) + 0.5) / CAP_ROWS * 90.0
-    side = (shell.coverage[0] > 0.5) & ((azimuth >= CAP_SIDE_AZIMUTH_DEG[0]) & (azimuth <= CAP_SIDE_AZIMUTH_DEG[1]))[None] \
-        & ((polar >= CAP_SIDE_POLAR_DEG[0]) & (polar <= CAP_SIDE_POLAR_DEG[1]))[:, None]
+    within = lambda x, span: (x >= span[0]) & (x <= span[1])  # noqa: E731
+    side = (shell.coverage[0] > 0.5) & within(azimuth, CAP_SIDE_AZIMUTH_DEG)[None] \
+        & within(polar, CAP_SIDE_POLAR_DEG)[:, None]
     camera = orbit_camera(yaw, 0.0, width=size, height=size)
     rgb, alpha = out.avatar.render(camera)
     pixels = camera.project(shell.outer[:, side].T)[0].long().clamp(0, size - 1)
@@ -253,12 +254,30 @@ def cap_side_bright_share(out, image: torch.Tensor, yaw: float, size: int = 256)
 def test_a_turned_cap_s_side_is_the_cap_s_colour_not_its_front_s_smeared(yaw):
     """Turned 45-60°, the side of Grace Hopper's cap above the ear is the cap's dark body, not the white crown
     and badge the portrait shows at a slant: at most 2% of it brighter than the cap's median colour by
-    ``BRIGHTER`` (a speck, no patch). Measured 0.6 / 0.6 / 0 / 0% at +45 / +60 / -45 / -60. Before: 18-21%, a
-    white smear over the upper side (cap_zoom_before.png in the session notes): the cap's cells the portrait sees
-    at cos 0.1-0.4 took its colour, which turned toward the viewer spread the crown's slanted white over them."""
+    ``BRIGHTER`` (a speck, no patch). Measured 0.5 / 0.5 / 0 / 0% at +45 / +60 / -45 / -60. Before: 18-21%, a
+    white smear over the upper side (cap_zoom_before.png in the session notes): the cap's cells 35-60° around the
+    dome, which the portrait sees at a slant, took the white of the crown it shows at the cap's top corners."""
     share = cap_side_bright_share(_run("grace_hopper.jpg"), _load("grace_hopper.jpg"), yaw)
     print(f"yaw {yaw}: {share:.3f} of the cap's side bright")
     assert share <= 0.02
+
+
+@pytest.mark.xfail(strict=True, reason="9.7 dB (13.5 before the cap's slanted cells took the cap's colour): the "
+                   "white crown the portrait shows at the cap's top corners lies on the cells 35-60 deg around the dome "
+                   "that a viewer at yaw 45-60 sees square on, and a cell has one colour for both; weighting by the "
+                   "turned view's cos instead (the eagle back, 10.1 dB) moved Grace Hopper's turned fit at -45 to "
+                   "3.05%, and keeping 13.3 dB brings back 12-15% of the side's smear")
+def test_the_cap_at_the_portrait_camera_keeps_the_photo_s_colours():
+    """At the portrait camera, the view a visitor compares with the photo first, the cap (the headwear mask, 2 px in)
+    is no further from the photo than before its side was given the cap's colour, by 0.5 dB at most: PSNR at least
+    13.0 dB (13.5 then)."""
+    out, image = _run("grace_hopper.jpg"), _load("grace_hopper.jpg")
+    rgb, alpha = out.avatar.render_portrait_view()
+    headwear = (out.unwrapped.headwear_mask.numpy() > 0.5).astype(np.uint8)
+    cap = torch.from_numpy(cv2.erode(headwear, np.ones((5, 5), np.uint8)) > 0) & (alpha > 0.99)
+    psnr = 10 * np.log10(1 / float(((rgb - image)[cap] ** 2).mean()))
+    print(f"the cap at the portrait camera: {psnr:.2f} dB from the photo")
+    assert psnr >= 13.0
 
 
 CROWN_M = 0.07  # the crown: the scalp this far above the hair shell's centre (the ears' height) and higher
