@@ -48,17 +48,17 @@ long front-to-back list. This renders that with a few vectorised scatters instea
    surface behind it, by the colour weight, so its edge ended in steps where the surface depth jumped back to that
    surface (a cap over the forehead, a fringe of hair).
 
-Footprints are rectangular windows around the pixel holding the centre, the bounding box of the footprint's
-ellipse (capped at ``MAX_RADIUS_PX``); splats are bucketed by window size (a size few splats have is widened to
-a square) so that a bucket is one batch of ``[window, B]`` tensors. Within a window the exponent and the plane
-depth are quadratic and linear in the pixel offset, so one matrix product per bucket evaluates them at every
-window pixel. When the splats are wide (median projected standard deviation >= ``STRIDE_2_MIN_SIGMA_PX``, the
-default avatar at 512²) the image is smooth enough to be evaluated at every other pixel (exact point samples of
-the full-resolution splats), composited over the background there and interpolated bilinearly. The Gaussians are
-split over one single-threaded worker per core (``fica.render._workers``) where there are at least
-``SPLIT_MIN_CORES``; only the depth buffers and the sums meet, and the workers finish the image in bands of rows.
-On two cores the shares ran no faster than the whole did on one: run at once, each half took as long as the whole
-alone (astronaut 512², idle 2-core box: 39 ms a frame on two shares, 35.5 ms on one).
+Footprints are rectangular windows around the pixel holding the centre, the bounding box of the footprint's ellipse
+(capped at ``MAX_RADIUS_PX``); splats are bucketed by window size (a size few splats have is widened to a square)
+so that a bucket is one batch of ``[window, B]`` tensors. Within a window the exponent and the plane depth are
+quadratic and linear in the pixel offset, so a matrix product per bucket evaluates each at every window pixel (the
+depth's over the linear monomials alone). When the splats are wide (median projected standard deviation >=
+``STRIDE_2_MIN_SIGMA_PX``, the default avatar at 512²) the image is smooth enough to be evaluated at every other
+pixel (exact point samples of the full-resolution splats), composited over the background there and interpolated
+bilinearly. The Gaussians are split over one single-threaded worker per core (``fica.render._workers``) where there
+are at least ``SPLIT_MIN_CORES``; only the depth buffers and the sums meet, and the workers finish the image in
+bands of rows. On two cores the shares ran no faster than the whole did on one: run at once, each half took as long
+as the whole alone (astronaut 512², idle 2-core box: 39 ms a frame on two shares, 35.5 ms on one).
 
 Unlike the compositor it does not order splats within a surface (the blend is normalised and smoother), and a
 translucent layer within the tolerance of a surface (the analytic prior's hair, 2.5 mm above the scalp) blends
@@ -323,7 +323,7 @@ def _depth_pass(splats: dict, kept: torch.Tensor, canvas: tuple[int, int]) -> to
     reach = DEPTH_SIGMA * splats["sigma_xy"].index_select(1, kept) - 0.5
     layer_base = splats["base"] + size * splats["translucent"].int()
     for rows, pixels, monomials in _windows(splats, kept, reach, planes, layer_base):
-        pushed, z = monomials @ rows.view(2, 6, -1)  # each [P, B]
+        pushed, z = monomials @ rows[:6], monomials[:, 3:] @ rows[9:12]  # each [P, B]; the plane is linear
         zbuf.scatter_reduce_(0, pixels.view(-1).long(), torch.maximum(z, pushed).view(-1), "amin")
     return zbuf.view(2, size)
 
@@ -381,7 +381,7 @@ def _accumulate(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, surfa
     front_limit = surface[0] - 2 * DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M
     references = surface.view(-1)
     for rows, pixels, monomials in _windows(splats, part, radius_px, splats["table"][6:], splats["base"]):
-        z, log_w = monomials @ rows[:12].view(2, 6, -1)  # each [P, B]
+        z, log_w = monomials[:, 3:] @ rows[3:6], monomials @ rows[6:12]  # each [P, B]; the plane is linear
         pixels = pixels.view(-1)
         in_front = torch.lt(z.view(-1), front_limit.index_select(0, pixels))
         pixels.add_(in_front, alpha=size)  # the pixel in the layer the splat lies in there
