@@ -135,10 +135,14 @@ def _px_per_m(camera, point: torch.Tensor) -> float:
 def test_back_of_the_head_has_the_seen_hair_texture_at_every_scale_and_no_stripes(name):
     """Seen from behind (yaw 180°), the upper back of the head's luminance spread in bands at 3-6, 6-12 and 12-24
     mm is within a factor 2 of the seen hair's in the portrait (less reads as flat, more as painted on), and the
-    band at 6-12 mm is no more than 1.35 times stronger across the strands (horizontally) than along them. The bar
-    is read off the renders: the strand noise's broad regular stripes from the crown (a zebra) measured 1.45-1.52
-    on these four and looked it; the multi-scale texture measures 1.12-1.30 and reads as hair. (The strand noise
-    met the factor-2 band bar too: matching the spread per band alone does not rule stripes out.)"""
+    broad band at 12-24 mm is no more than 0.8 times as strong across the strands (horizontally) as along them. The
+    bar is read off the renders: broad regular stripes from the crown (a zebra, the strand noise elongated 12 / 6 / 3
+    times at every band) measured 0.84-0.96 on these four and looked it (0.76-0.93 with the bands blurred around the
+    azimuth in metres, still above the bar on the astronaut and the stylized one); fine strands along the flow over
+    round broad variations measure 0.56-0.74 and read as hair, as did the earlier leopard-print texture (0.68-0.77),
+    which the next test catches. (An earlier bar on the 6-12 mm band could not tell strands from a zebra: fine
+    strands, as wide as the ~5 mm Gaussians draw them, measured 1.32-1.46 there, the zebra 1.39-1.53. Matching the
+    spread per band alone does not rule stripes out either.)"""
     out = _run(name)
     image = _load(name)
     hair = out.unwrapped.hair_mask * (1 - out.unwrapped.headwear_mask)
@@ -153,7 +157,7 @@ def test_back_of_the_head_has_the_seen_hair_texture_at_every_scale_and_no_stripe
     px_per_m = _px_per_m(camera, centre)
     back = portrait_band_spread(rgb, crown, px_per_m)
     ratio = back / seen
-    sigma = px_per_m * BAND_SIGMAS_M[1]
+    sigma = px_per_m * BAND_SIGMAS_M[2]
 
     def directional(x_sigma: float, y_sigma: float) -> float:
         blur = lambda x, s: torch.from_numpy(cv2.GaussianBlur(  # noqa: E731
@@ -162,9 +166,45 @@ def test_back_of_the_head_has_the_seen_hair_texture_at_every_scale_and_no_stripe
 
     anisotropy = directional(1, 0) / directional(0, 1)
     print(f"{name}: band spread seen {seen.numpy().round(3)}, back {back.numpy().round(3)}, "
-          f"across/along {anisotropy:.2f}")
+          f"broad across/along {anisotropy:.2f}")
     assert bool(((ratio > 0.5) & (ratio < 2.0)).all())
-    assert anisotropy < 1.35, "broad stripes across the strands"
+    assert anisotropy < 0.8, "broad stripes across the strands"
+
+
+def strand_lengths(rgb: torch.Tensor, alpha: torch.Tensor) -> tuple[int, int]:
+    """Pixels over which the luminance of the render ``rgb [H, W, 3]`` stays correlated (its autocorrelation above
+    0.5) down (along the strands of the back of the head) and across, on the upper back of the head (``alpha
+    [H, W]``), the variations broader than 12 pixels removed."""
+    inside = alpha.numpy() > 0.99
+    rows = np.nonzero(inside.any(1))[0]
+    top, bottom = rows.min(), rows.max()
+    cols = np.nonzero(inside[(top + bottom) // 2 - 20])[0]
+    left, right = cols.min() + 0.2 * (cols.max() - cols.min()), cols.max() - 0.2 * (cols.max() - cols.min())
+    patch = _luminance(rgb).float().numpy()[int(top + 0.15 * (bottom - top)):int(top + 0.55 * (bottom - top)),
+                                            int(left):int(right)]
+    patch = patch - cv2.GaussianBlur(patch, (0, 0), 12)
+    patch = (patch - patch.mean()) * np.hanning(patch.shape[0])[:, None] * np.hanning(patch.shape[1])[None]
+    power = np.abs(np.fft.fft2(patch, s=(2 * patch.shape[0], 2 * patch.shape[1]))) ** 2
+    correlation = np.fft.ifft2(power).real
+    correlation /= correlation[0, 0]
+    length = lambda c: next((i for i in range(1, 60) if c[i] < 0.5), 60)  # noqa: E731
+    return length(correlation[:, 0]), length(correlation[0])
+
+
+@pytest.mark.parametrize("name", HAIR_EXAMPLES + LONG_HAIR)
+def test_the_back_of_the_head_shows_strands_along_the_flow_not_spots(name):
+    """Seen from behind and from behind at a slant (yaw 180°, ±135°), the unseen hair's fine variation runs along
+    the strands: its luminance stays correlated at least 3.5 times as far down as across (the median of the three
+    views). The bar is read off the renders: the texture that read as leopard print, dark blotches 1-2 cm wide over
+    the bob, measured 2.3-2.4 on these four (strands_*.png in the session notes, top rows); fine strands along the
+    flow measure 4.4-5.0 (broad stripes, a zebra, are the business of the test above)."""
+    out = _run(name)
+    ratios = []
+    for yaw in (180.0, 135.0, -135.0):
+        down, across = strand_lengths(*out.avatar.render(orbit_camera(yaw, 0.0, width=384, height=384)))
+        ratios.append(down / across)
+    print(f"{name}: correlated down / across {np.round(ratios, 1)}")
+    assert float(np.median(ratios)) >= 3.5, "spots, not strands"
 
 
 def crown_star(out, radii_mm: tuple[float, ...] = (8.0, 15.0)) -> list[float]:

@@ -27,8 +27,8 @@ below it (long hair down the back and over the shoulders). A cell's point at rad
    and detail alike, across a band of azimuth toward the portrait's silhouette (``SEEN_COS``), so no line shows
    where they meet; the rest get the seen
    hair's smooth colour, lit softly from above, times a texture with the seen hair's luminance spread in each of
-   a few bands of scale (measured in the portrait in metres, synthesised on the chart a little longer along the
-   strands than across): fine strands at low contrast and a few broad soft variations, no regular stripes.
+   a few bands of scale (measured in the portrait in metres, synthesised on the chart, around the azimuth in metres):
+   fine strands much longer along the flow than across, over round soft broad variations: no spots, no stripes.
    The hair the portrait does not show is smoothed around the azimuth in metres like the thickness: seen from
    above, strands and colours made a column at a time converged on the crown as a star of light and dark spokes.
    A hat (the headwear mask, ``fica.unwrap.headwear``) is not hair: the cells that project onto it, hidden ones
@@ -88,14 +88,18 @@ TIP_COLUMNS = 3.0  # ... which is smoothed around the azimuth by this many colum
 WRAP = 16  # columns copied from the other side before filling, so fills wrap around the back
 BAND_SIGMAS_M = (0.003, 0.006, 0.012)  # the hair's texture is measured and made in bands between these
 # Gaussian blurs (metres) and twice them: from the finest a cell holds to the broad soft variations
-STRAND_ELONGATION = (3.0, 2.0, 1.5)  # the synthesised bands are this much longer along the strands (down the
-# rows) than across: fine strands, then softer and rounder broad variations
+STRAND_ELONGATION = (8.0, 1.0, 1.0)  # the synthesised bands are this much longer along the strands (down the
+# rows) than across: fine strands along the flow, round soft broad variations. At (3, 2, 1.5) the back of the head
+# read as leopard print (blotches 1-2 cm wide: the middle band's round-ish spots); elongating the broad bands too,
+# (12, 6, 3), gave broad stripes (a zebra) and dark spokes at the crown
 MIN_BAND_PIXELS = 100  # a band measured on fewer pixels than this (well inside the hair) is not measured
 MEAN_SIGMA = 3.0  # cells: the seen hair's local mean colour, about which its strands vary
 MAX_BAND_SPREAD = 0.3  # relative luminance spread of one band at most
 TYPICAL_BAND_SPREAD = (0.09, 0.09, 0.09)  # a band the portrait's hair is too thin to measure (a few strands under a
 # hat's brim) gets this: the astronaut's photographed hair measures 0.089 / 0.089 / 0.092
-SPLAT_BLUR_GAIN = 1.2  # the strand Gaussians overlap and average ~0.3 of each band away: make up for it
+SPLAT_BLUR_GAIN = (1.1, 0.9, 1.0)  # the strand Gaussians overlap and average part of each band away: make up for
+# it at the finest band; the middle band gets less than measured (the fine strands, blurred by the Gaussians, fill
+# it too, and at 1.2 it was the blotches of a leopard print)
 CALIBRATION_ROUNDS = 3  # the bands' weights are corrected this often toward the measured spreads
 TOP_LIGHT = 0.3  # unseen hair is lit from above: relative brightness gained from the nape to the crown
 DETAIL = 2  # the portrait's colour is kept at DETAIL x DETAIL sub-cells of the cells it shows
@@ -260,6 +264,8 @@ def seen_extent(camera: Camera, outlines: torch.Tensor, base: torch.Tensor, dire
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    if sigma <= 0:
+        return torch.ones(1)
     half = max(1, int(math.ceil(3 * sigma)))
     x = torch.arange(-half, half + 1, dtype=torch.float32)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
@@ -310,17 +316,20 @@ def portrait_band_spread(image: torch.Tensor, weight: torch.Tensor, px_per_m: fl
     return band_spread(image.mean(-1).float(), weight.float(), tuple(px_per_m * s for s in BAND_SIGMAS_M), blur)
 
 
-def strand_texture(target: torch.Tensor, cell_m: float, generator: torch.Generator, shape: tuple[int, int]
-                   ) -> torch.Tensor:
+def strand_texture(target: torch.Tensor, cell_m: float, column_m: torch.Tensor, generator: torch.Generator,
+                   shape: tuple[int, int]) -> torch.Tensor:
     """``[1, A, B]`` zero-mean relative luminance variation whose ``band_spread`` on the chart (cells
     ``cell_m`` metres) is ``target [K]`` at ``BAND_SIGMAS_M``: a band-pass noise for each band, longer along the
     strands (the rows) by its ``STRAND_ELONGATION``, weighted to the target in a few rounds of correction (the bands
-    overlap a little)."""
+    overlap a little). Across the strands each band is blurred in metres (``azimuth_blur`` with each row's
+    ``column_m [A]``, metres): toward the crown, where the columns narrow, a band blurred in columns was a spoke
+    from the crown, and the broad bands made a star of dark wedges."""
     sigmas = tuple(s / cell_m for s in BAND_SIGMAS_M)
     noise = seeded_noise((1, *shape), generator).cpu()
+    blur_m = lambda rows, m: azimuth_blur(_blur(noise, rows, 0.0), column_m, m * cell_m)  # noqa: E731
     bands = []
     for sigma, elongation in zip(sigmas, STRAND_ELONGATION):
-        band = _blur(noise, elongation * sigma, sigma) - _blur(noise, 2 * elongation * sigma, 2 * sigma)
+        band = blur_m(elongation * sigma, sigma) - blur_m(2 * elongation * sigma, 2 * sigma)
         bands.append(band / band.std().clamp(min=1e-6))
     bands = torch.cat(bands)  # [K, A, B]
     blur = lambda x, s: _blur(x[None], s, s)[0]  # noqa: E731
@@ -498,10 +507,10 @@ def complete_hair(image: torch.Tensor, hair_mask: torch.Tensor, camera: Camera, 
     px_per_m = float(camera.K[0, 0]) / float(camera.project(centre[None])[1][0])
     measured = portrait_band_spread(image, hair_colour, px_per_m)
     measured = torch.where(measured > 0, measured, torch.tensor(TYPICAL_BAND_SPREAD))
-    spread = (SPLAT_BLUR_GAIN * measured).clamp(max=MAX_BAND_SPREAD)
+    spread = (torch.tensor(SPLAT_BLUR_GAIN) * measured).clamp(max=MAX_BAND_SPREAD)
     cell_m = float((outer - outer.roll(1, 2)).norm(dim=0)[coverage[0] > 0.5].median()) \
         if bool((coverage > 0.5).any()) else 2 * math.pi * float(r_head.max()) / COLUMNS
-    strands = strand_texture(spread, cell_m, gen, (A, B))
+    strands = strand_texture(spread, cell_m, (outer - outer.roll(1, 2)).norm(dim=0).mean(1), gen, (A, B))
     up = torch.where(hanging, -(torch.arange(A)[None, :, None] - CAP_ROWS) / HANG_ROWS, direction[1:2])
     texture = hair_texture(image, pixels, seen, hat, hat_colour, on_colour, colour, strands,
                            up.expand(1, A, B).float())
