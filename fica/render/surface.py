@@ -345,12 +345,12 @@ def _visible(splats: dict, kept: torch.Tensor, surface: torch.Tensor, outline: t
     """
     sigma = splats["sigma"].index_select(0, kept)
     step = (1.5 * sigma).round().clamp(max=MAX_RADIUS_PX)
-    zero = torch.zeros_like(step)
-    ox = torch.stack([zero, step, -step, zero, zero])  # [5, M] probe offsets, px
-    oy = torch.stack([zero, zero, zero, step, -step])
     gx, gy, z = splats["table"][9:12].index_select(1, kept)
-    plane = z + gx * ox + gy * oy
-    probes = (splats["base"].index_select(0, kept) + (oy * splats["canvas_width"] + ox).int()).view(-1)  # [5 · M]
+    along_x, along_y = gx * step, gy * step
+    plane = torch.stack([z, z + along_x, z - along_x, z + along_y, z - along_y])  # [5, M] at the probes
+    centre, step_x = splats["base"].index_select(0, kept), step.int()
+    step_y = step_x * splats["canvas_width"]
+    probes = torch.stack([centre, centre + step_x, centre - step_x, centre + step_y, centre - step_y]).view(-1)
     at_outline = outline.index_select(0, probes).view(plane.shape)
     rim = (plane + 2 * DEPTH_TOLERANCE_M / DEPTH_FALLOFF_M < at_outline).any(0)
     over = (plane <= at_outline).any(0)
