@@ -136,11 +136,12 @@ def rasterize_surface(means: torch.Tensor,  # [N, 3] head frame, metres
             splats = _splats(*(x[..., i::n_parts] for x in per_splat), viewmat, K, width, height, pad, stride)
             kept, faint = splats["kept"], splats["faint"]
             first = splats["facing"] & ~faint.index_select(0, kept)
-            front = _depth_pass(splats, kept[first], canvas)
+            facing = kept[first]
+            front = _depth_pass(splats, facing, canvas)
             opaque_front = front[0] + tolerance
             near, _ = _visible(splats, kept[~first], opaque_front, opaque_front)
             behind = _depth_pass(splats, near[~faint.index_select(0, near)], canvas)
-            return splats, torch.cat([kept[first], near]), torch.minimum(front, behind)
+            return splats, torch.cat([facing, near]), torch.minimum(front, behind)
 
         def accumulate(splats: dict, candidates: torch.Tensor) -> torch.Tensor:
             """A share's sums: its splats tested against the opaque surface (a translucent layer, the hair over
@@ -285,7 +286,7 @@ def _windows(splats: dict, part: torch.Tensor, radius_px: torch.Tensor, table: t
     key = ry * side + rx
     sparse = torch.bincount(key, minlength=side * side) < MIN_BUCKET_SPLATS
     square = torch.maximum(rx, ry) * (side + 1)
-    key = torch.where(sparse.index_select(0, key), square, key)
+    key = key + (square - key) * sparse.index_select(0, key)  # where() is slower
     counts = torch.bincount(key, minlength=side * side).tolist()
     ids = part[torch.sort(key.short(), stable=True).indices]  # narrow keys sort faster
     rows, base = table.index_select(1, ids), base.index_select(0, ids)  # faster than [:, ids]
