@@ -58,6 +58,8 @@ DETAIL_BLUR_TEXELS = 3.0  # the carried detail: the albedo's log against its blu
 FEATURE_SIGMAS = 3.0  # seen texels whose detail exceeds this many robust sigmas (a glasses' rim, a mole, a deep
 FEATURE_TEXELS = 1  # ... fold), and those this close to them, are no skin texture to carry
 CARRY_TEXELS = (10.0, 30.0)  # the carried detail's strength falls from 1 to 0 over these distances from the skin
+CARRIED_MAX_LOG = 0.4  # the carried detail changes the log albedo by at most this (pores and wrinkles; a drawing's
+# ink and highlights, carried at up to 20 times their brightness in the hand-over band, smudged a stylized face's side)
 MIX_GAIN_MAX = 4.0  # in the hand-over band the carried detail is raised by at most this much (carried_detail)
 LIGHT_DETAIL_TEXELS = 2.0  # even_light: the luminance's mean over this scale (texels at R = 256) is its light, ...
 LIGHT_BLUR_TEXELS = 8.0  # ... evened out by a blur over this scale ...
@@ -150,7 +152,8 @@ def carried_detail(albedo: torch.Tensor, anchors: torch.Tensor, domain: torch.Te
     over ``CARRY_TEXELS``. Where the portrait keeps a ``share [1, R, R]`` w of the texel (the hand-over band), its
     own detail and the carried one mix as independent textures, sqrt(w² + (1 - w)²) of either, a smoother strip
     along the outline: the carried detail is raised by sqrt(1 - w²) / (1 - w) (up to ``MIX_GAIN_MAX``), so that
-    the mix keeps the detail of one."""
+    the mix keeps the detail of one. The detail is the log luminance's (skin texture is light and shade; carried per
+    channel, a drawing's ink and highlights tinted the side of its face) and adds at most ``CARRIED_MAX_LOG``."""
     resolution = albedo.shape[-1]
     detail = torch.zeros_like(albedo)
     strength = torch.zeros_like(albedo[:1])
@@ -158,6 +161,7 @@ def carried_detail(albedo: torch.Tensor, anchors: torch.Tensor, domain: torch.Te
         return detail, strength
     log_albedo = albedo.clamp(min=1e-3).log()
     own = log_albedo - weighted_blur(log_albedo, anchors.float(), _scaled(DETAIL_BLUR_TEXELS, resolution))
+    own = own.mean(0, keepdim=True).expand_as(own)  # skin texture is light and shade: its colour stays the skin's
     spread = _robust_sigma(own[:, anchors[0]])[:, None, None]
     feature = ((own.abs() > FEATURE_SIGMAS * spread) & anchors).any(0, keepdim=True).float()
     weight = anchors.float() * (dilate(feature, round(_scaled(FEATURE_TEXELS, resolution))) < 0.5)
@@ -179,7 +183,9 @@ def carried_detail(albedo: torch.Tensor, anchors: torch.Tensor, domain: torch.Te
         strength[0, ys, xs] = 1 - smoothstep(torch.from_numpy(distance[ys, xs]).to(strength),
                                              *(_scaled(t, resolution) for t in CARRY_TEXELS))
     mix_gain = ((1 - share ** 2).clamp(min=0).sqrt() / (1 - share).clamp(min=1e-3)).clamp(max=MIX_GAIN_MAX)
-    return detail, strength * mix_gain
+    strength = strength * mix_gain
+    bound = CARRIED_MAX_LOG / strength.clamp(min=1e-3)  # what it adds to the log albedo stays skin texture
+    return torch.maximum(torch.minimum(detail, bound), -bound), strength
 
 
 def even_light(texture: torch.Tensor, skin: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
