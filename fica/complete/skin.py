@@ -143,29 +143,28 @@ def _band(values: torch.Tensor, weight: torch.Tensor, sigma: float) -> torch.Ten
 
 def carried_detail(albedo: torch.Tensor, anchors: torch.Tensor, domain: torch.Tensor, valid: torch.Tensor,
                    share: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The seen skin's own fine detail carried across its outline (step 3): ``[3, R, R]`` log-albedo detail over
+    """The seen skin's own fine detail carried across its outline (step 3): ``[1, R, R]`` log-luminance detail over
     ``domain`` and ``[1, R, R]`` its strength 0..1. The detail of the ``anchors`` texels (confidently seen skin) is
-    their log albedo against its blur over ``DETAIL_BLUR_TEXELS``; texels near detail beyond ``FEATURE_SIGMAS``
+    their log albedo, averaged over the channels, against its blur over ``DETAIL_BLUR_TEXELS``; texels near detail beyond ``FEATURE_SIGMAS``
     (``FEATURE_TEXELS``) carry none. A ``domain`` texel takes it from its reflection across the anchors' border,
     within the same chart island of ``valid``: the texel as deep inside as it lies outside, so wrinkles and pores
     run on across the border instead of ending there. The strength falls with the distance from the anchors
     over ``CARRY_TEXELS``. Where the portrait keeps a ``share [1, R, R]`` w of the texel (the hand-over band), its
     own detail and the carried one mix as independent textures, sqrt(w² + (1 - w)²) of either, a smoother strip
     along the outline: the carried detail is raised by sqrt(1 - w²) / (1 - w) (up to ``MIX_GAIN_MAX``), so that
-    the mix keeps the detail of one. The detail is the log luminance's (skin texture is light and shade; carried per
-    channel, a drawing's ink and highlights tinted the side of its face) and adds at most ``CARRIED_MAX_LOG``."""
+    the mix keeps the detail of one. Skin texture is light and shade: carried per channel, a drawing's ink and
+    highlights tinted the side of its face. What the detail adds stays within ``CARRIED_MAX_LOG``."""
     resolution = albedo.shape[-1]
-    detail = torch.zeros_like(albedo)
+    detail = torch.zeros_like(albedo[:1])
     strength = torch.zeros_like(albedo[:1])
     if int(anchors.sum()) < MIN_SKIN_TEXELS or not bool(domain.any()):
         return detail, strength
-    log_albedo = albedo.clamp(min=1e-3).log()
-    own = log_albedo - weighted_blur(log_albedo, anchors.float(), _scaled(DETAIL_BLUR_TEXELS, resolution))
-    own = own.mean(0, keepdim=True).expand_as(own)  # skin texture is light and shade: its colour stays the skin's
-    spread = _robust_sigma(own[:, anchors[0]])[:, None, None]
-    feature = ((own.abs() > FEATURE_SIGMAS * spread) & anchors).any(0, keepdim=True).float()
+    log_luminance = albedo.clamp(min=1e-3).log().mean(0, keepdim=True)  # [1, R, R]
+    own = log_luminance - weighted_blur(log_luminance, anchors.float(), _scaled(DETAIL_BLUR_TEXELS, resolution))
+    spread = float(_robust_sigma(own[:, anchors[0]]))
+    feature = ((own.abs() > FEATURE_SIGMAS * spread) & anchors).float()
     weight = anchors.float() * (dilate(feature, round(_scaled(FEATURE_TEXELS, resolution))) < 0.5)
-    source = torch.cat([own * weight, weight]).permute(1, 2, 0)  # [R, R, 4]: the detail premultiplied, its weight
+    source = torch.cat([own * weight, weight]).permute(1, 2, 0)  # [R, R, 2]: the detail premultiplied, its weight
     labels, count = ndi.label(valid[0].cpu().numpy())
     anchor_map, domain_map = anchors[0].cpu().numpy(), domain[0].cpu().numpy()
     for island in range(1, count + 1):
@@ -178,14 +177,14 @@ def carried_detail(albedo: torch.Tensor, anchors: torch.Tensor, domain: torch.Te
         border = np.stack([ix[ys, xs], iy[ys, xs]], -1)
         mirrored = torch.from_numpy(2 * border - np.stack([xs, ys], -1) + 0.5).to(source)
         sampled = sample_pixels(source * torch.from_numpy(here)[..., None].to(source), mirrored)
-        carried = sampled[:, :3] / sampled[:, 3:].clamp(min=1e-3) * (sampled[:, 3:] > 0.1)
+        carried = sampled[:, :1] / sampled[:, 1:].clamp(min=1e-3) * (sampled[:, 1:] > 0.1)
         detail[:, ys, xs] = carried.T
         strength[0, ys, xs] = 1 - smoothstep(torch.from_numpy(distance[ys, xs]).to(strength),
                                              *(_scaled(t, resolution) for t in CARRY_TEXELS))
     mix_gain = ((1 - share ** 2).clamp(min=0).sqrt() / (1 - share).clamp(min=1e-3)).clamp(max=MIX_GAIN_MAX)
     strength = strength * mix_gain
     bound = CARRIED_MAX_LOG / strength.clamp(min=1e-3)  # what it adds to the log albedo stays skin texture
-    return torch.maximum(torch.minimum(detail, bound), -bound), strength
+    return detail.clamp(-bound, bound), strength
 
 
 def even_light(texture: torch.Tensor, skin: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,8 @@ chin landmark, 1 at the forehead landmark), ``s`` across it (0 mid-face, in face
   the hair's colours than the face skin's, also in shadow (``SKIN_SHADES``: a neck under the jaw, the side of a
   turned head, lit darker than the cheeks the skin's colours come from), is not of the background's colours (the
   person mask takes in some background; light hair on a white ground would grow down to the image's edge) and it
-  is joined to the hair above; the neck, a collar or a suit are not. Nothing lower than ``LOWEST_T`` face heights below the chin or
-  wider than ``WIDEST_S`` counts.
+  is joined to the hair above; the neck, a collar or a suit are not. Nothing lower than ``LOWEST_T`` face heights
+  below the chin or wider than ``WIDEST_S`` counts.
 
 The colours are compared as k-means palettes (a few centres each), so grey, posterized and painted portraits
 work the same as photographs.
